@@ -1,0 +1,285 @@
+r"""Analytic test densities with closed-form log-densities, scores and exact samplers.
+
+Each density offers ``log_prob(x)`` (shape ``(batch,)``), ``score(x)`` =
+:math:`\nabla_x \log p(x)` (shape of ``x``) and ``sample(n, generator=None)`` (shape
+``(n, dim)``). Parameters fix the dtype: build a density from float64 tensors to get float64
+oracles. All of them are normalised; ``log_normalizer`` is :math:`\log Z` of the
+unnormalised density ``unnormalized_log_prob`` = ``log_prob + log_normalizer``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+
+from ._checks import check_positive_float, check_positive_int
+
+Arraylike = torch.Tensor | Sequence | float
+
+
+def _as_float_tensor(value: Arraylike, name: str, dtype: torch.dtype | None = None) -> torch.Tensor:
+    try:
+        t = torch.as_tensor(value)
+    except (TypeError, ValueError, RuntimeError) as err:
+        raise ValueError(f"{name} must be convertible to a tensor, got {value!r}") from err
+    if dtype is not None:
+        t = t.to(dtype)
+    elif not t.is_floating_point():
+        t = t.to(torch.get_default_dtype())
+    if not bool(torch.all(torch.isfinite(t))):
+        raise ValueError(f"{name} must be finite")
+    return t
+
+
+class Density:
+    """Interface shared by the analytic densities."""
+
+    dim: int
+    dtype: torch.dtype
+
+    def unnormalized_log_prob(self, x: torch.Tensor) -> torch.Tensor:
+        return self.log_prob(x) + self.log_normalizer
+
+    @property
+    def log_normalizer(self) -> float:
+        return 0.0
+
+    def log_prob(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def score(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        raise NotImplementedError  # pragma: no cover - interface
+
+    def _check_x(self, x: torch.Tensor) -> torch.Tensor:
+        if not isinstance(x, torch.Tensor) or x.dim() != 2 or x.shape[1] != self.dim:
+            got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+            raise ValueError(f"x must be a tensor of shape (batch, {self.dim}), got {got}")
+        return x.to(self.dtype)
+
+    def _device(self, generator: torch.Generator | None) -> torch.device:
+        return generator.device if generator is not None else torch.device("cpu")
+
+
+class Gaussian(Density):
+    r"""Multivariate normal :math:`\mathcal N(\mu, \Sigma)` in :math:`d` dimensions.
+
+    .. math::
+
+        \log p(x) = -\tfrac12 (x-\mu)^\top\Sigma^{-1}(x-\mu) - \log Z,\quad
+        Z = (2\pi)^{d/2}\,|\Sigma|^{1/2},\quad
+        \nabla_x \log p(x) = -\Sigma^{-1}(x - \mu).
+    """
+
+    def __init__(self, mean: Arraylike, cov: Arraylike):
+        mean = _as_float_tensor(mean, "mean")
+        if mean.dim() != 1:
+            raise ValueError(f"mean must have shape (d,), got {tuple(mean.shape)}")
+        d = mean.shape[0]
+        cov = _as_float_tensor(cov, "cov", mean.dtype)
+        if cov.shape != (d, d):
+            raise ValueError(f"cov must have shape (d, d) = ({d}, {d}), got {tuple(cov.shape)}")
+        if not torch.allclose(cov, cov.T, atol=1e-6 * float(cov.abs().max())):
+            raise ValueError("cov must be symmetric")
+        chol, info = torch.linalg.cholesky_ex(cov)
+        if int(info) != 0:
+            raise ValueError("cov must be positive definite")
+        self.dim, self.dtype = d, mean.dtype
+        self.mean, self.cov, self.scale_tril = mean, cov, chol
+        self.precision = torch.cholesky_inverse(chol)
+
+    @property
+    def log_normalizer(self) -> float:
+        """:math:`\\log Z = \\tfrac d2\\log 2\\pi + \\tfrac12\\log|\\Sigma|`."""
+        return 0.5 * self.dim * math.log(2 * math.pi) + float(torch.log(torch.diagonal(self.scale_tril)).sum())
+
+    def unnormalized_log_prob(self, x: torch.Tensor) -> torch.Tensor:
+        diff = self._check_x(x) - self.mean.to(x.device)
+        return -0.5 * ((diff @ self.precision.to(x.device)) * diff).sum(-1)
+
+    def log_prob(self, x: torch.Tensor) -> torch.Tensor:
+        return self.unnormalized_log_prob(x) - self.log_normalizer
+
+    def score(self, x: torch.Tensor) -> torch.Tensor:
+        diff = self._check_x(x) - self.mean.to(x.device)
+        return -diff @ self.precision.to(x.device)
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        check_positive_int(n, "n")
+        dev = self._device(generator)
+        z = torch.randn(n, self.dim, generator=generator, dtype=self.dtype, device=dev)
+        return self.mean.to(dev) + z @ self.scale_tril.to(dev).T
+
+
+class GaussianMixture(Density):
+    r"""Mixture :math:`p(x) = \sum_k w_k\,\mathcal N(x; \mu_k, \Sigma_k)`.
+
+    Its score is the responsibility-weighted average of the component scores,
+    :math:`\nabla_x\log p(x) = \sum_k \gamma_k(x)\,\big(-\Sigma_k^{-1}(x-\mu_k)\big)` with
+    :math:`\gamma_k(x) = w_k\mathcal N(x;\mu_k,\Sigma_k)/p(x)`.
+    """
+
+    def __init__(self, weights: Arraylike, means: Arraylike, covs: Arraylike):
+        means = _as_float_tensor(means, "means")
+        if means.dim() != 2:
+            raise ValueError(f"means must have shape (K, d), got {tuple(means.shape)}")
+        k, d = means.shape
+        weights = _as_float_tensor(weights, "weights", means.dtype)
+        if weights.shape != (k,):
+            raise ValueError(f"weights must have shape (K,) = ({k},), got {tuple(weights.shape)}")
+        if bool(torch.any(weights <= 0)) or abs(float(weights.sum()) - 1.0) > 1e-6:
+            raise ValueError(f"weights must be positive and sum to 1, got {weights.tolist()}")
+        covs = _as_float_tensor(covs, "covs", means.dtype)
+        if covs.shape != (k, d, d):
+            raise ValueError(f"covs must have shape (K, d, d) = ({k}, {d}, {d}), got {tuple(covs.shape)}")
+        self.components = [Gaussian(means[i], covs[i]) for i in range(k)]
+        self.dim, self.dtype = d, means.dtype
+        self.weights, self.means, self.covs = weights, means, covs
+
+    def _component_log_probs(self, x: torch.Tensor) -> torch.Tensor:
+        x = self._check_x(x)
+        logw = torch.log(self.weights.to(x.device))
+        return torch.stack([c.log_prob(x) for c in self.components], dim=-1) + logw
+
+    def log_prob(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.logsumexp(self._component_log_probs(x), dim=-1)
+
+    def score(self, x: torch.Tensor) -> torch.Tensor:
+        resp = torch.softmax(self._component_log_probs(x), dim=-1)  # (batch, K)
+        scores = torch.stack([c.score(x) for c in self.components], dim=1)  # (batch, K, d)
+        return (resp.unsqueeze(-1) * scores).sum(1)
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        check_positive_int(n, "n")
+        dev = self._device(generator)
+        idx = torch.multinomial(self.weights.to(dev), n, replacement=True, generator=generator)
+        z = torch.randn(n, self.dim, generator=generator, dtype=self.dtype, device=dev)
+        tril = torch.stack([c.scale_tril for c in self.components]).to(dev)
+        return self.means.to(dev)[idx] + torch.einsum("nij,nj->ni", tril[idx], z)
+
+
+class Banana(Density):
+    r"""A banana-shaped 2-D density: the image of
+    :math:`z \sim \mathcal N(0, \operatorname{diag}(\sigma_1^2, \sigma_2^2))` under
+    :math:`x = (z_1,\; z_2 + b\,(z_1^2 - \sigma_1^2))`, a map with unit Jacobian.
+
+    With :math:`u = x_2 - b(x_1^2 - \sigma_1^2)`:
+
+    .. math::
+
+        \log p(x) = \log\mathcal N(x_1; 0, \sigma_1^2) + \log\mathcal N(u; 0, \sigma_2^2),\quad
+        \nabla_x\log p(x) = \Big(-\frac{x_1}{\sigma_1^2} + \frac{2 b x_1 u}{\sigma_2^2},\;
+            -\frac{u}{\sigma_2^2}\Big).
+    """
+
+    def __init__(self, sigma1: float = 1.25, sigma2: float = 0.5, curvature: float = 0.6,
+                 dtype: torch.dtype | None = None):
+        self.sigma1 = check_positive_float(sigma1, "sigma1")
+        self.sigma2 = check_positive_float(sigma2, "sigma2")
+        try:
+            self.curvature = float(curvature)
+        except (TypeError, ValueError):
+            raise ValueError(f"curvature must be a number, got {curvature!r}") from None
+        self.dim, self.dtype = 2, dtype or torch.get_default_dtype()
+
+    def _u(self, x: torch.Tensor) -> torch.Tensor:
+        return x[:, 1] - self.curvature * (x[:, 0] ** 2 - self.sigma1**2)
+
+    def log_prob(self, x: torch.Tensor) -> torch.Tensor:
+        x = self._check_x(x)
+        s1, s2 = self.sigma1, self.sigma2
+        u = self._u(x)
+        return (-0.5 * (x[:, 0] / s1) ** 2 - 0.5 * (u / s2) ** 2
+                - math.log(2 * math.pi * s1 * s2))
+
+    def score(self, x: torch.Tensor) -> torch.Tensor:
+        x = self._check_x(x)
+        s1sq, s2sq = self.sigma1**2, self.sigma2**2
+        u = self._u(x)
+        g0 = -x[:, 0] / s1sq + 2 * self.curvature * x[:, 0] * u / s2sq
+        return torch.stack([g0, -u / s2sq], dim=-1)
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        check_positive_int(n, "n")
+        z = torch.randn(n, 2, generator=generator, dtype=self.dtype, device=self._device(generator))
+        x1 = self.sigma1 * z[:, 0]
+        x2 = self.sigma2 * z[:, 1] + self.curvature * (x1**2 - self.sigma1**2)
+        return torch.stack([x1, x2], dim=-1)
+
+
+class Ring(Density):
+    r"""A ring in 2-D: :math:`p(x) \propto \exp\!\big(-(\|x\| - R)^2 / (2w^2)\big)`.
+
+    Its normalising constant is, in polar coordinates with :math:`r = \|x\|`,
+
+    .. math::
+
+        Z = 2\pi\int_0^\infty r\,e^{-(r-R)^2/(2w^2)}\,dr
+          = 2\pi\Big(w^2 e^{-R^2/(2w^2)} + R\,w\sqrt{2\pi}\;\Phi(R/w)\Big),
+
+    and its score is :math:`\nabla_x\log p(x) = -\frac{\|x\| - R}{w^2}\,\frac{x}{\|x\|}`
+    (set to 0 at the origin, where it is undefined). Sampling is exact: the angle is uniform
+    and the radius is drawn by inverting its closed-form CDF by bisection.
+    """
+
+    def __init__(self, radius: float = 2.0, width: float = 0.25, dtype: torch.dtype | None = None):
+        self.radius = check_positive_float(radius, "radius")
+        self.width = check_positive_float(width, "width")
+        self.dim, self.dtype = 2, dtype or torch.get_default_dtype()
+
+    @property
+    def log_normalizer(self) -> float:
+        r, w = self.radius, self.width
+        phi = 0.5 * (1 + math.erf(r / (w * math.sqrt(2))))
+        return math.log(2 * math.pi * (w**2 * math.exp(-(r**2) / (2 * w**2))
+                                       + r * w * math.sqrt(2 * math.pi) * phi))
+
+    def unnormalized_log_prob(self, x: torch.Tensor) -> torch.Tensor:
+        x = self._check_x(x)
+        return -0.5 * ((x.norm(dim=-1) - self.radius) / self.width) ** 2
+
+    def log_prob(self, x: torch.Tensor) -> torch.Tensor:
+        return self.unnormalized_log_prob(x) - self.log_normalizer
+
+    def score(self, x: torch.Tensor) -> torch.Tensor:
+        x = self._check_x(x)
+        r = x.norm(dim=-1, keepdim=True)
+        unit = torch.where(r > 0, x / r.clamp_min(torch.finfo(x.dtype).tiny), torch.zeros_like(x))
+        return -(r - self.radius) / self.width**2 * unit
+
+    def _radial_cdf(self, r: torch.Tensor) -> torch.Tensor:
+        """Unnormalised CDF of the radius, :math:`\\int_0^r t e^{-(t-R)^2/2w^2} dt`."""
+        big_r, w = self.radius, self.width
+        gauss = torch.special.ndtr
+        lo = torch.tensor(-big_r / w, dtype=r.dtype)
+        return (w**2 * (math.exp(-(big_r**2) / (2 * w**2)) - torch.exp(-0.5 * ((r - big_r) / w) ** 2))
+                + big_r * w * math.sqrt(2 * math.pi) * (gauss((r - big_r) / w) - gauss(lo)))
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        check_positive_int(n, "n")
+        dev = self._device(generator)
+        u = torch.rand(n, generator=generator, dtype=torch.float64, device=dev)
+        theta = 2 * math.pi * torch.rand(n, generator=generator, dtype=torch.float64, device=dev)
+        hi_r = self.radius + 40 * self.width
+        target = u * self._radial_cdf(torch.tensor(hi_r, dtype=torch.float64, device=dev))
+        lo = torch.zeros(n, dtype=torch.float64, device=dev)
+        hi = torch.full((n,), hi_r, dtype=torch.float64, device=dev)
+        for _ in range(64):  # bisection: the CDF is increasing in r
+            mid = 0.5 * (lo + hi)
+            below = self._radial_cdf(mid) < target
+            lo, hi = torch.where(below, mid, lo), torch.where(below, hi, mid)
+        r = 0.5 * (lo + hi)
+        return torch.stack([r * torch.cos(theta), r * torch.sin(theta)], dim=-1).to(self.dtype)
+
+
+def two_gaussian_mixture(dtype: torch.dtype | None = None) -> GaussianMixture:
+    """The two-component 2-D mixture drawn in the book's score-field figures."""
+    dtype = dtype or torch.get_default_dtype()
+    means = torch.tensor([[-1.5, -0.5], [1.5, 1.0]], dtype=dtype)
+    covs = torch.stack([torch.tensor([[0.6, 0.2], [0.2, 0.4]], dtype=dtype),
+                        torch.tensor([[0.5, -0.15], [-0.15, 0.7]], dtype=dtype)])
+    return GaussianMixture(torch.tensor([0.45, 0.55], dtype=dtype), means, covs)

@@ -1,0 +1,313 @@
+r"""Score-matching objectives.
+
+Conventions (used across ``ssm_lib``):
+
+* A *score function* maps a batch ``x`` of shape ``(batch, *event_shape)`` to a tensor of the
+  same shape; for an energy :math:`E` with :math:`\log p = -E - \log Z` the score is
+  :math:`s = -\nabla_x E` (see :func:`ssm_lib.models.score_from_energy`).
+* :math:`J(x) = \nabla_x s(x)` is the Jacobian with rows :math:`\nabla_x s^1, \dots,
+  \nabla_x s^d`, i.e. :math:`J_{ij} = \partial s^i / \partial x_j`; :math:`d` is the product
+  of the event dimensions.
+* Each loss sums over the event dimensions and then reduces over the batch:
+  ``reduction="mean"`` (default), ``"sum"``, or ``"none"`` (one value per sample).
+* Losses are differentiable with respect to the parameters of ``score_fn`` and never modify
+  ``x`` (values or ``requires_grad``).
+* Randomness comes from an explicit ``torch.Generator`` (``None``: torch's global one).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from ._checks import (
+    ScoreFn,
+    as_grad_input,
+    call_score,
+    check_batch,
+    check_choice,
+    check_positive_float,
+    check_positive_int,
+    check_reduction,
+    event_sum,
+    reduce,
+)
+from .projections import PROJECTIONS, sample_projections
+
+EXACT_METHODS = ("loop", "vmap")
+SSM_METHODS = ("auto", "backward")
+
+
+def _grad(output: torch.Tensor, inputs: torch.Tensor, grad_outputs: torch.Tensor | None = None,
+          *, is_grads_batched: bool = False) -> torch.Tensor:
+    """``d(output . grad_outputs)/d inputs`` with ``create_graph=True``; zeros when ``output``
+    does not depend on ``inputs`` (e.g. a constant score)."""
+    if not output.requires_grad:
+        shape = (grad_outputs.shape[0], *inputs.shape) if is_grads_batched else inputs.shape
+        return inputs.new_zeros(shape)
+    if grad_outputs is None:
+        output = output.sum()
+    (g,) = torch.autograd.grad(output, inputs, grad_outputs=grad_outputs, create_graph=True,
+                               allow_unused=True, is_grads_batched=is_grads_batched)
+    if g is None:
+        shape = (grad_outputs.shape[0], *inputs.shape) if is_grads_batched else inputs.shape
+        return inputs.new_zeros(shape)
+    return g
+
+
+def jacobian_trace(score_fn: ScoreFn, x: torch.Tensor, *, method: str = "loop",
+                   chunk_size: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""The score and the exact trace of its Jacobian, :math:`\operatorname{tr}\nabla_x s(x)`.
+
+    ``method="loop"`` takes one backward pass per event dimension (:math:`d` passes, the
+    textbook cost); ``method="vmap"`` computes the same diagonal with the :math:`d` backward
+    passes vectorised into batched ones (``torch.autograd.grad(..., is_grads_batched=True)``,
+    which runs on ``torch.func.vmap``), ``chunk_size`` basis vectors at a time (``None``: all).
+
+    Returns:
+        ``(s, trace)`` with ``s`` of the shape of ``x`` and ``trace`` of shape ``(batch,)``.
+        Both carry the graph needed to differentiate them with respect to parameters.
+    """
+    check_choice(method, EXACT_METHODS, "method")
+    if chunk_size is not None:
+        check_positive_int(chunk_size, "chunk_size")
+    check_batch(x)
+    x_ = as_grad_input(x)
+    batch, dim = x.shape[0], x[0].numel()
+    with torch.enable_grad():
+        s = call_score(score_fn, x_)
+        s_flat = s.reshape(batch, dim)
+        if method == "loop":
+            trace = x.new_zeros(batch)
+            for i in range(dim):
+                g = _grad(s_flat[:, i], x_)
+                trace = trace + g.reshape(batch, dim)[:, i]
+            return s, trace
+        step = dim if chunk_size is None else chunk_size
+        trace = x.new_zeros(batch)
+        for start in range(0, dim, step):
+            idx = torch.arange(start, min(start + step, dim), device=x.device)
+            basis = torch.zeros(len(idx), batch, dim, dtype=s.dtype, device=x.device)
+            basis[torch.arange(len(idx), device=x.device), :, idx] = 1.0
+            g = _grad(s, x_, basis.reshape(len(idx), *x.shape), is_grads_batched=True)
+            g = g.reshape(len(idx), batch, dim)
+            # diagonal entries g[k, b, idx[k]] summed over the chunk
+            trace = trace + g.gather(2, idx.view(-1, 1, 1).expand(-1, batch, 1)).squeeze(2).sum(0)
+        return s, trace
+
+
+def exact_score_matching(
+    score_fn: ScoreFn,
+    x: torch.Tensor,
+    *,
+    method: str = "loop",
+    reduction: str = "mean",
+    chunk_size: int | None = None,
+) -> torch.Tensor:
+    r"""Hyvärinen's score-matching objective (Hyvärinen 2005; Song et al. 2019, Eq. 2).
+
+    .. math::
+
+        J(\theta) = \mathbb{E}_{p_\mathrm{data}(x)}\Big[\tfrac12 \|s_\theta(x)\|_2^2
+            + \operatorname{tr}\big(\nabla_x s_\theta(x)\big)\Big],
+
+    which equals the Fisher divergence
+    :math:`\tfrac12\mathbb{E}\|s_\theta(x) - \nabla_x\log p_\mathrm{data}(x)\|^2` minus a
+    constant that does not depend on :math:`\theta`.
+
+    Args:
+        score_fn: maps ``(batch, *event_shape)`` to a tensor of the same shape.
+        x: data batch ``(batch, *event_shape)``.
+        method: ``"loop"`` (one backward pass per dimension) or ``"vmap"`` (the same passes,
+            vectorised; faster, more memory).
+        reduction: ``"mean"``, ``"sum"`` or ``"none"``.
+        chunk_size: for ``"vmap"``, how many Jacobian rows to vectorise at once.
+    """
+    check_reduction(reduction)
+    s, trace = jacobian_trace(score_fn, x, method=method, chunk_size=chunk_size)
+    per_sample = 0.5 * event_sum(s**2) + trace
+    return reduce(per_sample, reduction)
+
+
+def _repeat_batch(x: torch.Tensor, n: int) -> torch.Tensor:
+    """``x`` repeated ``n`` times along a new leading axis, flattened into the batch axis."""
+    if n == 1:
+        return x
+    return x.unsqueeze(0).expand(n, *x.shape).reshape(n * x.shape[0], *x.shape[1:])
+
+
+def _projected_jacobian_backward(score_fn: ScoreFn, x: torch.Tensor, v: torch.Tensor
+                                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""Score and :math:`v^\top \nabla_x s(x) v` by double backpropagation (Song et al. 2019,
+    Eq. 9): :math:`v^\top J v = v^\top \nabla_x (v^\top s(x))`, one extra backward pass."""
+    x_ = as_grad_input(x)
+    with torch.enable_grad():
+        s = call_score(score_fn, x_)
+        grad_vs = _grad(s, x_, v)  # = J^T v
+    return s, event_sum(v * grad_vs)
+
+
+def sliced_score_matching(
+    score_fn: ScoreFn,
+    x: torch.Tensor,
+    *,
+    n_projections: int = 1,
+    projection: str = "rademacher",
+    variance_reduction: bool = False,
+    generator: torch.Generator | None = None,
+    reduction: str = "mean",
+    method: str = "auto",
+    projections: torch.Tensor | None = None,
+) -> torch.Tensor:
+    r"""Sliced score matching (Song et al. 2019, Eq. 8 and its estimator Eq. 10).
+
+    .. math::
+
+        J_\mathrm{SSM}(\theta) = \mathbb{E}_{p_v}\mathbb{E}_{p_\mathrm{data}(x)}\Big[
+            v^\top \nabla_x s_\theta(x)\, v + \tfrac12 \big(v^\top s_\theta(x)\big)^2\Big],
+
+    estimated with ``n_projections`` = :math:`M` independent directions per sample:
+    :math:`\frac1n\sum_i \frac1M\sum_m [v_{im}^\top \nabla_x s_\theta(x_i) v_{im}
+    + \frac12 (v_{im}^\top s_\theta(x_i))^2]`. With ``variance_reduction=True`` (SSM-VR) the
+    second term is replaced by its exact expectation :math:`\tfrac12\|s_\theta(x)\|^2`, valid
+    because :math:`\mathbb{E}[vv^\top] = I`. For every projection kind the objective equals
+    :func:`exact_score_matching` in expectation over :math:`v`.
+
+    Args:
+        score_fn: maps ``(batch, *event_shape)`` to a tensor of the same shape.
+        x: data batch ``(batch, *event_shape)``.
+        n_projections: :math:`M \ge 1` directions per data point.
+        projection: ``"rademacher"``, ``"gaussian"`` or ``"sphere"``.
+        variance_reduction: use SSM-VR.
+        generator: source of the projections.
+        reduction: ``"mean"``, ``"sum"`` or ``"none"``.
+        method: ``"auto"`` or ``"backward"`` (double backpropagation).
+        projections: optional explicit directions of shape ``(n_projections, *x.shape)``;
+            when given, ``projection`` and ``generator`` are not used.
+    """
+    check_batch(x)
+    check_reduction(reduction)
+    check_positive_int(n_projections, "n_projections")
+    check_choice(projection, PROJECTIONS, "projection")
+    check_choice(method, SSM_METHODS, "method")
+    m = n_projections
+    if projections is None:
+        v = sample_projections(projection, (m, *x.shape), generator=generator, dtype=x.dtype,
+                               device=x.device, event_dims=x.dim() - 1)
+    else:
+        if not isinstance(projections, torch.Tensor) or projections.shape != (m, *x.shape):
+            got = tuple(projections.shape) if isinstance(projections, torch.Tensor) else projections
+            raise ValueError(f"projections must have shape (n_projections, *x.shape) = "
+                             f"{(m, *x.shape)}, got {got}")
+        v = projections.to(dtype=x.dtype, device=x.device)
+    xr = _repeat_batch(x, m)
+    vr = v.reshape(m * x.shape[0], *x.shape[1:])
+    s, vjv = _projected_jacobian_backward(score_fn, xr, vr)
+    if variance_reduction:
+        second = 0.5 * event_sum(s**2)
+    else:
+        second = 0.5 * event_sum(vr * s) ** 2
+    per_sample = (vjv + second).reshape(m, x.shape[0]).mean(0)
+    return reduce(per_sample, reduction)
+
+
+def _check_sigma(sigma: float | torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """``sigma`` as a ``(batch,)`` tensor of positive finite noise levels."""
+    if isinstance(sigma, torch.Tensor):
+        if sigma.dim() == 0:
+            sig = sigma.reshape(1).expand(x.shape[0])
+        elif sigma.shape == (x.shape[0],):
+            sig = sigma
+        else:
+            raise ValueError(f"sigma must be a positive number or a tensor of shape (batch,) = "
+                             f"({x.shape[0]},), got shape {tuple(sigma.shape)}")
+        if not bool(torch.all(torch.isfinite(sig) & (sig > 0))):
+            raise ValueError("sigma must be positive and finite, got a tensor with values "
+                             f"in [{sig.min().item():.3g}, {sig.max().item():.3g}]")
+        return sig.to(dtype=x.dtype, device=x.device)
+    value = check_positive_float(sigma, "sigma")
+    return torch.full((x.shape[0],), value, dtype=x.dtype, device=x.device)
+
+
+def _per_sample_shape(t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    return t.reshape(-1, *([1] * (x.dim() - 1)))
+
+
+def perturb(x: torch.Tensor, sigma: float | torch.Tensor, *,
+            generator: torch.Generator | None = None,
+            noise: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    r"""Draw :math:`\tilde x = x + \sigma z` with :math:`z \sim \mathcal N(0, I)`.
+
+    Returns ``(x_tilde, z, sigma)`` with ``sigma`` as a ``(batch,)`` tensor."""
+    check_batch(x)
+    sig = _check_sigma(sigma, x)
+    if noise is None:
+        z = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
+    else:
+        if not isinstance(noise, torch.Tensor) or noise.shape != x.shape:
+            got = tuple(noise.shape) if isinstance(noise, torch.Tensor) else noise
+            raise ValueError(f"noise must have the shape of x {tuple(x.shape)}, got {got}")
+        z = noise
+    return x + _per_sample_shape(sig, x) * z, z, sig
+
+
+def denoising_score_matching(
+    score_fn: ScoreFn,
+    x: torch.Tensor,
+    sigma: float | torch.Tensor,
+    *,
+    generator: torch.Generator | None = None,
+    reduction: str = "mean",
+    sigma_weight_power: float = 0.0,
+    noise: torch.Tensor | None = None,
+    noise_conditional: bool = False,
+) -> torch.Tensor:
+    r"""Denoising score matching with a Gaussian kernel (Vincent 2011; Song et al. 2019, Eq. 4).
+
+    With :math:`q_\sigma(\tilde x \mid x) = \mathcal N(\tilde x; x, \sigma^2 I)`,
+    :math:`\nabla_{\tilde x}\log q_\sigma(\tilde x\mid x) = -(\tilde x - x)/\sigma^2`, so
+
+    .. math::
+
+        \ell(\theta) = \tfrac12\,\mathbb{E}_{x, z}\,\lambda(\sigma)\,\Big\|s_\theta(\tilde x)
+            + \frac{\tilde x - x}{\sigma^2}\Big\|_2^2
+            = \tfrac12\,\mathbb{E}_{x, z}\,\lambda(\sigma)\,\Big\|s_\theta(\tilde x)
+            + \frac{z}{\sigma}\Big\|_2^2, \qquad \tilde x = x + \sigma z,
+
+    whose minimiser is the score of the noisy marginal :math:`q_\sigma(\tilde x)`, not of
+    :math:`p_\mathrm{data}`. The weight is :math:`\lambda(\sigma) = \sigma^{p}` with
+    ``p = sigma_weight_power`` (default 0: no weighting; 2 gives the weighting of Song &
+    Ermon 2019).
+
+    Args:
+        score_fn: maps ``(batch, *event_shape)`` to the same shape; with
+            ``noise_conditional=True`` it is called as ``score_fn(x_tilde, sigma)`` with
+            ``sigma`` of shape ``(batch,)``.
+        x: clean data ``(batch, *event_shape)``.
+        sigma: noise level, a positive number or a ``(batch,)`` tensor of them.
+        generator: source of the noise :math:`z`.
+        reduction: ``"mean"``, ``"sum"`` or ``"none"``.
+        sigma_weight_power: exponent :math:`p` of the weight :math:`\sigma^p`.
+        noise: optional explicit :math:`z` (shape of ``x``).
+        noise_conditional: pass ``sigma`` to ``score_fn``.
+    """
+    check_reduction(reduction)
+    try:
+        power = float(sigma_weight_power)
+    except (TypeError, ValueError):
+        raise ValueError(f"sigma_weight_power must be a number, got {sigma_weight_power!r}") from None
+    if not math.isfinite(power):
+        raise ValueError(f"sigma_weight_power must be finite, got {sigma_weight_power!r}")
+    x_tilde, z, sig = perturb(x, sigma, generator=generator, noise=noise)
+    if noise_conditional:
+        s = score_fn(x_tilde, sig)  # type: ignore[call-arg]
+        if not isinstance(s, torch.Tensor) or s.shape != x.shape:
+            raise ValueError(f"score_fn must return a tensor of shape {tuple(x.shape)}, got "
+                             f"{tuple(s.shape) if isinstance(s, torch.Tensor) else type(s).__name__}")
+    else:
+        s = call_score(score_fn, x_tilde)
+    per_sample = 0.5 * event_sum((s + z / _per_sample_shape(sig, x)) ** 2)
+    if power != 0.0:
+        per_sample = per_sample * sig**power
+    return reduce(per_sample, reduction)

@@ -1,0 +1,68 @@
+r"""Random projection directions for sliced score matching.
+
+Every kind has second moment :math:`\mathbb{E}[v v^\top] = I`, the condition under which the
+sliced Fisher divergence equals the Fisher divergence (Song et al. 2019, Sec. 3):
+
+* ``"gaussian"``: :math:`v \sim \mathcal{N}(0, I)`.
+* ``"rademacher"``: independent entries :math:`\pm 1` with probability :math:`1/2` each.
+* ``"sphere"``: uniform on the sphere of radius :math:`\sqrt{d}`, so
+  :math:`\|v\| = \sqrt{d}` exactly and :math:`\mathbb{E}[vv^\top] = (d/d) I = I`.
+
+Here :math:`d` is the product of the event dimensions (the last ``len(shape) - 2`` axes are
+the event of each of the ``shape[-len(event)-1]`` samples; see :func:`sample_projections`).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+PROJECTIONS = ("gaussian", "rademacher", "sphere")
+
+
+def sample_projections(
+    kind: str,
+    shape: tuple[int, ...] | torch.Size,
+    *,
+    generator: torch.Generator | None = None,
+    dtype: torch.dtype | None = None,
+    device: str | torch.device | None = None,
+    event_dims: int = 1,
+) -> torch.Tensor:
+    r"""Draw projection vectors :math:`v` with :math:`\mathbb{E}[vv^\top] = I`.
+
+    Args:
+        kind: ``"gaussian"``, ``"rademacher"`` or ``"sphere"``.
+        shape: shape of the returned tensor. The last ``event_dims`` axes form one vector
+            :math:`v \in \mathbb{R}^d` (``d`` = their product); the leading axes index
+            independent draws.
+        generator: source of randomness (``None``: torch's global generator).
+        dtype, device: of the result (defaults: torch's default dtype, the generator's device
+            or the CPU).
+        event_dims: how many trailing axes form one vector (only matters for ``"sphere"``,
+            whose norm is taken over them).
+
+    Returns:
+        A tensor of shape ``shape``.
+    """
+    if kind not in PROJECTIONS:
+        raise ValueError(f"kind must be one of {PROJECTIONS}, got {kind!r}")
+    shape = tuple(int(s) for s in shape)
+    if len(shape) < 1 or any(s < 1 for s in shape):
+        raise ValueError(f"shape must be a non-empty tuple of positive sizes, got {shape}")
+    if not 1 <= event_dims <= len(shape):
+        raise ValueError(f"event_dims must be between 1 and len(shape)={len(shape)}, got {event_dims}")
+    dtype = dtype or torch.get_default_dtype()
+    if device is None:
+        device = generator.device if generator is not None else torch.device("cpu")
+    if kind == "rademacher":
+        bits = torch.randint(0, 2, shape, generator=generator, device=device)
+        return (2 * bits - 1).to(dtype)
+    v = torch.randn(shape, generator=generator, dtype=dtype, device=device)
+    if kind == "gaussian":
+        return v
+    # sphere of radius sqrt(d): normalise a Gaussian vector, then scale
+    axes = tuple(range(len(shape) - event_dims, len(shape)))
+    d = math.prod(shape[len(shape) - event_dims:])
+    return v / v.norm(dim=axes, keepdim=True) * math.sqrt(d)

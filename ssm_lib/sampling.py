@@ -1,0 +1,133 @@
+r"""Langevin samplers driven by a score function.
+
+Unadjusted Langevin dynamics uses the update (with :math:`z_t \sim \mathcal N(0, I)`)
+
+.. math::
+
+    x_{t+1} = x_t + \varepsilon\, s(x_t) + \sqrt{2\varepsilon}\, z_t,
+
+whose stationary law tends to :math:`p` as :math:`\varepsilon \to 0` when :math:`s = \nabla
+\log p`. The annealed version (Song & Ermon 2019, Alg. 1) runs it at decreasing noise levels
+:math:`\sigma_1 > \dots > \sigma_L` with step :math:`\alpha_i = \varepsilon\,
+\sigma_i^2/\sigma_L^2`, using a noise-conditional score :math:`s(x, \sigma_i)`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+import torch
+from tqdm.auto import tqdm
+
+from ._checks import ScoreFn, call_score, check_batch, check_positive_float, check_positive_int
+
+
+class SamplerDivergedError(RuntimeError):
+    """Raised when a sampler's state stops being finite."""
+
+
+def _check_finite(x: torch.Tensor, step: int, what: str) -> None:
+    if not bool(torch.isfinite(x).all()):
+        raise SamplerDivergedError(f"{what} diverged at step {step}: the samples are no longer "
+                                   "finite; use a smaller step_size")
+
+
+def langevin_dynamics(
+    score_fn: ScoreFn,
+    x0: torch.Tensor,
+    *,
+    step_size: float,
+    n_steps: int,
+    generator: torch.Generator | None = None,
+    return_trajectory: bool = False,
+    progress: bool = False,
+) -> torch.Tensor:
+    r"""Run :math:`x \leftarrow x + \varepsilon s(x) + \sqrt{2\varepsilon} z` for ``n_steps``.
+
+    Args:
+        score_fn: score function (batch-shaped in, batch-shaped out).
+        x0: initial particles ``(batch, *event_shape)``; not modified.
+        step_size: :math:`\varepsilon > 0`.
+        n_steps: number of updates.
+        generator: source of the noise :math:`z`.
+        return_trajectory: return all states, shape ``(n_steps + 1, batch, *event_shape)``.
+        progress: show a progress bar.
+
+    Returns:
+        The final particles (or the trajectory), detached.
+    """
+    check_batch(x0, "x0")
+    eps = check_positive_float(step_size, "step_size")
+    check_positive_int(n_steps, "n_steps")
+    x = x0.detach().clone()
+    traj = [x.clone()] if return_trajectory else None
+    noise_scale = math.sqrt(2 * eps)
+    with torch.no_grad():
+        for t in tqdm(range(1, n_steps + 1), disable=not progress, desc="Langevin"):
+            s = call_score(score_fn, x)
+            z = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
+            x = x + eps * s.detach() + noise_scale * z
+            _check_finite(x, t, "Langevin dynamics")
+            if traj is not None:
+                traj.append(x.clone())
+    return torch.stack(traj) if traj is not None else x
+
+
+def annealed_langevin_dynamics(
+    score_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    x0: torch.Tensor,
+    *,
+    sigmas: Sequence[float] | torch.Tensor,
+    step_size: float,
+    n_steps_each: int,
+    generator: torch.Generator | None = None,
+    denoise: bool = True,
+    progress: bool = False,
+) -> torch.Tensor:
+    r"""Annealed Langevin dynamics (Song & Ermon 2019, Alg. 1).
+
+    For each noise level :math:`\sigma_i` (decreasing), ``n_steps_each`` updates
+    :math:`x \leftarrow x + \alpha_i s(x, \sigma_i) + \sqrt{2\alpha_i} z` with
+    :math:`\alpha_i = \varepsilon\,\sigma_i^2/\sigma_L^2`. With ``denoise=True`` a final
+    noise-free step :math:`x \leftarrow x + \sigma_L^2 s(x, \sigma_L)` (Tweedie's formula)
+    removes the last level's noise.
+
+    Args:
+        score_fn: noise-conditional score, called as ``score_fn(x, sigma)`` with ``sigma`` of
+            shape ``(batch,)``.
+        x0: initial particles; not modified.
+        sigmas: positive, strictly decreasing noise levels.
+        step_size: :math:`\varepsilon > 0`, the step at the smallest level.
+        n_steps_each: updates per level.
+        generator: source of the noise.
+        denoise: apply the final denoising step.
+        progress: show a progress bar.
+    """
+    check_batch(x0, "x0")
+    eps = check_positive_float(step_size, "step_size")
+    check_positive_int(n_steps_each, "n_steps_each")
+    sig = torch.as_tensor(sigmas, dtype=torch.float64).flatten()
+    if sig.numel() < 1 or bool(torch.any(sig <= 0)) or bool(torch.any(sig[1:] >= sig[:-1])):
+        raise ValueError(f"sigmas must be positive and strictly decreasing, got {sig.tolist()}")
+    x = x0.detach().clone()
+    sigma_last = float(sig[-1])
+    total = sig.numel() * n_steps_each
+    with torch.no_grad(), tqdm(total=total, disable=not progress, desc="annealed Langevin") as bar:
+        step = 0
+        for level in sig.tolist():
+            alpha = eps * (level / sigma_last) ** 2
+            level_t = torch.full((x.shape[0],), level, dtype=x.dtype, device=x.device)
+            for _ in range(n_steps_each):
+                step += 1
+                s = score_fn(x, level_t)
+                if not isinstance(s, torch.Tensor) or s.shape != x.shape:
+                    raise ValueError(f"score_fn must return a tensor of shape {tuple(x.shape)}")
+                z = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
+                x = x + alpha * s.detach() + math.sqrt(2 * alpha) * z
+                _check_finite(x, step, "annealed Langevin dynamics")
+                bar.update(1)
+        if denoise:
+            level_t = torch.full((x.shape[0],), sigma_last, dtype=x.dtype, device=x.device)
+            x = x + sigma_last**2 * score_fn(x, level_t).detach()
+    return x
