@@ -95,7 +95,8 @@ class Gaussian(Density):
     @property
     def log_normalizer(self) -> float:
         """:math:`\\log Z = \\tfrac d2\\log 2\\pi + \\tfrac12\\log|\\Sigma|`."""
-        return 0.5 * self.dim * math.log(2 * math.pi) + float(torch.log(torch.diagonal(self.scale_tril)).sum())
+        log_det_half = float(torch.log(torch.diagonal(self.scale_tril)).sum())
+        return 0.5 * self.dim * math.log(2 * math.pi) + log_det_half
 
     def unnormalized_log_prob(self, x: torch.Tensor) -> torch.Tensor:
         diff = self._check_x(x) - self.mean.to(x.device)

@@ -1,0 +1,135 @@
+"""Shared set-up for the experiment notebooks: profile, device, seed, output folder, and the
+saving of figures (PNG + myst-nb glue) and numbers (JSON), plus checked claims.
+
+A notebook's parameters cell (papermill) holds ``profile``, ``device``, ``seed`` and
+``output_dir``; its next cell calls :func:`setup` and uses what it returns everywhere::
+
+    exp = setup("score_fields", profile=profile, device=device, seed=seed, output_dir=output_dir)
+    exp.save_figure(fig, "f3_mixture_score")    # output_dir/figures/score_fields/f3_mixture_score.png
+    exp.record(fisher=0.123)                    # output_dir/results/score_fields.json
+    exp.check(slope > 0.7, f"exact-SM slope {slope:.2f} should exceed 0.7")
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ._checks import check_choice
+from .devices import make_generator, resolve_device
+
+PROFILES = ("quick", "full")
+
+
+class ClaimFailed(AssertionError):
+    """A claim that an experiment's figure is meant to show did not hold."""
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, torch.Tensor):
+        value = value.detach().cpu().tolist()
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if hasattr(value, "item") and callable(value.item):  # numpy scalars
+        return value.item()
+    return value
+
+
+@dataclass
+class Experiment:
+    """Handle returned by :func:`setup`."""
+
+    name: str
+    profile: str
+    device: torch.device
+    seed: int
+    output_dir: Path
+    results: dict[str, Any] = field(default_factory=dict)
+    started: float = field(default_factory=time.perf_counter)
+
+    @property
+    def quick(self) -> bool:
+        return self.profile == "quick"
+
+    def pick(self, quick: Any, full: Any) -> Any:
+        """The quick-profile or the full-profile value of a setting."""
+        return quick if self.quick else full
+
+    def generator(self, offset: int = 0, device: torch.device | str | None = None) -> torch.Generator:
+        """A fresh generator seeded with ``seed + offset`` (on the experiment's device)."""
+        return make_generator(self.seed + offset, device or self.device)
+
+    @property
+    def figure_dir(self) -> Path:
+        path = self.output_dir / "figures" / self.name
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def save_figure(self, fig, key: str, *, glue: bool = True, dpi: int = 150) -> Path:
+        """Write ``fig`` to ``figures/<name>/<key>.png`` and glue it under ``key`` so that
+        chapters can paste it with ``{glue:figure}``."""
+        path = self.figure_dir / f"{key}.png"
+        fig.savefig(path, dpi=dpi, bbox_inches="tight")
+        if glue:
+            try:
+                from myst_nb import glue as nb_glue
+            except ImportError:  # pragma: no cover - myst_nb is in the pinned environment
+                nb_glue = None
+            if nb_glue is not None:
+                nb_glue(key, fig, display=False)
+        return path
+
+    def glue_value(self, key: str, value: Any) -> None:
+        """Glue a number or string for inline use in the chapters (``{glue:text}``)."""
+        try:
+            from myst_nb import glue as nb_glue
+        except ImportError:  # pragma: no cover
+            return
+        nb_glue(key, value, display=False)
+
+    def record(self, **values: Any) -> None:
+        """Add numbers to ``results/<name>.json`` (rewritten on every call)."""
+        self.results.update(_jsonable(values))
+        path = self.output_dir / "results"
+        path.mkdir(parents=True, exist_ok=True)
+        meta = {"notebook": self.name, "profile": self.profile, "device": str(self.device),
+                "seed": self.seed, "torch": torch.__version__}
+        (path / f"{self.name}.json").write_text(json.dumps({"meta": meta, **self.results},
+                                                           indent=2, sort_keys=True))
+
+    def check(self, condition: bool, message: str) -> None:
+        """Assert a claim of the experiment; the message says what was expected and measured."""
+        status = "PASS" if condition else "FAIL"
+        print(f"[{status}] {message}")
+        self.results.setdefault("checks", {})[message] = bool(condition)
+        if not condition:
+            raise ClaimFailed(message)
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.started
+
+
+def setup(name: str, *, profile: str = "quick", device: str = "auto", seed: int = 0,
+          output_dir: str | Path = "experiments") -> Experiment:
+    """Validate the papermill parameters and prepare the output folders.
+
+    Raises ``ValueError`` for an unknown ``profile`` or a ``device`` that is not there.
+    """
+    check_choice(profile, PROFILES, "profile")
+    dev = resolve_device(device)
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise ValueError(f"seed must be an integer, got {seed!r}")
+    torch.manual_seed(seed)
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    return Experiment(name=name, profile=profile, device=dev, seed=seed, output_dir=out)
