@@ -7,6 +7,17 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PROFILE ?= quick
+# Experiments (`make reproduce`): device and seed passed to every notebook.
+DEVICE ?= auto
+SEED ?= 0
+EXPERIMENTS := experiments
+NOTEBOOK_NAMES := $(sort $(basename $(notdir $(wildcard notebooks/*.md))))
+EXECUTED := $(patsubst %,$(EXPERIMENTS)/%.ipynb,$(NOTEBOOK_NAMES))
+LIB_SOURCES := $(wildcard ssm_lib/*.py)
+RUN_SETTINGS := $(EXPERIMENTS)/.run-settings
+RUN_SETTINGS_TEXT := profile=$(PROFILE) device=$(DEVICE) seed=$(SEED)
+
+.PHONY: reproduce nbval FORCE
 
 .PHONY: all venv book test lint pytest clean help
 
@@ -15,6 +26,8 @@ all: book
 help:
 	@echo "make book     - build the book into _build/html (creating .venv if needed)"
 	@echo "make test     - lint with ruff and run every test (creating .venv if needed)"
+	@echo "make reproduce - run the experiment notebooks that changed (PROFILE=quick|full, DEVICE, SEED)"
+	@echo "make nbval    - re-run the executed notebooks (quick) and compare their key numbers"
 	@echo "make clean    - remove build outputs (not the virtual environment)"
 
 venv: $(STAMP)
@@ -26,9 +39,32 @@ $(STAMP): requirements.lock pyproject.toml
 	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	@touch $(STAMP)
 
-book: $(STAMP)
+book: $(STAMP) reproduce
 	$(BIN)/jupyter-book build . --builder html
 	@echo "Book: _build/html/index.html"
+
+# Experiments: experiments/<name>.ipynb is notebooks/<name>.md executed by papermill (see
+# tools/reproduce.py). It is rerun when its source, ssm_lib, the environment or the run
+# settings (PROFILE, DEVICE, SEED, kept in $(RUN_SETTINGS)) changed.
+reproduce: $(EXECUTED)
+
+$(EXPERIMENTS)/%.ipynb: notebooks/%.md $(LIB_SOURCES) tools/reproduce.py $(RUN_SETTINGS) $(STAMP)
+	$(BIN)/python tools/reproduce.py $* --profile $(PROFILE) --device $(DEVICE) --seed $(SEED)
+
+# Rewritten only when the settings differ from the last run, so that its date says when they
+# last changed.
+$(RUN_SETTINGS): FORCE
+	@mkdir -p $(@D)
+	@echo "$(RUN_SETTINGS_TEXT)" | cmp -s - $@ || echo "$(RUN_SETTINGS_TEXT)" > $@
+
+FORCE:
+
+# nbval re-executes each notebook (quick profile) and compares the printed output of the cells
+# marked `# NBVAL_CHECK_OUTPUT` with the papermill run.
+nbval: $(STAMP)
+	@$(MAKE) --no-print-directory reproduce PROFILE=quick DEVICE=$(DEVICE) SEED=$(SEED)
+	$(if $(EXECUTED),PYTHONWARNINGS="ignore:IProgress not found" $(BIN)/python -m pytest \
+		--nbval-lax --nbval-current-env -p no:cacheprovider $(EXECUTED),@echo "no notebooks")
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -36,7 +72,8 @@ lint: $(STAMP)
 pytest: $(STAMP)
 	$(BIN)/python -m pytest
 
-test: lint pytest
+test: lint pytest nbval
 
 clean:
 	rm -rf _build .pytest_cache .ruff_cache
+	rm -rf $(EXPERIMENTS)
