@@ -19,7 +19,7 @@ RUN_SETTINGS_TEXT := profile=$(PROFILE) device=$(DEVICE) seed=$(SEED)
 
 .PHONY: reproduce nbval FORCE
 
-.PHONY: all venv book test lint pytest clean help
+.PHONY: all venv book book-strict test lint pytest clean help
 
 all: book
 
@@ -42,6 +42,12 @@ $(STAMP): requirements.lock pyproject.toml
 book: $(STAMP) reproduce
 	$(BIN)/jupyter-book build . --builder html
 	@echo "Book: _build/html/index.html"
+
+# Strict build (any warning, broken cross-reference or failing cell fails it), then check that
+# every page of _toc.yml was rendered and every internal link and equation reference resolves.
+book-strict: $(STAMP)
+	$(BIN)/jupyter-book build . --builder html -W -n --keep-going
+	$(BIN)/python tools/check_book.py
 
 # Experiments: experiments/<name>.ipynb is notebooks/<name>.md executed by papermill (see
 # tools/reproduce.py). It is rerun when its source, ssm_lib, the environment or the run
