@@ -45,7 +45,7 @@ book: $(STAMP) reproduce
 
 # Strict build (any warning, broken cross-reference or failing cell fails it), then check that
 # every page of _toc.yml was rendered and every internal link and equation reference resolves.
-book-strict: $(STAMP)
+book-strict: $(STAMP) reproduce
 	$(BIN)/jupyter-book build . --builder html -W -n --keep-going
 	$(BIN)/python tools/check_book.py
 
