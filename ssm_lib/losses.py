@@ -13,6 +13,17 @@ Conventions (used across ``ssm_lib``):
 * Losses are differentiable with respect to the parameters of ``score_fn`` and never modify
   ``x`` (values or ``requires_grad``).
 * Randomness comes from an explicit ``torch.Generator`` (``None``: torch's global one).
+
+The fast exact path of :func:`sliced_score_matching`: a score model may offer the pair
+:math:`(s(x), \nabla_x s(x)\,v)` itself, through an optional method
+
+* ``score_fn.score_and_jvp(x, v) -> (s, Jv)``, both of the shape of ``x``, and optionally
+* ``score_fn.projected_score_and_jvp(x, v) -> (v.s, v.Jv)``, both of shape ``(batch,)``
+  (enough for plain SSM, and cheaper for :class:`~ssm_lib.models.ScoreMLP`),
+
+either of which may return ``NotImplemented`` to ask for the generic path. With
+``method="auto"`` the loss uses them when present and falls back to double backpropagation
+otherwise; :class:`~ssm_lib.models.ScoreMLP` offers both.
 """
 
 from __future__ import annotations
@@ -20,6 +31,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.autograd.forward_ad as fwad
 
 from ._checks import (
     ScoreFn,
@@ -36,7 +48,7 @@ from ._checks import (
 from .projections import PROJECTIONS, sample_projections
 
 EXACT_METHODS = ("loop", "vmap")
-SSM_METHODS = ("auto", "backward")
+SSM_METHODS = ("auto", "backward", "forward", "finite_difference")
 
 
 def _grad(output: torch.Tensor, inputs: torch.Tensor, grad_outputs: torch.Tensor | None = None,
@@ -148,6 +160,87 @@ def _projected_jacobian_backward(score_fn: ScoreFn, x: torch.Tensor, v: torch.Te
     return s, event_sum(v * grad_vs)
 
 
+def _projected_jacobian_forward(score_fn: ScoreFn, x: torch.Tensor, v: torch.Tensor
+                                ) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""Score and :math:`v^\top \nabla_x s(x) v` from one forward-mode pass: the JVP
+    :math:`J v` comes with :math:`s(x)` from ``torch.func.jvp`` (no backward pass through
+    the network until the loss itself is differentiated).
+
+    Score functions that call ``torch.autograd.grad`` inside (e.g.
+    :func:`~ssm_lib.models.score_from_energy`) cannot run under ``torch.func``; for them the
+    JVP is taken with ``torch.autograd.forward_ad`` on an input that requires grad
+    (forward-over-reverse). If that fails too, a ``ValueError`` says to use ``"backward"``.
+    """
+    def f(t: torch.Tensor) -> torch.Tensor:
+        return call_score(score_fn, t)
+
+    try:
+        s, jv = torch.func.jvp(f, (x.detach(),), (v,))
+    except (RuntimeError, NotImplementedError) as func_err:
+        try:
+            with torch.enable_grad(), fwad.dual_level():
+                dual = fwad.make_dual(as_grad_input(x), v)
+                s, jv = fwad.unpack_dual(f(dual))
+        except (RuntimeError, NotImplementedError) as err:
+            raise ValueError(f"method='forward' is not supported for this score_fn "
+                             f"({type(err).__name__}: {err}); use method='backward'") from func_err
+        if jv is None:
+            raise ValueError("method='forward' is not supported for this score_fn (its output "
+                             "does not carry a forward-mode tangent); use method='backward'"
+                             ) from func_err
+    return s, event_sum(v * jv)
+
+
+def _projected_jacobian_fd(score_fn: ScoreFn, x: torch.Tensor, v: torch.Tensor, eps: float
+                           ) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""Central differences of the score along :math:`v` (Pang et al. 2020), one call of
+    ``score_fn`` on the stacked batch :math:`[x + \varepsilon v;\ x - \varepsilon v]`:
+
+    .. math::
+
+        v^\top J v \approx \frac{v^\top\big(s(x + \varepsilon v) - s(x - \varepsilon v)\big)}
+            {2\varepsilon}, \qquad
+        s(x) \approx \bar s = \tfrac12\big(s(x + \varepsilon v) + s(x - \varepsilon v)\big).
+
+    Returns ``(s_bar, vJv_fd)``; both are :math:`O(\varepsilon^2)` approximations (see
+    :func:`sliced_score_matching` for the leading terms)."""
+    n = x.shape[0]
+    step = eps * v
+    s2 = call_score(score_fn, torch.cat([x + step, x - step]))
+    s_plus, s_minus = s2[:n], s2[n:]
+    vjv = event_sum(v * (s_plus - s_minus)) / (2.0 * eps)
+    return 0.5 * (s_plus + s_minus), vjv
+
+
+def _fast_path(score_fn: ScoreFn, x: torch.Tensor, v: torch.Tensor, projected: bool
+               ) -> tuple[str, torch.Tensor, torch.Tensor] | None:
+    """The model's own exact path, if it offers one (see the module docstring).
+
+    Returns ``("projected", v.s, v.Jv)`` or ``("pair", s, v.Jv)``, or ``None`` when the model
+    offers neither (or declines with ``NotImplemented``)."""
+    batch = x.shape[0]
+    if projected:
+        fn = getattr(score_fn, "projected_score_and_jvp", None)
+        if callable(fn):
+            out = fn(x, v)
+            if out is not NotImplemented:
+                if (not isinstance(out, tuple) or len(out) != 2
+                        or any(not isinstance(t, torch.Tensor) or t.shape != (batch,) for t in out)):
+                    raise ValueError(f"score_fn.projected_score_and_jvp must return two tensors of "
+                                     f"shape (batch,) = ({batch},)")
+                return "projected", out[0], out[1]
+    fn = getattr(score_fn, "score_and_jvp", None)
+    if callable(fn):
+        out = fn(x, v)
+        if out is not NotImplemented:
+            if (not isinstance(out, tuple) or len(out) != 2
+                    or any(not isinstance(t, torch.Tensor) or t.shape != x.shape for t in out)):
+                raise ValueError(f"score_fn.score_and_jvp must return two tensors of the shape of "
+                                 f"x {tuple(x.shape)}")
+            return "pair", out[0], event_sum(v * out[1])
+    return None
+
+
 def sliced_score_matching(
     score_fn: ScoreFn,
     x: torch.Tensor,
@@ -159,6 +252,7 @@ def sliced_score_matching(
     reduction: str = "mean",
     method: str = "auto",
     projections: torch.Tensor | None = None,
+    fd_step: float | None = None,
 ) -> torch.Tensor:
     r"""Sliced score matching (Song et al. 2019, Eq. 8 and its estimator Eq. 10).
 
@@ -174,6 +268,31 @@ def sliced_score_matching(
     because :math:`\mathbb{E}[vv^\top] = I`. For every projection kind the objective equals
     :func:`exact_score_matching` in expectation over :math:`v`.
 
+    How :math:`v^\top J v` is computed (``method``):
+
+    * ``"backward"``: double backpropagation, :math:`v^\top\nabla_x(v^\top s(x))` (Eq. 9).
+    * ``"forward"``: forward mode, :math:`J v` from one JVP pass (``torch.func.jvp``; for
+      score functions that differentiate inside, ``torch.autograd.forward_ad``). Equal to
+      ``"backward"`` to rounding.
+    * ``"finite_difference"`` (Pang et al. 2020): with :math:`s_\pm = s(x \pm \varepsilon v)`,
+      :math:`v^\top J v \approx v^\top(s_+ - s_-)/(2\varepsilon)` and, in the second term,
+      :math:`s(x) \approx \bar s = \tfrac12(s_+ + s_-)`: two score evaluations, no second
+      derivative. Taylor expansion along :math:`v` (with :math:`D^k s[v^k]` the
+      :math:`k`-th directional derivative) gives the per-sample bias
+
+      .. math::
+
+          \varepsilon^2\Big[\tfrac16\, v^\top D^3 s(x)[v,v,v]
+              + \tfrac12\,(v^\top s(x))\; v^\top D^2 s(x)[v,v]\Big] + O(\varepsilon^4)
+
+      (with SSM-VR the second part is :math:`\tfrac12\, s(x)^\top D^2 s(x)[v,v]`), so the
+      error shrinks fourfold when :math:`\varepsilon` halves, until rounding error
+      :math:`\sim u\,|v^\top s|/\varepsilon` takes over (:math:`u` the unit roundoff). Note
+      :math:`\|\varepsilon v\| = \varepsilon\sqrt d` for Rademacher :math:`v`.
+    * ``"auto"`` (default, always exact): the model's own fast path when it offers one (see
+      the module docstring; :class:`~ssm_lib.models.ScoreMLP` does), else ``"backward"``.
+      Never finite differences.
+
     Args:
         score_fn: maps ``(batch, *event_shape)`` to a tensor of the same shape.
         x: data batch ``(batch, *event_shape)``.
@@ -182,15 +301,23 @@ def sliced_score_matching(
         variance_reduction: use SSM-VR.
         generator: source of the projections.
         reduction: ``"mean"``, ``"sum"`` or ``"none"``.
-        method: ``"auto"`` or ``"backward"`` (double backpropagation).
+        method: ``"auto"``, ``"backward"``, ``"forward"`` or ``"finite_difference"``.
         projections: optional explicit directions of shape ``(n_projections, *x.shape)``;
             when given, ``projection`` and ``generator`` are not used.
+        fd_step: the step :math:`\varepsilon > 0` of ``"finite_difference"`` (``None``:
+            :math:`u^{1/3}` for the dtype of ``x``, about ``4.9e-3`` in float32 and ``6.1e-6``
+            in float64, which balances the :math:`\varepsilon^2` bias against rounding).
+            Only used by ``"finite_difference"``.
     """
     check_batch(x)
     check_reduction(reduction)
     check_positive_int(n_projections, "n_projections")
     check_choice(projection, PROJECTIONS, "projection")
     check_choice(method, SSM_METHODS, "method")
+    if fd_step is None:
+        eps = torch.finfo(x.dtype).eps ** (1.0 / 3.0)
+    else:
+        eps = check_positive_float(fd_step, "fd_step")
     m = n_projections
     if projections is None:
         v = sample_projections(projection, (m, *x.shape), generator=generator, dtype=x.dtype,
@@ -203,12 +330,25 @@ def sliced_score_matching(
         v = projections.to(dtype=x.dtype, device=x.device)
     xr = _repeat_batch(x, m)
     vr = v.reshape(m * x.shape[0], *x.shape[1:])
-    s, vjv = _projected_jacobian_backward(score_fn, xr, vr)
-    if variance_reduction:
-        second = 0.5 * event_sum(s**2)
+    fast = _fast_path(score_fn, xr, vr, projected=not variance_reduction) if method == "auto" else None
+    if fast is not None and fast[0] == "projected":
+        _, vs, vjv = fast
+        per_sample = vjv + 0.5 * vs**2
     else:
-        second = 0.5 * event_sum(vr * s) ** 2
-    per_sample = (vjv + second).reshape(m, x.shape[0]).mean(0)
+        if fast is not None:
+            _, s, vjv = fast
+        elif method == "forward":
+            s, vjv = _projected_jacobian_forward(score_fn, xr, vr)
+        elif method == "finite_difference":
+            s, vjv = _projected_jacobian_fd(score_fn, xr, vr, eps)
+        else:
+            s, vjv = _projected_jacobian_backward(score_fn, xr, vr)
+        if variance_reduction:
+            second = 0.5 * event_sum(s**2)
+        else:
+            second = 0.5 * event_sum(vr * s) ** 2
+        per_sample = vjv + second
+    per_sample = per_sample.reshape(m, x.shape[0]).mean(0)
     return reduce(per_sample, reduction)
 
 
