@@ -1,0 +1,586 @@
+r"""Timing, peak memory and FLOP floors of one training step of each score-matching objective.
+
+Used by ``benchmarks/run.py`` (the ``make bench`` table), the F7 notebook and the performance
+appendix of the book. Public API:
+
+* :data:`METHODS` -- name -> :class:`Method` (label, objective, how the loss is called):
+  ``"sm_loop"``, ``"sm_vmap"`` (exact SM), ``"ssm_backward"``, ``"ssm_forward"``,
+  ``"ssm_fd"``, ``"ssm_fast"`` (the default ``method="auto"``, i.e. :class:`ScoreMLP`'s own
+  fast path), ``"ssm_generic"`` (``method="auto"`` on the same MLP hidden behind a plain
+  function, so without the fast path), ``"ssm_vr"`` and ``"dsm"``.
+* :func:`make_loss` -- ``loss(score_fn, x, generator) -> scalar`` for a method name.
+* :func:`flop_count` -- the matrix-product FLOPs of one step (the arithmetic floor), also in
+  *forward units* (one forward pass of the MLP on the batch = 1 unit).
+* :func:`peak_memory` -- peak bytes allocated while a function runs, above the level at its
+  start (CPU: from the allocation events of ``torch.profiler``; CUDA: the allocator's peak).
+* :func:`time_training_step` -- median time and peak memory of one training step
+  (``zero_grad``, loss, ``backward``, optimiser step) of one method at one ``dim``.
+* :func:`benchmark_sweep` -- the same for several methods over several ``dim``, interleaved
+  (every round runs each method once, in a rotating order), with ratios to DSM from the same
+  run, slow cells skipped by a time budget; returns a list of row dicts.
+* :func:`format_table`, :func:`write_results`, :func:`read_results`, :func:`check_targets`,
+  :func:`machine_info`.
+
+Each row of :func:`benchmark_sweep` is a dict with keys ``method``, ``label``, ``dim``,
+``device``, ``status`` (``"ok"`` or ``"skipped (> budget)"``), ``time_s`` (median seconds
+per step), ``time_q1_s``/``time_q3_s`` (quartiles), ``n_repeats``, ``ratio_dsm`` (median
+time / DSM's median time at the same ``dim``), ``peak_bytes``, ``flops``, ``flop_units``
+and ``flop_ratio_dsm``; numbers are ``None`` for skipped cells.
+
+FLOP floors (``L = depth + 1`` linear layers :math:`W_l` of sizes
+:math:`d\to h\to\dots\to h\to d`; :math:`m_l = 2 B\, n^\mathrm{in}_l n^\mathrm{out}_l` the
+FLOPs of layer :math:`l`'s product on a batch of :math:`B`; :math:`F = \sum_l m_l` one forward
+unit). Only matrix products are counted (elementwise work is :math:`O(Bh)` per layer).
+
+* DSM: forward :math:`F`, backward :math:`2F - m_1` (no input gradient at layer 1):
+  :math:`\approx 3F`.
+* SSM by double backprop: forward :math:`F`, the vector-Jacobian product :math:`F`, and the
+  backward of both :math:`4F`: :math:`6F`.
+* SSM by forward mode / finite differences / a stacked primal-tangent pass: :math:`2F`
+  forward, :math:`4F - 2m_1` backward: :math:`6F - 2m_1`.
+* SSM by :class:`ScoreMLP`'s projected fast path (plain SSM): the output layer is replaced
+  by :math:`u = W_L^\top v`, costing :math:`2m_L` instead of :math:`6m_L`:
+  :math:`6F - 2m_1 - 4m_L`. SSM-VR needs :math:`s` and uses the stacked pass.
+* Exact SM: :math:`F` forward plus :math:`d` vector-Jacobian products (:math:`dF`) and the
+  backward of all of them (:math:`2dF`), plus :math:`2F`: :math:`(3d + 3)F`.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import json
+import math
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ._checks import check_choice, check_positive_int
+from .devices import resolve_device
+from .losses import denoising_score_matching, exact_score_matching, sliced_score_matching
+from .models import ScoreMLP
+
+Loss = Callable[[Callable[[torch.Tensor], torch.Tensor], torch.Tensor, torch.Generator], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class Method:
+    """One row family of the benchmark: ``objective`` is ``"sm"``, ``"ssm"``, ``"ssm_vr"`` or
+    ``"dsm"``; ``variant`` is the ``method=`` passed to the loss (``None`` for DSM)."""
+
+    name: str
+    label: str
+    objective: str
+    variant: str | None
+    description: str
+
+
+METHODS: dict[str, Method] = {m.name: m for m in (
+    Method("sm_loop", "exact SM (loop)", "sm", "loop",
+           "exact_score_matching(method='loop'): d double-backward passes"),
+    Method("sm_vmap", "exact SM (vmap)", "sm", "vmap",
+           "exact_score_matching(method='vmap'): the d passes batched"),
+    Method("ssm_backward", "SSM backward", "ssm", "backward",
+           "sliced_score_matching(method='backward'): double backprop"),
+    Method("ssm_forward", "SSM forward", "ssm", "forward",
+           "sliced_score_matching(method='forward'): torch.func.jvp"),
+    Method("ssm_fd", "SSM finite diff.", "ssm", "finite_difference",
+           "sliced_score_matching(method='finite_difference'), default step"),
+    Method("ssm_fast", "SSM default (fast path)", "ssm", "auto",
+           "sliced_score_matching() default: ScoreMLP's own exact fast path"),
+    Method("ssm_generic", "SSM default, generic fn", "ssm", "auto",
+           "sliced_score_matching() default on the MLP behind a plain function (no fast path)"),
+    Method("ssm_vr", "SSM-VR default", "ssm_vr", "auto",
+           "sliced_score_matching(variance_reduction=True) default"),
+    Method("dsm", "DSM", "dsm", None, "denoising_score_matching(sigma=0.1)"),
+)}
+
+DEFAULT_METHODS: tuple[str, ...] = tuple(METHODS)
+DEFAULT_DIMS: tuple[int, ...] = (2, 16, 64, 128, 512, 2048)
+STATUS_OK = "ok"
+STATUS_SKIPPED = "skipped (> budget)"
+#: largest number of elements of one (chunk, batch, width) tensor of exact SM's vmap path
+VMAP_CHUNK_ELEMENTS = 2**25
+
+
+def _check_method(name: str) -> Method:
+    check_choice(name, tuple(METHODS), "method")
+    return METHODS[name]
+
+
+def vmap_chunk_size(dim: int, hidden: int, batch: int) -> int:
+    """Rows of the Jacobian that exact SM's ``"vmap"`` path vectorises at once here: all of
+    them unless one ``(chunk, batch, max(dim, hidden))`` tensor would exceed
+    :data:`VMAP_CHUNK_ELEMENTS` elements."""
+    return max(1, min(dim, VMAP_CHUNK_ELEMENTS // (batch * max(dim, hidden))))
+
+
+def make_loss(method: str, *, sigma: float = 0.1, fd_step: float | None = None,
+              chunk_size: int | None = None) -> Loss:
+    """``loss(score_fn, x, generator) -> scalar`` for the method called ``method``.
+
+    Args:
+        method: a key of :data:`METHODS`.
+        sigma: DSM noise level.
+        fd_step: finite-difference step (``None``: the library's default).
+        chunk_size: exact SM ``"vmap"`` chunk (``None``: all rows at once).
+    """
+    spec = _check_method(method)
+    if spec.objective == "sm":
+        def loss(score_fn, x, generator):  # type: ignore[no-untyped-def]
+            return exact_score_matching(score_fn, x, method=spec.variant, chunk_size=chunk_size)
+    elif spec.objective in ("ssm", "ssm_vr"):
+        vr = spec.objective == "ssm_vr"
+        extra = {"fd_step": fd_step} if spec.variant == "finite_difference" else {}
+
+        def loss(score_fn, x, generator):  # type: ignore[no-untyped-def]
+            return sliced_score_matching(score_fn, x, variance_reduction=vr, generator=generator,
+                                         method=spec.variant, **extra)
+    else:
+        def loss(score_fn, x, generator):  # type: ignore[no-untyped-def]
+            return denoising_score_matching(score_fn, x, sigma, generator=generator)
+    return loss
+
+
+def _layer_flops(dim: int, hidden: int, depth: int, batch: int) -> list[float]:
+    sizes = [dim] + [hidden] * depth + [dim]
+    return [2.0 * batch * a * b for a, b in zip(sizes[:-1], sizes[1:], strict=True)]
+
+
+def flop_count(method: str, dim: int, *, hidden: int = 512, depth: int = 3, batch: int = 128
+               ) -> dict[str, float]:
+    """Matrix-product FLOPs of one training step of ``method`` on ``ScoreMLP(dim, hidden,
+    depth)`` with a batch of ``batch`` (formulas in the module docstring).
+
+    Returns ``{"flops": ..., "units": flops / F, "forward_flops": F}`` with ``F`` one forward
+    pass of the MLP on the batch."""
+    spec = _check_method(method)
+    for value, name in ((dim, "dim"), (hidden, "hidden"), (depth, "depth"), (batch, "batch")):
+        check_positive_int(value, name)
+    m = _layer_flops(dim, hidden, depth, batch)
+    f = sum(m)
+    if spec.objective == "dsm":
+        flops = 3 * f - m[0]
+    elif spec.objective == "sm":
+        flops = (3 * dim + 3) * f
+    elif spec.variant in ("backward",) or method == "ssm_generic":
+        flops = 6 * f
+    elif spec.variant == "auto" and spec.objective == "ssm":
+        flops = 6 * f - 2 * m[0] - 4 * m[-1]
+    else:  # forward mode, finite differences, the stacked pair (SSM-VR fast path)
+        flops = 6 * f - 2 * m[0]
+    return {"flops": float(flops), "units": flops / f, "forward_flops": float(f)}
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def peak_memory(fn: Callable[[], Any], device: str | torch.device = "cpu") -> int:
+    """Peak bytes allocated on ``device`` while ``fn()`` runs, above the amount allocated when
+    it starts (so the model, its optimiser state and the data, allocated before, do not count).
+
+    CUDA: ``torch.cuda.reset_peak_memory_stats`` and ``max_memory_allocated``. CPU: tracemalloc
+    does not see torch's allocator, so ``fn`` runs under ``torch.profiler.profile(
+    profile_memory=True)`` and the peak is the maximum running sum of the ``[memory]``
+    allocation (+) and free (-) events of the CPU, in time order. ``fn`` runs once; its result
+    is discarded."""
+    dev = resolve_device(device)
+    if dev.type == "cuda":
+        _sync(dev)
+        base = torch.cuda.memory_allocated(dev)
+        torch.cuda.reset_peak_memory_stats(dev)
+        fn()
+        _sync(dev)
+        return int(torch.cuda.max_memory_allocated(dev) - base)
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    events = [e for e in prof.profiler.kineto_results.events()
+              if e.name() == "[memory]" and e.device_type() == torch.autograd.DeviceType.CPU]
+    events.sort(key=lambda e: e.start_ns())
+    current = peak = 0
+    for e in events:
+        current += e.nbytes()
+        peak = max(peak, current)
+    return int(peak)
+
+
+class _Plain:
+    """A plain callable around a module: the same score without the module's fast path."""
+
+    def __init__(self, module: torch.nn.Module):
+        self.module = module
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return self.module(x)
+
+
+@dataclass
+class _Cell:
+    method: str
+    step: Callable[[], None]
+    times: list[float]
+    repeats: int = 0
+    skipped: bool = False
+
+
+def _make_cell(method: str, dim: int, *, hidden: int, depth: int, batch: int, device: torch.device,
+               seed: int, lr: float, model: ScoreMLP | None = None) -> _Cell:
+    gen = torch.Generator(device=device).manual_seed(seed)
+    x = torch.randn(batch, dim, generator=gen, device=device)
+    if model is None:
+        torch.manual_seed(seed)
+        model = ScoreMLP(dim, hidden=hidden, depth=depth)
+    model = copy.deepcopy(model).to(device)
+    score_fn = _Plain(model) if method == "ssm_generic" else model
+    chunk = vmap_chunk_size(dim, hidden, batch) if method == "sm_vmap" else None
+    loss_fn = make_loss(method, chunk_size=chunk)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+
+    def step() -> None:
+        opt.zero_grad(set_to_none=True)
+        loss = loss_fn(score_fn, x, gen)
+        loss.backward()
+        opt.step()
+
+    return _Cell(method, step, [])
+
+
+def _timed(step: Callable[[], None], device: torch.device) -> float:
+    _sync(device)
+    start = time.perf_counter()
+    step()
+    _sync(device)
+    return time.perf_counter() - start
+
+
+def _quartiles(values: Sequence[float]) -> tuple[float, float, float]:
+    if len(values) == 1:
+        return values[0], values[0], values[0]
+    q = statistics.quantiles(values, n=4, method="inclusive")
+    return q[0], statistics.median(values), q[2]
+
+
+def _row(method: str, dim: int, device: torch.device, *, hidden: int, depth: int, batch: int,
+         times: list[float] | None, peak: int | None) -> dict[str, Any]:
+    spec = METHODS[method]
+    fl = flop_count(method, dim, hidden=hidden, depth=depth, batch=batch)
+    row: dict[str, Any] = {
+        "method": method, "label": spec.label, "dim": dim, "device": str(device),
+        "hidden": hidden, "depth": depth, "batch": batch,
+        "status": STATUS_OK if times else STATUS_SKIPPED,
+        "time_s": None, "time_q1_s": None, "time_q3_s": None, "n_repeats": 0,
+        "ratio_dsm": None, "peak_bytes": peak, "flops": fl["flops"], "flop_units": fl["units"],
+        "flop_ratio_dsm": None,
+    }
+    if times:
+        q1, med, q3 = _quartiles(times)
+        row.update(time_s=med, time_q1_s=q1, time_q3_s=q3, n_repeats=len(times))
+    return row
+
+
+def benchmark_sweep(
+    dims: Iterable[int] = DEFAULT_DIMS,
+    methods: Iterable[str] = DEFAULT_METHODS,
+    *,
+    hidden: int = 512,
+    depth: int = 3,
+    batch: int = 128,
+    device: str | torch.device = "cpu",
+    repeats: int = 15,
+    warmup: int = 3,
+    budget_s: float = 30.0,
+    memory: bool = True,
+    seed: int = 0,
+    lr: float = 1e-4,
+    progress: Callable[[str], None] | None = None,
+) -> list[dict[str, Any]]:
+    """Time one training step of each method at each ``dim``, side by side.
+
+    For each ``dim``: every method gets a copy of the same freshly initialised
+    ``ScoreMLP(dim, hidden, depth)`` (SiLU), its own Adam optimiser and the same data batch;
+    each runs ``warmup`` untimed steps, then ``repeats`` rounds in which every method takes one
+    timed step, in an order rotated each round (interleaving, so that drifts in machine load
+    hit all methods alike); the row reports the median. On CUDA each step ends with
+    ``torch.cuda.synchronize``.
+
+    Time budget: a method whose step is predicted (from its time at the previous ``dim``,
+    scaled by the FLOP count) or measured (first warm-up step) to exceed ``budget_s`` is
+    marked ``"skipped (> budget)"`` at this and every larger ``dim``; a slow method runs only
+    as many warm-up steps and repeats as fit in ``budget_s`` (at least one of each).
+
+    Peak memory (``memory=True``): one more step per cell under :func:`peak_memory`.
+
+    Returns:
+        One row per (dim, method), in the order of ``dims`` then ``methods`` (keys in the
+        module docstring); ``ratio_dsm`` and ``flop_ratio_dsm`` need ``"dsm"`` in
+        ``methods``.
+    """
+    dims = [check_positive_int(d, "dims") for d in dims]
+    methods = list(methods)
+    if not dims:
+        raise ValueError("dims must hold at least one dimension")
+    if not methods:
+        raise ValueError("methods must hold at least one method name")
+    for name in methods:
+        _check_method(name)
+    for value, name in ((hidden, "hidden"), (depth, "depth"), (batch, "batch"),
+                        (repeats, "repeats")):
+        check_positive_int(value, name)
+    if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
+        raise ValueError(f"warmup must be an integer >= 0, got {warmup!r}")
+    if not (isinstance(budget_s, (int, float)) and budget_s > 0):
+        raise ValueError(f"budget_s must be a positive number of seconds, got {budget_s!r}")
+    dev = resolve_device(device)
+    say = progress or (lambda _msg: None)
+    rows: list[dict[str, Any]] = []
+    last: dict[str, tuple[int, float]] = {}  # method -> (dim, median step time)
+    dropped: set[str] = set()
+    for dim in dims:
+        torch.manual_seed(seed)
+        base_model = ScoreMLP(dim, hidden=hidden, depth=depth)
+        cells: dict[str, _Cell] = {}
+        for name in methods:
+            if name in dropped:
+                continue
+            if name in last:
+                prev_dim, prev_t = last[name]
+                scale = (flop_count(name, dim, hidden=hidden, depth=depth, batch=batch)["flops"]
+                         / flop_count(name, prev_dim, hidden=hidden, depth=depth, batch=batch)["flops"])
+                if prev_t * scale > budget_s:
+                    dropped.add(name)
+                    say(f"d={dim} {name}: skipped (predicted {prev_t * scale:.0f} s > {budget_s} s)")
+                    continue
+            cell = _make_cell(name, dim, hidden=hidden, depth=depth, batch=batch, device=dev,
+                              seed=seed, lr=lr, model=base_model)
+            first = _timed(cell.step, dev) if warmup > 0 else None
+            if first is not None and first > budget_s:
+                dropped.add(name)
+                say(f"d={dim} {name}: skipped (first step {first:.0f} s > {budget_s} s)")
+                continue
+            cell.repeats = repeats if first is None else max(1, min(repeats, int(budget_s / first)))
+            for _ in range(min(warmup, cell.repeats) - 1):
+                cell.step()
+            cells[name] = cell
+        order = list(cells)
+        for r in range(repeats):
+            k = r % len(order) if order else 0
+            for name in order[k:] + order[:k]:
+                cell = cells[name]
+                if len(cell.times) < cell.repeats:
+                    cell.times.append(_timed(cell.step, dev))
+        for name in methods:
+            cell = cells.get(name)
+            peak = None
+            if cell is not None and memory:
+                peak = peak_memory(cell.step, dev)
+            row = _row(name, dim, dev, hidden=hidden, depth=depth, batch=batch,
+                       times=cell.times if cell else None, peak=peak)
+            if cell is not None:
+                last[name] = (dim, row["time_s"])
+            rows.append(row)
+            if cell is not None:
+                say(f"d={dim} {name}: {row['time_s'] * 1e3:.1f} ms ({row['n_repeats']} repeats)")
+        dsm = next((r for r in rows if r["dim"] == dim and r["method"] == "dsm"
+                    and r["status"] == STATUS_OK), None)
+        for r in rows:
+            if r["dim"] == dim and dsm is not None:
+                r["flop_ratio_dsm"] = r["flops"] / dsm["flops"]
+                if r["time_s"] is not None:
+                    r["ratio_dsm"] = r["time_s"] / dsm["time_s"]
+    return rows
+
+
+def time_training_step(
+    method: str,
+    dim: int,
+    *,
+    hidden: int = 512,
+    depth: int = 3,
+    batch: int = 128,
+    device: str | torch.device = "cpu",
+    repeats: int = 15,
+    warmup: int = 3,
+    memory: bool = True,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Median time (and peak memory) of one training step of ``method`` at ``dim``: one row
+    of :func:`benchmark_sweep` (no budget; ``ratio_dsm`` is ``None``; to compare methods,
+    use :func:`benchmark_sweep`, which interleaves them)."""
+    rows = benchmark_sweep([dim], [method], hidden=hidden, depth=depth, batch=batch, device=device,
+                           repeats=repeats, warmup=warmup, budget_s=math.inf, memory=memory,
+                           seed=seed)
+    return rows[0]
+
+
+def _fmt_bytes(n: int | None) -> str:
+    if n is None:
+        return "-"
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n} B"
+
+
+def format_table(rows: Sequence[dict[str, Any]]) -> str:
+    """A plain-text table of :func:`benchmark_sweep` rows: one line per (dim, method) with
+    the median step time, its ratio to DSM, the FLOP floor (forward units and ratio to DSM),
+    the peak memory and the number of repeats."""
+    header = (f"{'device':<7} {'d':>5}  {'method':<24} {'ms/step':>9} {'x DSM':>6} "
+              f"{'floor':>7} {'floor/DSM':>9} {'peak mem':>10} {'reps':>4}")
+    lines = [header, "-" * len(header)]
+    prev = None
+    for r in rows:
+        key = (r["device"], r["dim"])
+        if prev is not None and key != prev:
+            lines.append("")
+        prev = key
+        units = f"{r['flop_units']:.1f}F"
+        fr = "-" if r["flop_ratio_dsm"] is None else f"{r['flop_ratio_dsm']:.2f}"
+        if r["status"] != STATUS_OK:
+            lines.append(f"{r['device']:<7} {r['dim']:>5}  {r['label']:<24} {r['status']:>16} "
+                         f"{units:>7} {fr:>9}")
+            continue
+        ratio = "-" if r["ratio_dsm"] is None else f"{r['ratio_dsm']:.2f}"
+        lines.append(f"{r['device']:<7} {r['dim']:>5}  {r['label']:<24} {r['time_s'] * 1e3:>9.1f} "
+                     f"{ratio:>6} {units:>7} {fr:>9} {_fmt_bytes(r['peak_bytes']):>10} "
+                     f"{r['n_repeats']:>4}")
+    return "\n".join(lines)
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine_info(device: str | torch.device = "cpu") -> dict[str, Any]:
+    """What the numbers were measured on: CPU, thread count, load average, torch version,
+    and the GPU's name when ``device`` is CUDA."""
+    dev = resolve_device(device)
+    info: dict[str, Any] = {
+        "hostname": platform.node(), "platform": platform.platform(), "cpu": _cpu_name(),
+        "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__, "python": platform.python_version(), "device": str(dev),
+        "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+        "time_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    if dev.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(dev)
+        info["cuda"] = torch.version.cuda
+    return info
+
+
+#: the targets of the benchmark (issue 5), checked by :func:`check_targets` at ``TARGET_DIM``
+TARGET_DIM = 512
+
+
+def check_targets(rows: Sequence[dict[str, Any]], *, dim: int = TARGET_DIM,
+                  device: str | None = None) -> list[dict[str, Any]]:
+    """Evaluate the benchmark's targets on ``rows`` (of one device: ``device`` or the first
+    row's). Each result is ``{"target", "value", "limit", "holds"}``; ``holds`` is ``None``
+    when the rows lack what the target needs.
+
+    * default SSM on ``ScoreMLP`` at most 1.8 x DSM at ``dim``;
+    * default SSM on a generic score function within 5 % of double-backprop SSM at ``dim``;
+    * finite-difference SSM at most 1.7 x DSM at ``dim``;
+    * exact SM by vmap faster than the loop at every ``d >= 64`` where both ran;
+    * peak memory of an SSM step flat in ``d`` within a factor 2 (largest / smallest over all
+      ``d``), while exact SM's grows (larger at its largest ``d`` than at its smallest).
+    """
+    if not rows:
+        raise ValueError("rows must hold at least one benchmark row")
+    device = device or rows[0]["device"]
+    rs = [r for r in rows if r["device"] == device and r["status"] == STATUS_OK]
+
+    def at(method: str, d: int = dim) -> dict[str, Any] | None:
+        return next((r for r in rs if r["method"] == method and r["dim"] == d), None)
+
+    out: list[dict[str, Any]] = []
+
+    def ratio_target(text: str, method: str, limit: float) -> None:
+        r = at(method)
+        value = None if r is None or r["ratio_dsm"] is None else r["ratio_dsm"]
+        out.append({"target": text, "value": value, "limit": limit,
+                    "holds": None if value is None else value <= limit})
+
+    ratio_target(f"default SSM on ScoreMLP <= 1.8 x DSM (d={dim})", "ssm_fast", 1.8)
+    gen, bwd = at("ssm_generic"), at("ssm_backward")
+    value = None if gen is None or bwd is None else gen["time_s"] / bwd["time_s"]
+    out.append({"target": f"default SSM on a generic score fn within 5% of double backprop (d={dim})",
+                "value": value, "limit": 1.05, "holds": None if value is None else value <= 1.05})
+    ratio_target(f"finite-difference SSM <= 1.7 x DSM (d={dim})", "ssm_fd", 1.7)
+    pairs = [(r["dim"], at("sm_loop", r["dim"]), r) for r in rs
+             if r["method"] == "sm_vmap" and r["dim"] >= 64]
+    pairs = [(d, lp, vm) for d, lp, vm in pairs if lp is not None]
+    worst = max((vm["time_s"] / lp["time_s"] for _, lp, vm in pairs), default=None)
+    out.append({"target": "exact SM: vmap faster than loop at every d >= 64 (worst vmap/loop)",
+                "value": worst, "limit": 1.0, "holds": None if worst is None else worst < 1.0})
+    for method in ("ssm_fast", "ssm_backward"):
+        peaks = [r["peak_bytes"] for r in rs if r["method"] == method and r["peak_bytes"]]
+        value = max(peaks) / min(peaks) if len(peaks) >= 2 else None
+        out.append({"target": f"peak memory of {METHODS[method].label} flat in d (max/min <= 2)",
+                    "value": value, "limit": 2.0, "holds": None if value is None else value <= 2.0})
+    sm = sorted((r for r in rs if r["method"] == "sm_vmap" and r["peak_bytes"]),
+                key=lambda r: r["dim"])
+    value = sm[-1]["peak_bytes"] / sm[0]["peak_bytes"] if len(sm) >= 2 else None
+    out.append({"target": "peak memory of exact SM (vmap) grows with d (max-d / min-d > 2)",
+                "value": value, "limit": 2.0, "holds": None if value is None else value > 2.0})
+    return out
+
+
+def format_targets(results: Sequence[dict[str, Any]]) -> str:
+    """One line per target: holds / fails / n.a., the measured value and the limit."""
+    lines = []
+    for t in results:
+        mark = {True: "HOLDS", False: "FAILS", None: "n/a"}[t["holds"]]
+        value = "-" if t["value"] is None else f"{t['value']:.3f}"
+        lines.append(f"[{mark:>5}] {t['target']}: {value} (limit {t['limit']})")
+    return "\n".join(lines)
+
+
+CSV_FIELDS = ("device", "dim", "method", "label", "status", "time_s", "time_q1_s", "time_q3_s",
+              "n_repeats", "ratio_dsm", "peak_bytes", "flops", "flop_units", "flop_ratio_dsm",
+              "hidden", "depth", "batch")
+
+
+def write_results(rows: Sequence[dict[str, Any]], directory: str | Path, name: str, *,
+                  meta: dict[str, Any] | None = None) -> tuple[Path, Path]:
+    """Write ``rows`` to ``directory/name.json`` (``{"meta": ..., "rows": ...}``, with the
+    targets from :func:`check_targets` in ``meta["targets"]``) and ``directory/name.csv``.
+    Returns the two paths."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    meta = dict(meta or {})
+    meta.setdefault("targets", {dev: check_targets(rows, device=dev)
+                                for dev in dict.fromkeys(r["device"] for r in rows)})
+    json_path, csv_path = directory / f"{name}.json", directory / f"{name}.csv"
+    json_path.write_text(json.dumps({"meta": meta, "rows": list(rows)}, indent=1) + "\n")
+    with open(csv_path, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=CSV_FIELDS, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    return json_path, csv_path
+
+
+def read_results(path: str | Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """``(meta, rows)`` from a JSON file written by :func:`write_results`."""
+    data = json.loads(Path(path).read_text())
+    if not isinstance(data, dict) or "rows" not in data:
+        raise ValueError(f"path must be a benchmark JSON written by write_results, got {path}")
+    return data.get("meta", {}), data["rows"]
