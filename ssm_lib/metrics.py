@@ -2,6 +2,7 @@ r"""Metrics between score functions and densities."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
@@ -54,7 +55,7 @@ def normalize_on_grid(
     with torch.no_grad():
         logf = unnormalized_log_prob(pts.to(torch.get_default_dtype())).to(torch.float64)
     cell = float((xs[1] - xs[0]) * (ys[1] - ys[0]))
-    log_z = float(torch.logsumexp(logf, 0)) + float(torch.log(torch.tensor(cell)))
+    log_z = float(torch.logsumexp(logf, 0)) + math.log(cell)
     return torch.exp(logf - log_z).reshape(n, n), log_z
 
 

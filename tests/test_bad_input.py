@@ -10,7 +10,8 @@ from ssm_lib import denoising_score_matching, exact_score_matching, fisher_diver
 LOSSES = {
     "exact_loop": lambda f, x: exact_score_matching(f, x, method="loop"),
     "exact_vmap": lambda f, x: exact_score_matching(f, x, method="vmap"),
-    "ssm": lambda f, x: sliced_score_matching(f, x, n_projections=2, generator=torch.Generator().manual_seed(0)),
+    "ssm": lambda f, x: sliced_score_matching(f, x, n_projections=2,
+                                              generator=torch.Generator().manual_seed(0)),
     "ssm_vr": lambda f, x: sliced_score_matching(f, x, variance_reduction=True),
     "dsm": lambda f, x: denoising_score_matching(f, x, 0.3, generator=torch.Generator().manual_seed(0)),
 }

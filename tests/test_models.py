@@ -5,7 +5,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ssm_lib import EnergyMLP, Gaussian, NoiseConditionalScoreMLP, ScoreMLP, exact_score_matching, score_from_energy
+from ssm_lib import (
+    EnergyMLP,
+    Gaussian,
+    NoiseConditionalScoreMLP,
+    ScoreMLP,
+    exact_score_matching,
+    score_from_energy,
+)
 
 
 def test_score_from_quadratic_energy_is_gaussian_score(gaussian3, gen):

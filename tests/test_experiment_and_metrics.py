@@ -1,0 +1,69 @@
+"""Notebook set-up (profiles, devices, outputs) and metrics."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from ssm_lib import Gaussian, fisher_divergence, resolve_device
+from ssm_lib.experiment import ClaimFailed, setup
+from ssm_lib.metrics import grid_total_variation, normalize_on_grid
+
+from .conftest import standard_error
+
+
+def test_setup_validates_profile_and_device(tmp_path):
+    with pytest.raises(ValueError, match="profile"):
+        setup("t", profile="medium", output_dir=tmp_path)
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="device"):
+            setup("t", device="cuda", output_dir=tmp_path)
+    with pytest.raises(ValueError, match="device"):
+        resolve_device("tpu")
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def test_outputs_and_checks(tmp_path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    exp = setup("demo", output_dir=tmp_path, seed=3)
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], [0, 1])
+    path = exp.save_figure(fig, "line", glue=False)
+    assert path.exists() and path.suffix == ".png"
+    exp.record(value=torch.tensor(1.5), items=[1, 2])
+    exp.check(True, "holds")
+    with pytest.raises(ClaimFailed, match="fails"):
+        exp.check(False, "fails")
+    data = json.loads((tmp_path / "results" / "demo.json").read_text())
+    assert data["value"] == 1.5 and data["meta"]["seed"] == 3 and data["meta"]["profile"] == "quick"
+    assert exp.pick("q", "f") == "q"
+    a = torch.rand(2, generator=exp.generator())
+    assert torch.equal(a, torch.rand(2, generator=exp.generator()))
+
+
+def test_fisher_divergence_between_gaussians(gen):
+    # p = N(0, S), model score -Q x: F = 1/2 E|(Q - P) x|^2 = 1/2 tr((Q - P) S (Q - P)^T)
+    s = torch.tensor([[1.0, 0.3], [0.3, 0.6]], dtype=torch.float64)
+    p = Gaussian(torch.zeros(2, dtype=torch.float64), s)
+    q = torch.tensor([[1.5, 0.0], [0.0, 1.0]], dtype=torch.float64)
+    x = p.sample(100000, generator=gen)
+    per = fisher_divergence(lambda y: -y @ q, p.score, x, reduction="none")
+    diff = q - p.precision
+    expected = 0.5 * torch.trace(diff @ s @ diff.T).item()
+    assert abs(per.mean().item() - expected) < 4 * standard_error(per)
+    assert fisher_divergence(p.score, p.score, x).item() == 0.0
+
+
+def test_normalize_on_grid_recovers_gaussian_normaliser():
+    p = Gaussian(torch.tensor([0.2, -0.1]), torch.tensor([[0.5, 0.1], [0.1, 0.4]]))
+    density, log_z = normalize_on_grid(p.unnormalized_log_prob, (-5, 5), (-5, 5), n=400)
+    assert abs(log_z - p.log_normalizer) < 1e-3
+    cell = (10 / 399) ** 2
+    assert math.isclose(float(density.sum()) * cell, 1.0, rel_tol=1e-9)
+    assert grid_total_variation(density, density, cell) == 0.0
