@@ -14,9 +14,11 @@ score-matching objective, exist and are non-trivial.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ._checks import check_choice, check_positive_int
@@ -47,9 +49,51 @@ def _check_input(x: torch.Tensor, dim: int, name: str = "x") -> None:
         raise ValueError(f"{name} must have shape (batch, {dim}), got {got}")
 
 
+def _activation_and_slope(act: nn.Module, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+    r""":math:`\sigma(z)` and :math:`\sigma'(z)` for the activation module ``act``, written with
+    differentiable operations (so :math:`\sigma''` flows when the result is differentiated),
+    matching torch's own derivative formulas; ``None`` for an activation not covered here."""
+    kind = type(act)
+    if kind is nn.SiLU:
+        sig = torch.sigmoid(z)
+        return z * sig, sig * (1 + z * (1 - sig))
+    if kind is nn.Tanh:
+        h = torch.tanh(z)
+        return h, 1 - h * h
+    if kind is nn.Softplus:  # linear above threshold / beta, as nn.Softplus itself
+        bz = z * act.beta
+        return (F.softplus(z, beta=act.beta, threshold=act.threshold),
+                torch.where(bz > act.threshold, torch.ones_like(z), torch.sigmoid(bz)))
+    if kind is nn.GELU:
+        if act.approximate == "none":  # z Phi(z): slope Phi(z) + z phi(z)
+            cdf = 0.5 * (1 + torch.erf(z * (1 / math.sqrt(2))))
+            pdf = torch.exp(-0.5 * z * z) * (1 / math.sqrt(2 * math.pi))
+            return z * cdf, cdf + z * pdf
+        if act.approximate == "tanh":  # z (1 + tanh(k (z + c z^3))) / 2
+            k, c = math.sqrt(2 / math.pi), 0.044715
+            t = torch.tanh(k * (z + c * z**3))
+            return 0.5 * z * (1 + t), 0.5 * (1 + t) + 0.5 * z * (1 - t * t) * k * (1 + 3 * c * z * z)
+    return None
+
+
 class ScoreMLP(nn.Module):
     r"""A score network :math:`s_\theta:\mathbb R^d\to\mathbb R^d`: ``depth`` hidden layers of
-    width ``hidden`` with a smooth activation, and a linear output layer."""
+    width ``hidden`` with a smooth activation, and a linear output layer.
+
+    Besides ``forward`` it offers the fast exact path of
+    :func:`~ssm_lib.losses.sliced_score_matching` (see :mod:`ssm_lib.losses`):
+    :meth:`score_and_jvp` returns :math:`(s(x), \nabla_x s(x)\,v)` by carrying the tangent
+    through the network alongside the primal (forward-mode differentiation written out by
+    hand: for :math:`z = W h + b`, :math:`\dot z = W \dot h`; for :math:`a = \sigma(z)`,
+    :math:`\dot a = \sigma'(z)\,\dot z`), with the primal and tangent rows stacked into one
+    matrix product per layer; :meth:`projected_score_and_jvp` returns
+    :math:`(v^\top s, v^\top J v)` and saves most of the output layer by contracting
+    :math:`v` with it first (:math:`u = W_L^\top v`, :math:`v^\top s = u^\top h + v^\top b_L`,
+    :math:`v^\top J v = u^\top \dot h`). Both return ``NotImplemented`` (the loss then falls
+    back to double backpropagation) when the module was changed so that they would not
+    compute the same function as ``forward``: a subclass overriding ``forward``, forward
+    hooks, an edited ``net``, or an activation other than SiLU, softplus, tanh and GELU.
+    """
 
     def __init__(self, dim: int, hidden: int = 128, depth: int = 3, activation: str = "silu"):
         super().__init__()
@@ -59,6 +103,81 @@ class ScoreMLP(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         _check_input(x, self.dim)
         return self.net(x)
+
+    def _fast_layers(self) -> tuple[list[tuple[nn.Linear, nn.Module]], nn.Linear] | None:
+        """``([(linear, activation), ...], output_linear)`` when the fast path applies."""
+        if type(self).forward is not ScoreMLP.forward or not isinstance(self.net, nn.Sequential):
+            return None
+        if (nn.modules.module._global_forward_hooks or nn.modules.module._global_forward_pre_hooks
+                or any(m._forward_hooks or m._forward_pre_hooks for m in self.modules())):
+            return None
+        mods = list(self.net)
+        if len(mods) < 1 or len(mods) % 2 != 1 or any(type(m) is not nn.Linear for m in mods[::2]):
+            return None
+        pairs = list(zip(mods[:-1:2], mods[1::2], strict=True))
+        if any(type(a) not in (nn.SiLU, nn.Tanh, nn.Softplus, nn.GELU) for _, a in pairs):
+            return None
+        if any(type(a) is nn.GELU and a.approximate not in ("none", "tanh") for _, a in pairs):
+            return None
+        return pairs, mods[-1]
+
+    def _check_tangent(self, x: torch.Tensor, v: torch.Tensor) -> None:
+        _check_input(x, self.dim)
+        if not isinstance(v, torch.Tensor) or v.shape != x.shape:
+            got = tuple(v.shape) if isinstance(v, torch.Tensor) else type(v).__name__
+            raise ValueError(f"v must be a tensor of the shape of x {tuple(x.shape)}, got {got}")
+
+    @staticmethod
+    def _hidden_pass(pairs: list[tuple[nn.Linear, nn.Module]], x: torch.Tensor, v: torch.Tensor
+                     ) -> torch.Tensor | None:
+        """Primal and tangent rows ``[h; h_dot]`` after the hidden layers, one product each."""
+        n = x.shape[0]
+        h = torch.cat([x, v.to(x.dtype)])
+        for lin, act in pairs:
+            z = h @ lin.weight.T
+            zp = z[:n] if lin.bias is None else z[:n] + lin.bias
+            out = _activation_and_slope(act, zp)
+            if out is None:
+                return None
+            a, slope = out
+            h = torch.cat([a, slope * z[n:]])
+        return h
+
+    def score_and_jvp(self, x: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        r""":math:`(s(x), \nabla_x s(x)\, v)` in one stacked primal-and-tangent pass (or
+        ``NotImplemented``, see the class docstring). Differentiable in the parameters."""
+        self._check_tangent(x, v)
+        layers = self._fast_layers()
+        if layers is None:
+            return NotImplemented
+        pairs, last = layers
+        h = self._hidden_pass(pairs, x, v)
+        if h is None:
+            return NotImplemented
+        n = x.shape[0]
+        out = h @ last.weight.T
+        s = out[:n] if last.bias is None else out[:n] + last.bias
+        return s, out[n:]
+
+    def projected_score_and_jvp(self, x: torch.Tensor, v: torch.Tensor
+                                ) -> tuple[torch.Tensor, torch.Tensor]:
+        r""":math:`(v^\top s(x),\ v^\top \nabla_x s(x)\, v)`, each of shape ``(batch,)``, with
+        the output layer contracted with :math:`v` first (or ``NotImplemented``)."""
+        self._check_tangent(x, v)
+        layers = self._fast_layers()
+        if layers is None:
+            return NotImplemented
+        pairs, last = layers
+        h = self._hidden_pass(pairs, x, v)
+        if h is None:
+            return NotImplemented
+        n = x.shape[0]
+        v = v.to(x.dtype)
+        u = v @ last.weight  # rows u_i = W_L^T v_i
+        vs = (u * h[:n]).sum(1)
+        if last.bias is not None:
+            vs = vs + v @ last.bias
+        return vs, (u * h[n:]).sum(1)
 
 
 class EnergyMLP(nn.Module):
