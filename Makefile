@@ -28,6 +28,7 @@ help:
 	@echo "make test     - lint with ruff and run every test (creating .venv if needed)"
 	@echo "make reproduce - run the experiment notebooks that changed (PROFILE=quick|full, DEVICE, SEED)"
 	@echo "make nbval    - re-run the executed notebooks (quick) and compare their key numbers"
+	@echo "make bench    - time a training step of every objective (table + benchmarks/results/*.json, .csv)"
 	@echo "make clean    - remove build outputs (not the virtual environment)"
 
 venv: $(STAMP)
@@ -79,6 +80,12 @@ pytest: $(STAMP)
 	$(BIN)/python -m pytest
 
 test: lint pytest nbval
+
+# Benchmark (benchmarks/run.py, code in ssm_lib/benchmarking.py): a few minutes on a 2-core CPU;
+# BENCH_ARGS passes options, e.g. make bench BENCH_ARGS="--quick" or BENCH_ARGS="--dims 2 512".
+.PHONY: bench
+bench: $(STAMP)
+	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)
 
 clean:
 	rm -rf _build .pytest_cache .ruff_cache
