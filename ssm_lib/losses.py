@@ -328,7 +328,8 @@ def sliced_score_matching(
             raise ValueError(f"projections must have shape (n_projections, *x.shape) = "
                              f"{(m, *x.shape)}, got {got}")
         v = projections.to(dtype=x.dtype, device=x.device)
-    xr = _repeat_batch(x, m)
+    # detached for every method, as double backprop must: no gradient flows back into x
+    xr = _repeat_batch(x.detach(), m)
     vr = v.reshape(m * x.shape[0], *x.shape[1:])
     fast = _fast_path(score_fn, xr, vr, projected=not variance_reduction) if method == "auto" else None
     if fast is not None and fast[0] == "projected":
