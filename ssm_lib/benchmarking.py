@@ -374,7 +374,7 @@ def benchmark_sweep(
                 dropped.add(name)
                 say(f"d={dim} {name}: skipped (first step {first:.0f} s > {budget_s} s)")
                 continue
-            cell.repeats = repeats if first is None else max(1, min(repeats, int(budget_s / first)))
+            cell.repeats = repeats if first is None else max(1, int(min(float(repeats), budget_s / first)))
             for _ in range(min(warmup, cell.repeats) - 1):
                 cell.step()
             cells[name] = cell
