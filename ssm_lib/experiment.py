@@ -112,6 +112,7 @@ class Experiment:
         status = "PASS" if condition else "FAIL"
         print(f"[{status}] {message}")
         self.results.setdefault("checks", {})[message] = bool(condition)
+        self.record()  # keep the JSON file in step with the checks made so far
         if not condition:
             raise ClaimFailed(message)
 
