@@ -83,7 +83,10 @@ class PageParser(HTMLParser):
         if tag == "a":
             self._in_link += 1
         classes = a.get("class", "").split()
-        if "xref" in classes and self._in_link == 0 and self._xref_depth is None:
+        # Python-domain references to types outside the book (torch.Tensor, ...) are left
+        # unlinked on purpose (nitpick_ignore); every other unlinked xref is a broken reference.
+        if ("xref" in classes and "py" not in classes and self._in_link == 0
+                and self._xref_depth is None):
             self._xref_depth = len(self._stack)
             self._xref_text = []
 

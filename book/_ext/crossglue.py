@@ -111,14 +111,23 @@ class ResolveGlueFigures(SphinxPostTransform):
                 node.parent.remove(node)
                 continue
             mime = next((m for m in IMAGE_MIMES if m in data["data"]), None)
-            if mime is None:
-                LOGGER.warning(f"glue-figure: key {node['key']!r} of {node['refdoc']!r} holds no "
-                               f"image ({sorted(data['data'])})", type="glue", subtype="missing",
-                               location=node)
-                node.parent.remove(node)
-                continue
-            raw = data["data"][mime]
-            blob = raw.encode("utf8") if mime == "image/svg+xml" else a2b_base64(raw)
+            if mime is not None:
+                raw = data["data"][mime]
+                blob = raw.encode("utf8") if mime == "image/svg+xml" else a2b_base64(raw)
+            else:
+                # A figure glued under a non-interactive backend (e.g. MPLBACKEND=Agg) keeps only
+                # its text/plain repr. ssm_lib.experiment.Experiment.save_figure also writes the
+                # same figure to <notebook dir>/figures/<notebook>/<key>.png: use that file.
+                refdir, _, refname = node["refdoc"].rpartition("/")
+                png = Path(self.app.srcdir, refdir, "figures", refname, f"{node['key']}.png")
+                if not png.is_file():
+                    LOGGER.warning(f"glue-figure: key {node['key']!r} of {node['refdoc']!r} holds "
+                                   f"no image ({sorted(data['data'])}) and {png} does not exist",
+                                   type="glue", subtype="missing", location=node)
+                    node.parent.remove(node)
+                    continue
+                LOGGER.info(f"glue-figure: {node['key']!r} read from {png} (the glue holds no image)")
+                mime, blob = "image/png", png.read_bytes()
             filename = hashlib.sha256(blob).hexdigest() + IMAGE_MIMES[mime]
             outdir = Path(self.app.builder.outdir)
             image_dir = outdir / getattr(self.app.builder, "imagedir", "_images")
