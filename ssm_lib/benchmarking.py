@@ -113,7 +113,7 @@ DEFAULT_DIMS: tuple[int, ...] = (2, 16, 64, 128, 512, 2048)
 STATUS_OK = "ok"
 STATUS_SKIPPED = "skipped (> budget)"
 #: largest number of elements of one (chunk, batch, width) tensor of exact SM's vmap path
-VMAP_CHUNK_ELEMENTS = 2**25
+VMAP_CHUNK_ELEMENTS = 2**21
 
 
 def _check_method(name: str) -> Method:
