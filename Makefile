@@ -47,7 +47,7 @@ book: $(STAMP) reproduce
 # Strict build (any warning, broken cross-reference or failing cell fails it), then check that
 # every page of _toc.yml was rendered and every internal link and equation reference resolves.
 book-strict: $(STAMP) reproduce
-	$(BIN)/jupyter-book build . --builder html -W -n --keep-going
+	$(BIN)/jupyter-book build . --builder html --all -W -n --keep-going
 	$(BIN)/python tools/check_book.py
 
 # Experiments: experiments/<name>.ipynb is notebooks/<name>.md executed by papermill (see
