@@ -13,8 +13,11 @@ when the source notebook displays it. This extension adds one directive::
 It builds a normal ``figure`` node (so ``numfig`` numbers it and ``{numref}`` resolves) that
 holds a placeholder. After all documents are read, a post-transform looks the key up in the
 glue cache myst-nb writes for the source notebook (``<docname>.glue.json``), writes the image
-into the builder's image folder and replaces the placeholder by an ``image`` node. A missing
-notebook or key is reported as a warning of type ``glue.missing`` (so a strict build fails).
+into the builder's image folder and replaces the placeholder by an ``image`` node. If the key
+exists but holds no image (a figure glued under a non-interactive matplotlib backend keeps only
+its text repr), the PNG that ``ssm_lib.experiment.Experiment.save_figure`` writes next to the
+notebook, ``figures/<notebook>/<key>.png``, is used instead. A missing notebook, key or image is
+reported as a warning of type ``glue.missing`` (so a strict build fails).
 """
 
 from __future__ import annotations
