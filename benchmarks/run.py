@@ -75,8 +75,8 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(f"ScoreMLP(d, hidden={args.hidden}, depth={args.depth}), batch {args.batch}: median time per "
           "training step (zero_grad, loss, backward, Adam step), ratio to DSM from the same run,")
-    print("FLOP floor in forward-pass units F (matrix products only) and its ratio to DSM, "
-          "peak memory above the step's start.")
+    print("FLOP floor in forward-pass units F (matrix products only) and its ratio to DSM, peak "
+          "working memory of loss + backward above the resident state (params, grads, Adam, data).")
     print(bm.format_table(all_rows))
     for device in dict.fromkeys(r["device"] for r in all_rows):
         print(f"\nTargets ({device}):")
