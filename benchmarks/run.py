@@ -38,7 +38,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batch", type=int, default=128)
     p.add_argument("--repeats", type=int, default=15, help="timed steps per cell (median)")
     p.add_argument("--warmup", type=int, default=3, help="untimed steps per cell first")
-    p.add_argument("--budget", type=float, default=20.0,
+    p.add_argument("--budget", type=float, default=12.0,
                    help="seconds per step above which a cell is skipped (default: %(default)s)")
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory measurement")
     p.add_argument("--quick", action="store_true",
