@@ -138,7 +138,6 @@ def _environment_for_kernel() -> None:
     if share not in jp.split(os.pathsep):
         os.environ["JUPYTER_PATH"] = share + (os.pathsep + jp if jp else "")
     os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")
-    os.environ.setdefault("MPLBACKEND", "Agg")
     # tqdm.auto warns once per kernel that ipywidgets is missing; its text bars work anyway
     warn = "ignore:IProgress not found"
     if warn not in os.environ.get("PYTHONWARNINGS", ""):
