@@ -128,7 +128,7 @@ def check(root: Path, html: Path) -> list[str]:
     cache: dict[Path, PageParser] = {}
     pages = [p for p in sorted(html.rglob("*.html"))
              if not (set(p.relative_to(html).parts) & SKIP_DIRS)]
-    n_links = 0
+    n_links = n_eq = 0
     for page in pages:
         rel = page.relative_to(html)
         parsed = parse(page, cache)
@@ -148,12 +148,13 @@ def check(root: Path, html: Path) -> list[str]:
                 problems.append(f"{rel}: {attr}={value!r} points to a missing file")
                 continue
             frag = unquote(parts.fragment)
+            n_eq += frag.startswith("equation-")
             if frag and target.suffix == ".html":
                 if frag not in parse(target, cache).ids:
                     where = target.relative_to(html) if target.is_relative_to(html) else target
                     problems.append(f"{rel}: {attr}={value!r}: no id {frag!r} in {where}")
-    print(f"check_book: {len(pages)} pages, {n_links} internal links and images checked, "
-          f"{len(problems)} problem(s)")
+    print(f"check_book: {len(pages)} pages, {n_links} internal links and images checked "
+          f"({n_eq} equation references), {len(problems)} problem(s)")
     return problems
 
 
