@@ -129,6 +129,11 @@ class ResolveGlueFigures(SphinxPostTransform):
                                    type="glue", subtype="missing", location=node)
                     node.parent.remove(node)
                     continue
+                notebook = Path(self.env.doc2path(node["refdoc"]))
+                if notebook.is_file() and png.stat().st_mtime > notebook.stat().st_mtime + 1:
+                    LOGGER.warning(f"glue-figure: {png} is newer than {notebook}, so it may come "
+                                   "from another run than the notebook's numbers; rerun "
+                                   "`make reproduce`", type="glue", subtype="stale", location=node)
                 LOGGER.info(f"glue-figure: {node['key']!r} read from {png} (the glue holds no image)")
                 mime, blob = "image/png", png.read_bytes()
             filename = hashlib.sha256(blob).hexdigest() + IMAGE_MIMES[mime]
