@@ -62,6 +62,10 @@ def test_main_exits_2_with_a_clear_message(capsys):
     assert "profile must be one of" in capsys.readouterr().err
     assert reproduce.main(["no_such_notebook"]) == 2
     assert "no_such_notebook" in capsys.readouterr().err
+    assert reproduce.main(["--device", "cuda:99"]) == 2
+    assert "device='cuda:99' was requested" in capsys.readouterr().err
+    assert reproduce.main(["--device", "abacus"]) == 2
+    assert "device must be" in capsys.readouterr().err
 
 
 def test_notebook_without_parameters_cell_fails_by_name(tmp_path):

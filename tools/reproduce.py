@@ -217,6 +217,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.list:
         print("\n".join(args.notebooks))
         return 0
+    try:  # fail before starting any kernel when the device is not on this machine
+        from ssm_lib.devices import resolve_device
+
+        resolve_device(args.device)
+    except ValueError as err:
+        print(f"reproduce.py: error: {err}", file=sys.stderr)
+        return 2
     _environment_for_kernel()
     from tqdm.auto import tqdm
 
