@@ -36,7 +36,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--hidden", type=int, default=512)
     p.add_argument("--depth", type=int, default=3)
     p.add_argument("--batch", type=int, default=128)
-    p.add_argument("--repeats", type=int, default=15, help="timed steps per cell (median)")
+    p.add_argument("--repeats", type=int, default=21, help="timed steps per cell (median)")
     p.add_argument("--warmup", type=int, default=3, help="untimed steps per cell first")
     p.add_argument("--budget", type=float, default=12.0,
                    help="seconds per step above which a cell is skipped (default: %(default)s)")

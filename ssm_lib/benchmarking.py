@@ -326,8 +326,9 @@ def benchmark_sweep(
 
     Time budget: a method whose step is predicted (from its time at the previous ``dim``,
     scaled by the FLOP count) or measured (first warm-up step) to exceed ``budget_s`` is
-    marked ``"skipped (> budget)"`` at this and every larger ``dim``; a slow method runs only
-    as many warm-up steps and repeats as fit in ``budget_s`` (at least one of each).
+    marked ``"skipped (> budget)"`` at this and every larger ``dim``; a slow method takes one
+    warm-up step only when a step exceeds ``budget_s / 2``, and as many repeats as fit in
+    ``budget_s`` (by the time of its last warm-up step; at least one).
 
     Peak memory (``memory=True``): one more ``zero_grad`` + loss + ``backward`` per cell under
     :func:`peak_memory`: the working memory of the objective, above the resident state
@@ -382,9 +383,14 @@ def benchmark_sweep(
                 dropped.add(name)
                 say(f"d={dim} {name}: skipped (first step {first:.0f} s > {budget_s} s)")
                 continue
-            cell.repeats = repeats if first is None else max(1, int(min(float(repeats), budget_s / first)))
-            for _ in range(min(warmup, cell.repeats) - 1):
-                cell.step()
+            # the first step may hold one-time costs: the last warm-up step sets the repeats
+            last_warm = first
+            for _ in range(warmup - 1):
+                if last_warm is not None and last_warm * 2 > budget_s:
+                    break  # a slow method: one warm-up step is enough
+                last_warm = _timed(cell.step, dev)
+            cell.repeats = (repeats if last_warm is None
+                            else max(1, int(min(float(repeats), budget_s / last_warm))))
             cells[name] = cell
         order = list(cells)
         for r in range(repeats):
