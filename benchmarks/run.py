@@ -40,6 +40,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--warmup", type=int, default=3, help="untimed steps per cell first")
     p.add_argument("--budget", type=float, default=12.0,
                    help="seconds per step above which a cell is skipped (default: %(default)s)")
+    p.add_argument("--memory-budget", type=float, default=4.0,
+                   help="GiB of predicted peak memory above which a cell is skipped (default: %(default)s)")
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory measurement")
     p.add_argument("--quick", action="store_true",
                    help="tiny sizes for a smoke test: dims 2 8, hidden 16, batch 8, 2 repeats")
@@ -58,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     all_rows, meta = [], {"machines": {}, "settings": {
         "dims": args.dims, "methods": args.methods, "hidden": args.hidden, "depth": args.depth,
         "batch": args.batch, "repeats": args.repeats, "warmup": args.warmup,
-        "budget_s": args.budget, "quick": args.quick}}
+        "budget_s": args.budget, "memory_budget_gib": args.memory_budget, "quick": args.quick}}
     start = time.perf_counter()
     for device in devices:
         info = bm.machine_info(device)
@@ -68,6 +70,7 @@ def main(argv: list[str] | None = None) -> int:
         rows = bm.benchmark_sweep(
             args.dims, args.methods, hidden=args.hidden, depth=args.depth, batch=args.batch,
             device=device, repeats=args.repeats, warmup=args.warmup, budget_s=args.budget,
+            memory_budget_bytes=args.memory_budget * 2**30,
             memory=not args.no_memory, progress=lambda msg: print("  " + msg, file=sys.stderr, flush=True))
         all_rows += rows
         meta["machines"][str(info["device"])]["load_average_after"] = bm.machine_info(device)["load_average"]

@@ -310,6 +310,7 @@ def benchmark_sweep(
     repeats: int = 15,
     warmup: int = 3,
     budget_s: float = 30.0,
+    memory_budget_bytes: float = 4 * 2**30,
     memory: bool = True,
     seed: int = 0,
     lr: float = 1e-4,
@@ -328,7 +329,10 @@ def benchmark_sweep(
     scaled by the FLOP count) or measured (first warm-up step) to exceed ``budget_s`` is
     marked ``"skipped (> budget)"`` at this and every larger ``dim``; a slow method takes one
     warm-up step only when a step exceeds ``budget_s / 2``, and as many repeats as fit in
-    ``budget_s`` (by the time of its last warm-up step; at least one).
+    ``budget_s`` (by the time of its last warm-up step; at least one). Likewise a method whose
+    peak memory, predicted from the previous ``dim`` by the FLOP ratio (exact SM keeps all
+    its :math:`d` products alive, so both grow alike), would exceed ``memory_budget_bytes``
+    (default 4 GiB) is skipped, so that exact SM cannot exhaust the machine's memory.
 
     Peak memory (``memory=True``): one more ``zero_grad`` + loss + ``backward`` per cell under
     :func:`peak_memory`: the working memory of the objective, above the resident state
@@ -359,7 +363,7 @@ def benchmark_sweep(
     dev = resolve_device(device)
     say = progress or (lambda _msg: None)
     rows: list[dict[str, Any]] = []
-    last: dict[str, tuple[int, float]] = {}  # method -> (dim, median step time)
+    last: dict[str, tuple[int, float, int | None]] = {}  # method -> (dim, median time, peak)
     dropped: set[str] = set()
     for dim in dims:
         torch.manual_seed(seed)
@@ -369,12 +373,17 @@ def benchmark_sweep(
             if name in dropped:
                 continue
             if name in last:
-                prev_dim, prev_t = last[name]
+                prev_dim, prev_t, prev_peak = last[name]
                 scale = (flop_count(name, dim, hidden=hidden, depth=depth, batch=batch)["flops"]
                          / flop_count(name, prev_dim, hidden=hidden, depth=depth, batch=batch)["flops"])
                 if prev_t * scale > budget_s:
                     dropped.add(name)
                     say(f"d={dim} {name}: skipped (predicted {prev_t * scale:.0f} s > {budget_s} s)")
+                    continue
+                if prev_peak is not None and prev_peak * scale > memory_budget_bytes:
+                    dropped.add(name)
+                    say(f"d={dim} {name}: skipped (predicted {_fmt_bytes(int(prev_peak * scale))} "
+                        f"> {_fmt_bytes(int(memory_budget_bytes))})")
                     continue
             cell = _make_cell(name, dim, hidden=hidden, depth=depth, batch=batch, device=dev,
                               seed=seed, lr=lr, model=base_model)
@@ -407,7 +416,7 @@ def benchmark_sweep(
             row = _row(name, dim, dev, hidden=hidden, depth=depth, batch=batch,
                        times=cell.times if cell else None, peak=peak)
             if cell is not None:
-                last[name] = (dim, row["time_s"])
+                last[name] = (dim, row["time_s"], peak)
             rows.append(row)
             if cell is not None:
                 say(f"d={dim} {name}: {row['time_s'] * 1e3:.1f} ms ({row['n_repeats']} repeats)")
@@ -438,7 +447,8 @@ def time_training_step(
     of :func:`benchmark_sweep` (no budget; ``ratio_dsm`` is ``None``; to compare methods,
     use :func:`benchmark_sweep`, which interleaves them)."""
     rows = benchmark_sweep([dim], [method], hidden=hidden, depth=depth, batch=batch, device=device,
-                           repeats=repeats, warmup=warmup, budget_s=math.inf, memory=memory,
+                           repeats=repeats, warmup=warmup, budget_s=math.inf,
+                           memory_budget_bytes=math.inf, memory=memory,
                            seed=seed)
     return rows[0]
 

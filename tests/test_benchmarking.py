@@ -120,6 +120,14 @@ def test_budget_skips_slow_cells_and_the_table_says_so():
     assert bm.STATUS_SKIPPED in bm.format_table(rows)
 
 
+def test_memory_budget_skips_exact_sm_once_predicted_too_large():
+    rows = bm.benchmark_sweep([2, 4], ["dsm", "sm_loop"], hidden=8, depth=1, batch=2, repeats=1,
+                              warmup=1, memory_budget_bytes=1)
+    status = {(r["dim"], r["method"]): r["status"] for r in rows}
+    assert status == {(2, "dsm"): bm.STATUS_OK, (2, "sm_loop"): bm.STATUS_OK,
+                      (4, "dsm"): bm.STATUS_SKIPPED, (4, "sm_loop"): bm.STATUS_SKIPPED}
+
+
 def test_time_training_step_is_one_row():
     row = bm.time_training_step("ssm_fd", 3, hidden=8, depth=1, batch=2, repeats=2, warmup=1,
                                 memory=False)
