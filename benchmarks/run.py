@@ -42,6 +42,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="seconds per step above which a cell is skipped (default: %(default)s)")
     p.add_argument("--memory-budget", type=float, default=4.0,
                    help="GiB of predicted peak memory above which a cell is skipped (default: %(default)s)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch CPU threads (default: torch's own choice, one per core)")
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory measurement")
     p.add_argument("--quick", action="store_true",
                    help="tiny sizes for a smoke test: dims 2 8, hidden 16, batch 8, 2 repeats")
@@ -56,6 +58,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     devices = args.device or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
     all_rows, meta = [], {"machines": {}, "settings": {
         "dims": args.dims, "methods": args.methods, "hidden": args.hidden, "depth": args.depth,
