@@ -79,7 +79,7 @@ lint: $(STAMP)
 pytest: $(STAMP)
 	$(BIN)/python -m pytest
 
-test: lint pytest nbval
+test: lint pytest nbval book-strict
 
 # Benchmark (benchmarks/run.py, code in ssm_lib/benchmarking.py): a few minutes on a 2-core CPU;
 # BENCH_ARGS passes options, e.g. make bench BENCH_ARGS="--quick" or BENCH_ARGS="--dims 2 512".

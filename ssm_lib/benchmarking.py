@@ -5,7 +5,7 @@ appendix of the book. Public API:
 
 * :data:`METHODS` -- name -> :class:`Method` (label, objective, how the loss is called):
   ``"sm_loop"``, ``"sm_vmap"`` (exact SM), ``"ssm_backward"``, ``"ssm_forward"``,
-  ``"ssm_fd"``, ``"ssm_fast"`` (the default ``method="auto"``, i.e. :class:`ScoreMLP`'s own
+  ``"ssm_fd"``, ``"ssm_fast"`` (the default ``method="auto"``, i.e. :class:`~ssm_lib.models.ScoreMLP`'s own
   fast path), ``"ssm_generic"`` (``method="auto"`` on the same MLP hidden behind a plain
   function, so without the fast path), ``"ssm_vr"`` and ``"dsm"``.
 * :func:`make_loss` -- ``loss(score_fn, x, generator) -> scalar`` for a method name.
@@ -39,7 +39,7 @@ unit). Only matrix products are counted (elementwise work is :math:`O(Bh)` per l
   backward of both :math:`4F - m_1`: :math:`6F - m_1`.
 * SSM by forward mode / finite differences / a stacked primal-tangent pass: :math:`2F`
   forward, :math:`4F - 2m_1` backward: :math:`6F - 2m_1`.
-* SSM by :class:`ScoreMLP`'s projected fast path (plain SSM): the output layer is replaced
+* SSM by :class:`~ssm_lib.models.ScoreMLP`'s projected fast path (plain SSM): the output layer is replaced
   by :math:`u = W_L^\top v`, costing :math:`2m_L` instead of :math:`6m_L`:
   :math:`6F - 2m_1 - 4m_L`. SSM-VR needs :math:`s` and uses the stacked pass.
 * Exact SM: :math:`F` forward plus :math:`d` vector-Jacobian products (:math:`dF`) and the
@@ -88,6 +88,7 @@ class Method:
     description: str
 
 
+#: Every benchmarked objective and method, by name.
 METHODS: dict[str, Method] = {m.name: m for m in (
     Method("sm_loop", "exact SM (loop)", "sm", "loop",
            "exact_score_matching(method='loop'): d double-backward passes"),

@@ -76,17 +76,18 @@ class Experiment:
         return path
 
     def save_figure(self, fig, key: str, *, glue: bool = True, dpi: int = 150) -> Path:
-        """Write ``fig`` to ``figures/<name>/<key>.png`` and glue it under ``key`` so that
-        chapters can paste it with ``{glue:figure}``."""
+        """Write ``fig`` to ``figures/<name>/<key>.png`` and glue that PNG under ``key``, so
+        that chapters can paste it (``{glue-figure}``). The glued image is the file's bytes,
+        so it does not depend on the matplotlib backend the kernel runs with."""
         path = self.figure_dir / f"{key}.png"
         fig.savefig(path, dpi=dpi, bbox_inches="tight")
         if glue:
             try:
+                from IPython.display import Image
                 from myst_nb import glue as nb_glue
-            except ImportError:  # pragma: no cover - myst_nb is in the pinned environment
-                nb_glue = None
-            if nb_glue is not None:
-                nb_glue(key, fig, display=False)
+            except ImportError:  # pragma: no cover - both are in the pinned environment
+                return path
+            nb_glue(key, Image(data=path.read_bytes(), format="png"), display=False)
         return path
 
     def glue_value(self, key: str, value: Any) -> None:

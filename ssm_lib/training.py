@@ -15,6 +15,7 @@ from ._checks import ScoreFn, check_choice, check_positive_float, check_positive
 from .losses import denoising_score_matching, exact_score_matching, sliced_score_matching
 
 Objective = Callable[..., torch.Tensor]
+#: Names accepted by :func:`make_objective` and :func:`fit`.
 OBJECTIVES = ("exact", "ssm", "ssm_vr", "dsm")
 
 

@@ -14,10 +14,9 @@ It builds a normal ``figure`` node (so ``numfig`` numbers it and ``{numref}`` re
 holds a placeholder. After all documents are read, a post-transform looks the key up in the
 glue cache myst-nb writes for the source notebook (``<docname>.glue.json``), writes the image
 into the builder's image folder and replaces the placeholder by an ``image`` node. If the key
-exists but holds no image (a figure glued under a non-interactive matplotlib backend keeps only
-its text repr), the PNG that ``ssm_lib.experiment.Experiment.save_figure`` writes next to the
-notebook, ``figures/<notebook>/<key>.png``, is used instead. A missing notebook, key or image is
-reported as a warning of type ``glue.missing`` (so a strict build fails).
+holds no image, or the notebook or key is missing, that is a warning of type ``glue.missing``
+(so a strict build fails). ``ssm_lib.experiment.Experiment.save_figure`` glues each figure as
+the bytes of its PNG file, whatever the matplotlib backend.
 """
 
 from __future__ import annotations
@@ -114,28 +113,14 @@ class ResolveGlueFigures(SphinxPostTransform):
                 node.parent.remove(node)
                 continue
             mime = next((m for m in IMAGE_MIMES if m in data["data"]), None)
-            if mime is not None:
-                raw = data["data"][mime]
-                blob = raw.encode("utf8") if mime == "image/svg+xml" else a2b_base64(raw)
-            else:
-                # A figure glued under a non-interactive backend (e.g. MPLBACKEND=Agg) keeps only
-                # its text/plain repr. ssm_lib.experiment.Experiment.save_figure also writes the
-                # same figure to <notebook dir>/figures/<notebook>/<key>.png: use that file.
-                refdir, _, refname = node["refdoc"].rpartition("/")
-                png = Path(self.app.srcdir, refdir, "figures", refname, f"{node['key']}.png")
-                if not png.is_file():
-                    LOGGER.warning(f"glue-figure: key {node['key']!r} of {node['refdoc']!r} holds "
-                                   f"no image ({sorted(data['data'])}) and {png} does not exist",
-                                   type="glue", subtype="missing", location=node)
-                    node.parent.remove(node)
-                    continue
-                notebook = Path(self.env.doc2path(node["refdoc"]))
-                if notebook.is_file() and png.stat().st_mtime > notebook.stat().st_mtime + 1:
-                    LOGGER.warning(f"glue-figure: {png} is newer than {notebook}, so it may come "
-                                   "from another run than the notebook's numbers; rerun "
-                                   "`make reproduce`", type="glue", subtype="stale", location=node)
-                LOGGER.info(f"glue-figure: {node['key']!r} read from {png} (the glue holds no image)")
-                mime, blob = "image/png", png.read_bytes()
+            if mime is None:
+                LOGGER.warning(f"glue-figure: key {node['key']!r} of {node['refdoc']!r} holds "
+                               f"no image ({sorted(data['data'])})",
+                               type="glue", subtype="missing", location=node)
+                node.parent.remove(node)
+                continue
+            raw = data["data"][mime]
+            blob = raw.encode("utf8") if mime == "image/svg+xml" else a2b_base64(raw)
             filename = hashlib.sha256(blob).hexdigest() + IMAGE_MIMES[mime]
             outdir = Path(self.app.builder.outdir)
             image_dir = outdir / getattr(self.app.builder, "imagedir", "_images")
