@@ -143,17 +143,25 @@ class ScoreMLP(nn.Module):
             h = torch.cat([a, slope * z[n:]])
         return h
 
-    def score_and_jvp(self, x: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        r""":math:`(s(x), \nabla_x s(x)\, v)` in one stacked primal-and-tangent pass (or
-        ``NotImplemented``, see the class docstring). Differentiable in the parameters."""
+    def _stacked_hidden(self, x: torch.Tensor, v: torch.Tensor
+                        ) -> tuple[torch.Tensor, nn.Linear] | None:
+        """The last hidden layer's primal rows stacked on its tangent rows, and the output
+        layer; ``None`` when the fast path does not apply to this network."""
         self._check_tangent(x, v)
         layers = self._fast_layers()
         if layers is None:
-            return NotImplemented
+            return None
         pairs, last = layers
         h = self._hidden_pass(pairs, x, v)
-        if h is None:
+        return None if h is None else (h, last)
+
+    def score_and_jvp(self, x: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        r""":math:`(s(x), \nabla_x s(x)\, v)` in one stacked primal-and-tangent pass (or
+        ``NotImplemented``, see the class docstring). Differentiable in the parameters."""
+        stacked = self._stacked_hidden(x, v)
+        if stacked is None:
             return NotImplemented
+        h, last = stacked
         n = x.shape[0]
         out = h @ last.weight.T
         s = out[:n] if last.bias is None else out[:n] + last.bias
@@ -163,14 +171,10 @@ class ScoreMLP(nn.Module):
                                 ) -> tuple[torch.Tensor, torch.Tensor]:
         r""":math:`(v^\top s(x),\ v^\top \nabla_x s(x)\, v)`, each of shape ``(batch,)``, with
         the output layer contracted with :math:`v` first (or ``NotImplemented``)."""
-        self._check_tangent(x, v)
-        layers = self._fast_layers()
-        if layers is None:
+        stacked = self._stacked_hidden(x, v)
+        if stacked is None:
             return NotImplemented
-        pairs, last = layers
-        h = self._hidden_pass(pairs, x, v)
-        if h is None:
-            return NotImplemented
+        h, last = stacked
         n = x.shape[0]
         v = v.to(x.dtype)
         u = v @ last.weight  # rows u_i = W_L^T v_i
