@@ -64,3 +64,26 @@ def grid_total_variation(p: torch.Tensor, q: torch.Tensor, cell_area: float) -> 
     if p.shape != q.shape:
         raise ValueError(f"p and q must have the same shape, got {tuple(p.shape)} and {tuple(q.shape)}")
     return 0.5 * float((p - q).abs().sum()) * cell_area
+
+
+def mean_and_standard_error(values: torch.Tensor) -> tuple[float, float]:
+    r"""Monte Carlo mean of i.i.d. values and its standard error
+    :math:`\hat\sigma/\sqrt n` (:math:`\hat\sigma` the sample standard deviation)."""
+    if not isinstance(values, torch.Tensor) or values.numel() < 2:
+        raise ValueError("values must be a tensor with at least 2 entries")
+    flat = values.detach().reshape(-1)
+    return float(flat.mean()), float(flat.std() / math.sqrt(flat.numel()))
+
+
+def loglog_slope(x, y) -> float:
+    r"""Least-squares slope of :math:`\log y` against :math:`\log x`: the exponent :math:`p`
+    of a power law :math:`y \propto x^p`. ``x`` and ``y`` are positive sequences of one length."""
+    import numpy as np
+
+    xs = np.asarray(x, dtype=float).reshape(-1)
+    ys = np.asarray(y, dtype=float).reshape(-1)
+    if xs.shape != ys.shape or xs.size < 2:
+        raise ValueError(f"x and y must have the same length >= 2, got {xs.size} and {ys.size}")
+    if np.any(xs <= 0) or np.any(ys <= 0):
+        raise ValueError("x and y must be positive for a log-log slope")
+    return float(np.polyfit(np.log(xs), np.log(ys), 1)[0])

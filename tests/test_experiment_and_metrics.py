@@ -67,3 +67,17 @@ def test_normalize_on_grid_recovers_gaussian_normaliser():
     cell = (10 / 399) ** 2
     assert math.isclose(float(density.sum()) * cell, 1.0, rel_tol=1e-9)
     assert grid_total_variation(density, density, cell) == 0.0
+
+
+def test_loglog_slope_and_standard_error(gen):
+    from ssm_lib.metrics import loglog_slope, mean_and_standard_error
+
+    x = [1e-3, 1e-2, 1e-1, 1.0]
+    assert math.isclose(loglog_slope(x, [3.0 * v**-2 for v in x]), -2.0, rel_tol=1e-9)
+    with pytest.raises(ValueError, match="positive"):
+        loglog_slope([1.0, 2.0], [1.0, -1.0])
+    with pytest.raises(ValueError, match="length"):
+        loglog_slope([1.0, 2.0], [1.0])
+    v = torch.randn(40000, generator=gen, dtype=torch.float64) * 2.0 + 1.0
+    mean, se = mean_and_standard_error(v)
+    assert abs(mean - 1.0) < 4 * se and math.isclose(se, 2.0 / 200.0, rel_tol=0.05)
