@@ -106,16 +106,12 @@ class ResolveGlueFigures(SphinxPostTransform):
         folder = self.env.mystnb_config.output_folder  # type: ignore[attr-defined]
         for node in list(self.document.findall(pending_glue_figure)):
             data = _read_cache(folder, node["refdoc"]).get(node["key"])
-            if data is None:
-                LOGGER.warning(f"glue-figure: key {node['key']!r} not found in the glue data of "
-                               f"{node['refdoc']!r} (has that notebook been executed?)",
-                               type="glue", subtype="missing", location=node)
-                node.parent.remove(node)
-                continue
-            mime = next((m for m in IMAGE_MIMES if m in data["data"]), None)
+            mime = None if data is None else next((m for m in IMAGE_MIMES if m in data["data"]), None)
             if mime is None:
-                LOGGER.warning(f"glue-figure: key {node['key']!r} of {node['refdoc']!r} holds "
-                               f"no image ({sorted(data['data'])})",
+                problem = ("not found in the glue data of" if data is None
+                           else f"holds no image ({sorted(data['data'])}) in")
+                LOGGER.warning(f"glue-figure: key {node['key']!r} {problem} {node['refdoc']!r} "
+                               "(has that notebook been executed?)",
                                type="glue", subtype="missing", location=node)
                 node.parent.remove(node)
                 continue
