@@ -47,6 +47,16 @@ def _loss_and_grads(score_fn, params, x, v, **kw):
                            for g, p in zip(grads, params, strict=True)]
 
 
+def _assert_matches_double_backprop(score_fn, params, x, v, method: str, vr: bool) -> None:
+    """Loss and parameter gradients of ``method`` equal those of double backprop (float64)."""
+    ref, ref_g = _loss_and_grads(score_fn, params, x, v, method="backward", variance_reduction=vr)
+    got, got_g = _loss_and_grads(score_fn, params, x, v, method=method, variance_reduction=vr)
+    torch.testing.assert_close(got, ref, rtol=1e-12, atol=1e-13)
+    for a, b in zip(got_g, ref_g, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+
+
+
 def _data(gen, batch=5, dim=4, m=2, kind="rademacher"):
     x = torch.randn(batch, dim, generator=gen, dtype=F64)
     v = sample_projections(kind, (m, batch, dim), generator=gen, dtype=F64)
@@ -63,12 +73,7 @@ def test_forward_mode_equals_double_backprop(which, vr, gen):
     else:
         module = _mlp()
         score_fn = module if which == "mlp" else Plain(module)
-    params = list(module.parameters())
-    ref, ref_g = _loss_and_grads(score_fn, params, x, v, method="backward", variance_reduction=vr)
-    got, got_g = _loss_and_grads(score_fn, params, x, v, method="forward", variance_reduction=vr)
-    torch.testing.assert_close(got, ref, rtol=1e-12, atol=1e-13)
-    for a, b in zip(got_g, ref_g, strict=True):
-        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+    _assert_matches_double_backprop(score_fn, list(module.parameters()), x, v, "forward", vr)
 
 
 ALL_ACTIVATIONS = [*ACTIVATIONS, "gelu_tanh"]
@@ -104,12 +109,7 @@ def test_fast_path_pair_matches_explicit_jacobian(activation, gen):
 def test_fast_path_equals_double_backprop_values_and_gradients(activation, vr, gen):
     model = _mlp_with(activation)
     x, v = _data(gen, m=3, kind="gaussian")
-    params = list(model.parameters())
-    ref, ref_g = _loss_and_grads(model, params, x, v, method="backward", variance_reduction=vr)
-    got, got_g = _loss_and_grads(model, params, x, v, method="auto", variance_reduction=vr)
-    torch.testing.assert_close(got, ref, rtol=1e-12, atol=1e-13)
-    for a, b in zip(got_g, ref_g, strict=True):
-        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+    _assert_matches_double_backprop(model, list(model.parameters()), x, v, "auto", vr)
 
 
 class CountingScoreMLP(ScoreMLP):
