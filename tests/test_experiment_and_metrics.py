@@ -1,50 +1,22 @@
-"""Notebook set-up (profiles, devices, outputs) and metrics."""
+"""Metrics."""
 
 from __future__ import annotations
 
-import json
 import math
 
 import pytest
 import torch
 
 from ssm_lib import Gaussian, fisher_divergence, resolve_device
-from ssm_lib.experiment import ClaimFailed, setup
 from ssm_lib.metrics import grid_total_variation, normalize_on_grid
 
 from .conftest import standard_error
 
 
-def test_setup_validates_profile_and_device(tmp_path):
-    with pytest.raises(ValueError, match="profile"):
-        setup("t", profile="medium", output_dir=tmp_path)
-    if not torch.cuda.is_available():
-        with pytest.raises(ValueError, match="device"):
-            setup("t", device="cuda", output_dir=tmp_path)
+def test_resolve_device():
     with pytest.raises(ValueError, match="device"):
         resolve_device("tpu")
     assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def test_outputs_and_checks(tmp_path):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    exp = setup("demo", output_dir=tmp_path, seed=3)
-    fig, ax = plt.subplots()
-    ax.plot([0, 1], [0, 1])
-    path = exp.save_figure(fig, "line", glue=False)
-    assert path.exists() and path.suffix == ".png"
-    exp.record(value=torch.tensor(1.5), items=[1, 2])
-    exp.check(True, "holds")
-    with pytest.raises(ClaimFailed, match="fails"):
-        exp.check(False, "fails")
-    data = json.loads((tmp_path / "results" / "demo.json").read_text())
-    assert data["value"] == 1.5 and data["meta"]["seed"] == 3 and data["meta"]["profile"] == "quick"
-    assert exp.pick("q", "f") == "q"
-    a = torch.rand(2, generator=exp.generator())
-    assert torch.equal(a, torch.rand(2, generator=exp.generator()))
 
 
 def test_fisher_divergence_between_gaussians(gen):

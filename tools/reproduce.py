@@ -41,7 +41,7 @@ Template for a notebook (``notebooks/<name>.md``), which every experiment follow
 
     ```{code-cell} ipython3
     import ssm_lib
-    from ssm_lib.experiment import setup
+    from booktools.experiment import setup
 
     exp = setup("<name>", profile=profile, device=device, seed=seed, output_dir=output_dir)
     n_steps = exp.pick(quick=300, full=5000)      # sizes per profile

@@ -1,11 +1,11 @@
 """Shared set-up for the experiment notebooks: profile, device, seed, output folder, and the
-saving of figures (PNG + myst-nb glue) and numbers (JSON), plus checked claims.
+saving of figures (PNG) and numbers (JSON), plus checked claims.
 
 A notebook's parameters cell (papermill) holds ``profile``, ``device``, ``seed`` and
 ``output_dir``; its next cell calls :func:`setup` and uses what it returns everywhere::
 
     exp = setup("score_fields", profile=profile, device=device, seed=seed, output_dir=output_dir)
-    exp.save_figure(fig, "f3_mixture_score")    # output_dir/figures/score_fields/f3_mixture_score.png
+    exp.save_figure(fig, "mixture_score")       # output_dir/figures/score_fields/mixture_score.png
     exp.record(fisher=0.123)                    # output_dir/results/score_fields.json
     exp.check(slope > 0.7, f"exact-SM slope {slope:.2f} should exceed 0.7")
 """
@@ -21,8 +21,7 @@ from typing import Any
 
 import torch
 
-from ._checks import check_choice
-from .devices import make_generator, resolve_device
+from ssm_lib.devices import make_generator, resolve_device
 
 PROFILES = ("quick", "full")
 
@@ -32,16 +31,18 @@ class ClaimFailed(AssertionError):
 
 
 def _jsonable(value: Any) -> Any:
+    """``value`` as plain JSON data: tensors and numpy values become numbers or lists, and a
+    non-finite number becomes the string ``"nan"``, ``"inf"`` or ``"-inf"`` (JSON has none)."""
     if isinstance(value, torch.Tensor):
         value = value.detach().cpu().tolist()
+    elif callable(getattr(value, "tolist", None)):  # numpy arrays and scalars
+        value = value.tolist()
     if isinstance(value, dict):
         return {str(k): _jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_jsonable(v) for v in value]
     if isinstance(value, float) and not math.isfinite(value):
         return str(value)
-    if hasattr(value, "item") and callable(value.item):  # numpy scalars
-        return value.item()
     return value
 
 
@@ -75,19 +76,11 @@ class Experiment:
         path.mkdir(parents=True, exist_ok=True)
         return path
 
-    def save_figure(self, fig, key: str, *, glue: bool = True, dpi: int = 150) -> Path:
-        """Write ``fig`` to ``figures/<name>/<key>.png`` and glue that PNG under ``key``, so
-        that chapters can paste it (``{glue-figure}``). The glued image is the file's bytes,
-        so it does not depend on the matplotlib backend the kernel runs with."""
+    def save_figure(self, fig, key: str, *, dpi: int = 150) -> Path:
+        """Write ``fig`` to ``figures/<name>/<key>.png``; chapters show it with the MyST
+        ``{figure}`` directive (``../experiments/figures/<name>/<key>.png``)."""
         path = self.figure_dir / f"{key}.png"
         fig.savefig(path, dpi=dpi, bbox_inches="tight")
-        if glue:
-            try:
-                from IPython.display import Image
-                from myst_nb import glue as nb_glue
-            except ImportError:  # pragma: no cover - both are in the pinned environment
-                return path
-            nb_glue(key, Image(data=path.read_bytes(), format="png"), display=False)
         return path
 
     def glue_value(self, key: str, value: Any) -> None:
@@ -105,8 +98,8 @@ class Experiment:
         path.mkdir(parents=True, exist_ok=True)
         meta = {"notebook": self.name, "profile": self.profile, "device": str(self.device),
                 "seed": self.seed, "torch": torch.__version__}
-        (path / f"{self.name}.json").write_text(json.dumps({"meta": meta, **self.results},
-                                                           indent=2, sort_keys=True))
+        text = json.dumps({"meta": meta, **self.results}, indent=2, sort_keys=True, allow_nan=False)
+        (path / f"{self.name}.json").write_text(text)
 
     def check(self, condition: bool, message: str) -> None:
         """Assert a claim of the experiment; the message says what was expected and measured."""
@@ -127,7 +120,8 @@ def setup(name: str, *, profile: str = "quick", device: str = "auto", seed: int 
 
     Raises ``ValueError`` for an unknown ``profile`` or a ``device`` that is not there.
     """
-    check_choice(profile, PROFILES, "profile")
+    if profile not in PROFILES:
+        raise ValueError(f"profile must be one of {PROFILES}, got {profile!r}")
     dev = resolve_device(device)
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise ValueError(f"seed must be an integer, got {seed!r}")
