@@ -10,10 +10,17 @@ Conventions, used by every module:
 * Randomness comes from an explicit ``torch.Generator`` or seed; inputs are never mutated.
 """
 
-from . import densities, devices, losses, metrics, models, plotting, projections, sampling, training
+# ``plotting`` (matplotlib) is not imported here: ``from ssm_lib import plotting`` when needed.
+from . import densities, devices, grids, losses, metrics, models, projections, sampling, training
 from .densities import Banana, Gaussian, GaussianMixture, Ring
 from .devices import make_generator, resolve_device
-from .losses import denoising_score_matching, exact_score_matching, sliced_score_matching
+from .losses import (
+    OBJECTIVES,
+    denoising_score_matching,
+    exact_score_matching,
+    make_objective,
+    sliced_score_matching,
+)
 from .metrics import fisher_divergence
 from .models import EnergyMLP, NoiseConditionalScoreMLP, ScoreMLP, score_from_energy
 from .projections import sample_projections
@@ -23,10 +30,10 @@ from .training import TrainingDivergedError, fit
 __version__ = "0.1.0"
 
 __all__ = [
-    "Banana", "EnergyMLP", "Gaussian", "GaussianMixture", "NoiseConditionalScoreMLP", "Ring",
-    "ScoreMLP", "TrainingDivergedError", "annealed_langevin_dynamics", "denoising_score_matching",
-    "densities", "devices", "exact_score_matching", "fisher_divergence", "fit",
-    "langevin_dynamics", "losses", "make_generator", "metrics", "models", "plotting",
-    "projections", "resolve_device", "sample_projections", "sampling", "score_from_energy",
-    "sliced_score_matching", "training",
+    "annealed_langevin_dynamics", "Banana", "denoising_score_matching", "densities", "devices",
+    "EnergyMLP", "exact_score_matching", "fisher_divergence", "fit", "Gaussian", "GaussianMixture",
+    "grids", "langevin_dynamics", "losses", "make_generator", "make_objective", "metrics", "models",
+    "NoiseConditionalScoreMLP", "OBJECTIVES", "projections", "resolve_device", "Ring",
+    "sample_projections", "sampling", "score_from_energy", "ScoreMLP", "sliced_score_matching",
+    "training", "TrainingDivergedError",
 ]

@@ -29,6 +29,10 @@ otherwise; :class:`~ssm_lib.models.ScoreMLP` offers both.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
 
 import torch
 import torch.autograd.forward_ad as fwad
@@ -116,6 +120,7 @@ def exact_score_matching(
     method: str = "loop",
     reduction: str = "mean",
     chunk_size: int | None = None,
+    generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     r"""Hyvärinen's score-matching objective (Hyvärinen 2005; Song et al. 2019, Eq. 2).
 
@@ -135,6 +140,8 @@ def exact_score_matching(
             vectorised; faster, more memory).
         reduction: ``"mean"``, ``"sum"`` or ``"none"``.
         chunk_size: for ``"vmap"``, how many Jacobian rows to vectorise at once.
+        generator: not used (the objective is deterministic); accepted so that every loss
+            can be called as ``f(score_fn, x, generator=...)``.
     """
     check_reduction(reduction)
     s, trace = jacobian_trace(score_fn, x, method=method, chunk_size=chunk_size)
@@ -251,7 +258,7 @@ def sliced_score_matching(
     generator: torch.Generator | None = None,
     reduction: str = "mean",
     method: str = "auto",
-    projections: torch.Tensor | None = None,
+    directions: torch.Tensor | None = None,
     fd_step: float | None = None,
 ) -> torch.Tensor:
     r"""Sliced score matching (Song et al. 2019, Eq. 8 and its estimator Eq. 10).
@@ -302,8 +309,9 @@ def sliced_score_matching(
         generator: source of the projections.
         reduction: ``"mean"``, ``"sum"`` or ``"none"``.
         method: ``"auto"``, ``"backward"``, ``"forward"`` or ``"finite_difference"``.
-        projections: optional explicit directions of shape ``(n_projections, *x.shape)``;
-            when given, ``projection`` and ``generator`` are not used.
+        directions: optional explicit projection vectors :math:`v` of shape
+            ``(n_projections, *x.shape)``; when given, ``projection`` and ``generator`` are
+            not used.
         fd_step: the step :math:`\varepsilon > 0` of ``"finite_difference"`` (``None``:
             :math:`u^{1/3}` for the dtype of ``x``, about ``4.9e-3`` in float32 and ``6.1e-6``
             in float64, which balances the :math:`\varepsilon^2` bias against rounding).
@@ -319,15 +327,15 @@ def sliced_score_matching(
     else:
         eps = check_positive_float(fd_step, "fd_step")
     m = n_projections
-    if projections is None:
+    if directions is None:
         v = sample_projections(projection, (m, *x.shape), generator=generator, dtype=x.dtype,
                                device=x.device, event_dims=x.dim() - 1)
     else:
-        if not isinstance(projections, torch.Tensor) or projections.shape != (m, *x.shape):
-            got = tuple(projections.shape) if isinstance(projections, torch.Tensor) else projections
-            raise ValueError(f"projections must have shape (n_projections, *x.shape) = "
+        if not isinstance(directions, torch.Tensor) or directions.shape != (m, *x.shape):
+            got = tuple(directions.shape) if isinstance(directions, torch.Tensor) else directions
+            raise ValueError(f"directions must have shape (n_projections, *x.shape) = "
                              f"{(m, *x.shape)}, got {got}")
-        v = projections.to(dtype=x.dtype, device=x.device)
+        v = directions.to(dtype=x.dtype, device=x.device)
     # detached for every method, as double backprop must: no gradient flows back into x
     xr = _repeat_batch(x.detach(), m)
     vr = v.reshape(m * x.shape[0], *x.shape[1:])
@@ -452,3 +460,57 @@ def denoising_score_matching(
     if power != 0.0:
         per_sample = per_sample * sig**power
     return reduce(per_sample, reduction)
+
+
+# --- the registry of objectives -----------------------------------------------------------
+
+Objective = Callable[..., torch.Tensor]
+
+
+@dataclass(frozen=True)
+class ObjectiveSpec:
+    """One entry of :data:`OBJECTIVES`.
+
+    Attributes:
+        loss: the loss function, called as ``loss(score_fn, x, *, generator=..., **options)``.
+        label: the name to print in tables and legends.
+        options: keyword arguments fixed by this entry (e.g. ``variance_reduction=True``).
+        required: keyword arguments the caller must give (e.g. ``sigma`` for DSM).
+    """
+
+    loss: Objective
+    label: str
+    options: Mapping[str, Any] = field(default_factory=dict)
+    required: tuple[str, ...] = ()
+
+
+#: Every objective by name. Adding an objective is one loss function with the signature
+#: ``f(score_fn, x, *, generator=None, reduction="mean", ...)`` and one entry here.
+OBJECTIVES: dict[str, ObjectiveSpec] = {
+    "exact": ObjectiveSpec(exact_score_matching, "Exact SM"),
+    "ssm": ObjectiveSpec(sliced_score_matching, "SSM", {"variance_reduction": False}),
+    "ssm_vr": ObjectiveSpec(sliced_score_matching, "SSM-VR", {"variance_reduction": True}),
+    "dsm": ObjectiveSpec(denoising_score_matching, "DSM", required=("sigma",)),
+}
+
+
+def make_objective(name: str, **options: Any) -> Objective:
+    """The objective ``name`` of :data:`OBJECTIVES` with ``options`` bound: a callable
+    ``f(score_fn, x, *, generator=None) -> loss``.
+
+    ``options`` are keyword arguments of the entry's loss function (for example
+    ``make_objective("ssm", n_projections=4)`` or ``make_objective("dsm", sigma=0.1)``); they
+    may not override the options the entry fixes, and the entry's required ones must be given.
+    """
+    if not isinstance(name, str) or name not in OBJECTIVES:
+        raise ValueError(f"objective must be one of {tuple(OBJECTIVES)}, got {name!r}")
+    spec = OBJECTIVES[name]
+    missing = [key for key in spec.required if key not in options]
+    if missing:
+        raise ValueError(f"objective {name!r} needs {', '.join(missing)}: "
+                         f"make_objective({name!r}, {missing[0]}=...)")
+    fixed = sorted(set(options) & set(spec.options))
+    if fixed:
+        raise ValueError(f"objective {name!r} fixes {', '.join(fixed)}; choose another objective "
+                         f"(e.g. 'ssm' or 'ssm_vr') instead of passing it")
+    return partial(spec.loss, **spec.options, **options)

@@ -8,7 +8,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from .metrics import grid_2d
+from .grids import grid_2d
 
 Lim = tuple[float, float]
 
@@ -39,7 +39,7 @@ def plot_density(ax: plt.Axes, log_prob: Callable[[torch.Tensor], torch.Tensor],
 
 def plot_grid_values(ax: plt.Axes, values: torch.Tensor | np.ndarray, xlim: Lim, ylim: Lim, *,
                      cmap: str = "Blues", colorbar: bool = False, label: str = "density"):
-    """Filled contour plot of values already tabulated on :func:`~ssm_lib.metrics.grid_2d`."""
+    """Filled contour plot of values already tabulated on :func:`~ssm_lib.grids.grid_2d`."""
     vals = values.detach().cpu().numpy() if isinstance(values, torch.Tensor) else values
     n = vals.shape[0]
     xs, ys = np.linspace(*xlim, n), np.linspace(*ylim, n)

@@ -18,13 +18,19 @@ import math
 from collections.abc import Callable, Sequence
 
 import torch
-from tqdm.auto import tqdm
 
 from ._checks import ScoreFn, call_score, check_batch, check_positive_float, check_positive_int
 
 
 class SamplerDivergedError(RuntimeError):
     """Raised when a sampler's state stops being finite."""
+
+
+def _progress(**kwargs):
+    """A tqdm progress bar, imported only when one is made (``import ssm_lib`` stays light)."""
+    from tqdm.auto import tqdm
+
+    return tqdm(**kwargs)
 
 
 def _check_finite(x: torch.Tensor, step: int, what: str) -> None:
@@ -64,7 +70,7 @@ def langevin_dynamics(
     traj = [x.clone()] if return_trajectory else None
     noise_scale = math.sqrt(2 * eps)
     with torch.no_grad():
-        for t in tqdm(range(1, n_steps + 1), disable=not progress, desc="Langevin"):
+        for t in _progress(iterable=range(1, n_steps + 1), disable=not progress, desc="Langevin"):
             s = call_score(score_fn, x)
             z = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
             x = x + eps * s.detach() + noise_scale * z
@@ -113,7 +119,7 @@ def annealed_langevin_dynamics(
     x = x0.detach().clone()
     sigma_last = float(sig[-1])
     total = sig.numel() * n_steps_each
-    with torch.no_grad(), tqdm(total=total, disable=not progress, desc="annealed Langevin") as bar:
+    with torch.no_grad(), _progress(total=total, disable=not progress, desc="annealed Langevin") as bar:
         step = 0
         for level in sig.tolist():
             alpha = eps * (level / sigma_last) ** 2

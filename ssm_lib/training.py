@@ -1,46 +1,20 @@
-r"""A small training loop shared by the notebooks: fit a model with a chosen objective."""
+r"""A small training loop: fit a model with Adam on an objective of :data:`ssm_lib.losses.OBJECTIVES`."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import partial
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
-from ._checks import ScoreFn, check_choice, check_positive_float, check_positive_int
-from .losses import denoising_score_matching, exact_score_matching, sliced_score_matching
-
-Objective = Callable[..., torch.Tensor]
-#: Names accepted by :func:`make_objective` and :func:`fit`.
-OBJECTIVES = ("exact", "ssm", "ssm_vr", "dsm")
+from ._checks import ScoreFn, check_positive_float, check_positive_int
+from .losses import OBJECTIVES, Objective, make_objective
 
 
 class TrainingDivergedError(RuntimeError):
     """Raised when the training loss stops being finite; the message names the step."""
-
-
-def make_objective(name: str, **options) -> Objective:
-    """An objective ``f(score_fn, x, generator=None) -> scalar loss`` by name.
-
-    ``"exact"``: :func:`~ssm_lib.losses.exact_score_matching` (options: ``method``);
-    ``"ssm"``/``"ssm_vr"``: :func:`~ssm_lib.losses.sliced_score_matching` without/with
-    variance reduction (options: ``n_projections``, ``projection``, ...);
-    ``"dsm"``: :func:`~ssm_lib.losses.denoising_score_matching` (options: ``sigma``, required).
-    """
-    check_choice(name, OBJECTIVES, "objective")
-    if name == "exact":
-        return lambda score_fn, x, generator=None: exact_score_matching(score_fn, x, **options)
-    if name in ("ssm", "ssm_vr"):
-        return partial(sliced_score_matching, variance_reduction=name == "ssm_vr", **options)
-    if "sigma" not in options:
-        raise ValueError("objective 'dsm' needs a noise level: make_objective('dsm', sigma=...)")
-    sigma = options.pop("sigma")
-    return lambda score_fn, x, generator=None: denoising_score_matching(
-        score_fn, x, sigma, generator=generator, **options)
 
 
 @dataclass
@@ -48,12 +22,6 @@ class History:
     """Training record: the loss at every step."""
 
     losses: list[float] = field(default_factory=list)
-
-    @property
-    def final_loss(self) -> float:
-        """Mean loss over the last 10% of the steps."""
-        tail = self.losses[-max(1, len(self.losses) // 10):]
-        return sum(tail) / len(tail)
 
 
 def _score_of(model: nn.Module) -> ScoreFn:
@@ -79,8 +47,9 @@ def fit(
         model: the module whose parameters are trained.
         data: a tensor ``(N, *event_shape)`` to draw minibatches from (with replacement), or a
             sampler ``data(n, generator) -> (n, *event_shape)`` such as ``density.sample``.
-        objective: a name from :data:`OBJECTIVES` (``objective_options`` passed to
-            :func:`make_objective`) or a callable ``f(score_fn, x, generator=...)``.
+        objective: a name from :data:`ssm_lib.losses.OBJECTIVES` (``objective_options`` are
+            passed to :func:`ssm_lib.losses.make_objective`) or a callable
+            ``f(score_fn, x, generator=...)``.
         n_steps, batch_size, lr: optimisation settings.
         seed: seeds the generator used for minibatches, projections and noise.
         score_fn: the score to train (default: ``model.score`` if it exists, else ``model``).
@@ -94,7 +63,7 @@ def fit(
     check_positive_float(lr, "lr")
     loss_fn = make_objective(objective, **objective_options) if isinstance(objective, str) else objective
     if not callable(loss_fn):
-        raise ValueError(f"objective must be a name in {OBJECTIVES} or a callable, got {objective!r}")
+        raise ValueError(f"objective must be a name in {tuple(OBJECTIVES)} or a callable, got {objective!r}")
     score = score_fn if score_fn is not None else _score_of(model)
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
@@ -119,6 +88,8 @@ def fit(
     opt = torch.optim.Adam(params, lr=lr)
     history = History()
     model.train()
+    from tqdm.auto import tqdm  # imported here: ``import ssm_lib`` stays light
+
     with tqdm(range(1, n_steps + 1), disable=not progress, desc="training", leave=False) as bar:
         for step in bar:
             x = draw(batch_size)

@@ -60,7 +60,7 @@ def test_bad_sigma(sigma):
     ({"projection": "uniform"}, "projection"),
     ({"method": "magic"}, "method"),
     ({"reduction": "max"}, "reduction"),
-    ({"projections": torch.zeros(2, 4, 3)}, "projections"),
+    ({"directions": torch.zeros(2, 4, 3)}, "directions"),
 ])
 def test_bad_ssm_arguments(kwargs, name):
     with pytest.raises(ValueError, match=name):

@@ -21,8 +21,8 @@ Z = torch.randn(3, 2, dtype=torch.float64, generator=torch.Generator().manual_se
 LOSSES = {
     "exact_loop": lambda f: exact_score_matching(f, X, method="loop"),
     "exact_vmap": lambda f: exact_score_matching(f, X, method="vmap"),
-    "ssm": lambda f: sliced_score_matching(f, X, n_projections=2, projections=V),
-    "ssm_vr": lambda f: sliced_score_matching(f, X, n_projections=2, projections=V, variance_reduction=True),
+    "ssm": lambda f: sliced_score_matching(f, X, n_projections=2, directions=V),
+    "ssm_vr": lambda f: sliced_score_matching(f, X, n_projections=2, directions=V, variance_reduction=True),
     "dsm": lambda f: denoising_score_matching(f, X, 0.5, noise=Z),
 }
 

@@ -32,8 +32,8 @@ def test_matches_closed_form_with_given_projections(score_mlp, gen):
     # with explicit v, the estimate is (1/M) sum_m [v_m^T J v_m + 1/2 (v_m^T s)^2], J explicit
     x = torch.randn(3, 4, generator=gen, dtype=torch.float64)
     v = sample_projections("gaussian", (5, 3, 4), generator=gen, dtype=torch.float64)
-    got = sliced_score_matching(score_mlp, x, n_projections=5, projections=v, reduction="none")
-    got_vr = sliced_score_matching(score_mlp, x, n_projections=5, projections=v,
+    got = sliced_score_matching(score_mlp, x, n_projections=5, directions=v, reduction="none")
+    got_vr = sliced_score_matching(score_mlp, x, n_projections=5, directions=v,
                                    variance_reduction=True, reduction="none")
     for b in range(3):
         jac = torch.autograd.functional.jacobian(lambda y: score_mlp(y.unsqueeze(0)).squeeze(0), x[b])
@@ -52,7 +52,7 @@ def test_energy_model_ssm_vr_with_identity_basis_equals_exact(energy_mlp, gen):
     d = 4
     basis = torch.eye(d, dtype=torch.float64) * math.sqrt(d)
     v = basis.unsqueeze(1).expand(d, 4, d).contiguous()
-    got = sliced_score_matching(score, x, n_projections=d, projections=v, variance_reduction=True,
+    got = sliced_score_matching(score, x, n_projections=d, directions=v, variance_reduction=True,
                                 reduction="none")
     torch.testing.assert_close(got, exact_score_matching(score, x, reduction="none"), rtol=1e-10, atol=1e-12)
 
@@ -62,7 +62,7 @@ def test_single_backward_pass_gives_vjv(gen):
     a = torch.randn(5, 5, generator=gen, dtype=torch.float64)
     x = torch.randn(8, 5, generator=gen, dtype=torch.float64)
     v = sample_projections("rademacher", (1, 8, 5), generator=gen, dtype=torch.float64)
-    got = sliced_score_matching(lambda y: y @ a.T, x, projections=v, reduction="none")
+    got = sliced_score_matching(lambda y: y @ a.T, x, directions=v, reduction="none")
     s = x @ a.T
     expected = torch.einsum("bi,ij,bj->b", v[0], a, v[0]) + 0.5 * (v[0] * s).sum(1) ** 2
     torch.testing.assert_close(got, expected)
@@ -99,7 +99,7 @@ def test_trace_oracle_of_jacobian_trace_helper(score_mlp, gen):
     x = torch.randn(2, 4, generator=gen, dtype=torch.float64)
     _, trace = jacobian_trace(score_mlp, x)
     v = sample_projections("rademacher", (20000, 2, 4), generator=gen, dtype=torch.float64)
-    per = sliced_score_matching(score_mlp, x, n_projections=20000, projections=v,
+    per = sliced_score_matching(score_mlp, x, n_projections=20000, directions=v,
                                 variance_reduction=True, reduction="none")
     s = score_mlp(x)
     est_trace = per - 0.5 * (s**2).sum(1)

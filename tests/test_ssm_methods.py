@@ -40,7 +40,7 @@ class Plain:
 
 
 def _loss_and_grads(score_fn, params, x, v, **kw):
-    loss = sliced_score_matching(score_fn, x, n_projections=v.shape[0], projections=v,
+    loss = sliced_score_matching(score_fn, x, n_projections=v.shape[0], directions=v,
                                  reduction="none", **kw)
     grads = torch.autograd.grad(loss.sum(), params, allow_unused=True)  # an energy's last bias
     return loss.detach(), [torch.zeros_like(p) if g is None else g
@@ -159,8 +159,8 @@ def test_generic_pair_protocol_is_used_for_plain_ssm_too(gen):
     model = _mlp()
     wrapped = PairOnly(model)
     x, v = _data(gen)
-    ref = sliced_score_matching(model, x, n_projections=2, projections=v, method="backward")
-    got = sliced_score_matching(wrapped, x, n_projections=2, projections=v)
+    ref = sliced_score_matching(model, x, n_projections=2, directions=v, method="backward")
+    got = sliced_score_matching(wrapped, x, n_projections=2, directions=v)
     assert wrapped.calls == 1
     torch.testing.assert_close(got, ref, rtol=1e-12, atol=1e-13)
 
@@ -178,12 +178,12 @@ def test_auto_never_uses_finite_differences(gen):
 
     x, v = _data(gen)
     fn = Wavy()
-    exact = sliced_score_matching(fn, x, n_projections=2, projections=v, method="backward")
-    fd = sliced_score_matching(fn, x, n_projections=2, projections=v, method="finite_difference",
+    exact = sliced_score_matching(fn, x, n_projections=2, directions=v, method="backward")
+    fd = sliced_score_matching(fn, x, n_projections=2, directions=v, method="finite_difference",
                                fd_step=0.3)
     assert (fd - exact).abs() > 1e-2  # the check below can tell the two apart
     fn.calls.clear()
-    auto = sliced_score_matching(fn, x, n_projections=2, projections=v, fd_step=0.3)
+    auto = sliced_score_matching(fn, x, n_projections=2, directions=v, fd_step=0.3)
     torch.testing.assert_close(auto, exact, rtol=1e-13, atol=1e-14)
     assert fn.calls == [(10, 4)]  # one call on the (M * batch) repeated batch, not 2x that
 
@@ -213,9 +213,9 @@ def test_fast_path_declines_when_it_would_not_match_forward(change, gen):
         assert model.score_and_jvp(x[:2], v[0, :2]) is NotImplemented
         assert model.projected_score_and_jvp(x[:2], v[0, :2]) is NotImplemented
     for vr in (False, True):
-        ref = sliced_score_matching(model, x, n_projections=2, projections=v, method="backward",
+        ref = sliced_score_matching(model, x, n_projections=2, directions=v, method="backward",
                                     variance_reduction=vr)
-        got = sliced_score_matching(model, x, n_projections=2, projections=v, variance_reduction=vr)
+        got = sliced_score_matching(model, x, n_projections=2, directions=v, variance_reduction=vr)
         torch.testing.assert_close(got, ref, rtol=1e-12, atol=1e-13)
 
 
@@ -255,11 +255,11 @@ def test_finite_difference_bias_is_second_order_with_the_stated_leading_term(whi
         score_fn = plain = _mlp("tanh")
     x = torch.randn(6, 4, generator=gen, dtype=F64)
     v = sample_projections("rademacher", (1, 6, 4), generator=gen, dtype=F64)
-    exact = sliced_score_matching(score_fn, x, projections=v, method="backward",
+    exact = sliced_score_matching(score_fn, x, directions=v, method="backward",
                                   variance_reduction=vr, reduction="none").detach()
     errors = {}
     for eps in (0.02, 0.01, 0.005):
-        fd = sliced_score_matching(score_fn, x, projections=v, method="finite_difference",
+        fd = sliced_score_matching(score_fn, x, directions=v, method="finite_difference",
                                    fd_step=eps, variance_reduction=vr, reduction="none").detach()
         errors[eps] = fd - exact
     # halving the step divides the error by about 4 (O(eps^2))
@@ -280,13 +280,13 @@ def test_finite_difference_bias_is_second_order_with_the_stated_leading_term(whi
 def test_finite_difference_default_step_is_close_in_float32_and_float64(gen):
     model = _mlp("silu")
     x, v = _data(gen)
-    exact = sliced_score_matching(model, x, n_projections=2, projections=v, method="backward")
-    fd64 = sliced_score_matching(model, x, n_projections=2, projections=v, method="finite_difference")
+    exact = sliced_score_matching(model, x, n_projections=2, directions=v, method="backward")
+    fd64 = sliced_score_matching(model, x, n_projections=2, directions=v, method="finite_difference")
     torch.testing.assert_close(fd64, exact, rtol=1e-8, atol=1e-9)
     m32 = _mlp("silu").float()
-    exact32 = sliced_score_matching(m32, x.float(), n_projections=2, projections=v.float(),
+    exact32 = sliced_score_matching(m32, x.float(), n_projections=2, directions=v.float(),
                                     method="backward")
-    fd32 = sliced_score_matching(m32, x.float(), n_projections=2, projections=v.float(),
+    fd32 = sliced_score_matching(m32, x.float(), n_projections=2, directions=v.float(),
                                  method="finite_difference")
     torch.testing.assert_close(fd32.double(), exact, rtol=1e-3, atol=1e-3)
     torch.testing.assert_close(exact32.double(), exact, rtol=1e-5, atol=1e-5)

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from ssm_lib import Gaussian, ScoreMLP, TrainingDivergedError, fisher_divergence, fit
-from ssm_lib.training import make_objective
+from ssm_lib.losses import make_objective
 
 
 @pytest.fixture
