@@ -1,81 +1,183 @@
-"""The experiment infrastructure is wired: tools/reproduce.py validates its arguments, every
-notebook follows the template, and the Makefile runs papermill and nbval. Fast: no kernel."""
+"""tools/reproduce.py: mistakes end in one line and status 2 before any kernel starts; a
+successful run publishes its notebook, figures and JSON together; a failed or interrupted run
+(a real subprocess and a real signal) leaves the previous result untouched and its own outputs
+apart, marked; every experiment notebook follows the template."""
 
 from __future__ import annotations
 
 import importlib.util
+import json
+import os
 import re
-import shutil
+import signal
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.md"))
+SCRIPT = ROOT / "tools" / "reproduce.py"
+
+_spec = importlib.util.spec_from_file_location("reproduce", SCRIPT)
+reproduce = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(reproduce)
+
+TOY = """---
+jupytext:
+  text_representation:
+    extension: .md
+    format_name: myst
+    format_version: 0.13
+kernelspec:
+  display_name: Python 3
+  language: python
+  name: python3
+---
+
+# Toy
+
+```{{code-cell}} ipython3
+:tags: [parameters]
+profile = "quick"
+device = "auto"
+seed = 0
+output_dir = "experiments"
+```
+
+```{{code-cell}} ipython3
+import os, time
+from booktools.experiment import setup
+
+exp = setup("toy", profile=profile, device="cpu", seed=seed, output_dir=output_dir)
+(exp.figure_dir / "{figure}.png").write_text("{tag}")
+exp.record(tag="{tag}", kernel_pid=os.getpid())
+```
+
+```{{code-cell}} ipython3
+{last}
+```
+"""
 
 
-def _load_reproduce():
-    spec = importlib.util.spec_from_file_location("reproduce", ROOT / "tools" / "reproduce.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def _toy(notebook_dir: Path, tag: str, last: str = "print('done')", figure: str = "fig") -> None:
+    notebook_dir.mkdir(exist_ok=True)
+    (notebook_dir / "toy.md").write_text(TOY.format(tag=tag, last=last, figure=figure))
 
 
-reproduce = _load_reproduce()
+def _command(tmp_path: Path, *extra: str) -> list[str]:
+    return [sys.executable, str(SCRIPT), "toy", "--notebook-dir", str(tmp_path / "nb"),
+            "--output-dir", str(tmp_path / "out"), "--device", "cpu", *extra]
 
 
-@pytest.fixture
-def notebook_dir(tmp_path):
-    d = tmp_path / "notebooks"
-    d.mkdir()
-    for name in ("learned_fields", "score_fields", "extra"):
-        (d / f"{name}.md").write_text("# x\n")
-    return d
+def _published(out: Path) -> tuple[str, list[str], str]:
+    """(the tag in the results JSON, the figure files, the executed notebook's last output)."""
+    tag = json.loads((out / "results" / "toy.json").read_text())["tag"]
+    figures = sorted(p.name for p in (out / "figures" / "toy").iterdir())
+    nb = json.loads((out / "toy.ipynb").read_text())
+    return tag, figures, json.dumps(nb["cells"][-1]["outputs"])
 
 
-def test_unknown_profile_is_rejected(notebook_dir):
-    with pytest.raises(ValueError, match="profile must be one of .*'fast'"):
-        reproduce.parse_args(["--profile", "fast"], notebook_dir)
+# --- mistakes: one line, status 2, nothing run ---------------------------------------------
+
+@pytest.mark.parametrize("args, message", [
+    (["nope"], "no notebook 'nope'"),
+    (["toy", "--profile", "fast"], "profile must be one of"),
+    (["toy", "--device", "abacus"], "device"),
+    (["toy", "--device", "cuda:99"], "device"),
+    (["toy", "--seed", "x"], "invalid int value"),
+    (["toy", "--bogus"], "unrecognized arguments"),
+])
+def test_a_mistake_is_one_line_and_status_2(tmp_path, capsys, args, message):
+    _toy(tmp_path / "nb", "x")
+    code = reproduce.main([*args, "--notebook-dir", str(tmp_path / "nb"),
+                           "--output-dir", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "out" / ".running").exists()
 
 
-def test_unknown_notebook_is_rejected_by_name(notebook_dir):
-    with pytest.raises(ValueError, match="notebook 'nope' is not one of"):
-        reproduce.parse_args(["nope"], notebook_dir)
+def test_an_output_location_that_is_a_file_or_unwritable_is_found_first(tmp_path, capsys):
+    _toy(tmp_path / "nb", "x")
+    (tmp_path / "file").write_text("")
+    base = ["toy", "--notebook-dir", str(tmp_path / "nb"), "--device", "cpu"]
+    assert reproduce.main([*base, "--output-dir", str(tmp_path / "file")]) == 2
+    assert "is a file" in capsys.readouterr().err
+    if os.geteuid() != 0:  # root may write anywhere
+        locked = tmp_path / "locked"
+        locked.mkdir(mode=0o500)
+        assert reproduce.main([*base, "--output-dir", str(locked / "out")]) == 2
+        assert "cannot be written" in capsys.readouterr().err
 
 
-def test_bad_seed_is_rejected(notebook_dir):
-    with pytest.raises(ValueError, match="seed must be an integer"):
-        reproduce.parse_args(["--seed", "x"], notebook_dir)
+# --- real runs -----------------------------------------------------------------------------
+
+def test_success_publishes_and_a_failure_keeps_the_last_good_result(tmp_path):
+    out = tmp_path / "out"
+    _toy(tmp_path / "nb", "good", figure="first")
+    run = subprocess.run(_command(tmp_path), capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr
+    assert _published(out)[:2] == ("good", ["first.png"])
+    assert not (out / ".running" / "toy").exists()
+
+    _toy(tmp_path / "nb", "bad", last="raise ValueError('boom')", figure="second")
+    run = subprocess.run(_command(tmp_path), capture_output=True, text=True, timeout=600)
+    assert run.returncode == 1
+    assert "Traceback" not in run.stderr and len(run.stderr.strip().splitlines()) == 1, run.stderr
+    assert "ValueError: boom" in run.stderr and "toy failed" in run.stderr
+    assert _published(out)[:2] == ("good", ["first.png"])  # untouched, not mixed
+    failed = out / "failed" / "toy"
+    assert "raise ValueError('boom')" in (failed / "FAILED.txt").read_text()
+    assert json.loads((failed / "results" / "toy.json").read_text())["tag"] == "bad"
+    assert (failed / "toy.ipynb").exists() and (failed / "figures" / "toy" / "second.png").exists()
+
+    _toy(tmp_path / "nb", "new", figure="third")  # a later success replaces all of it
+    run = subprocess.run(_command(tmp_path), capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr
+    assert _published(out)[:2] == ("new", ["third.png"]) and not failed.exists()
 
 
-def test_names_paths_and_order(notebook_dir):
-    args = reproduce.parse_args([], notebook_dir)
-    assert args.notebooks == ["score_fields", "learned_fields", "extra"]
-    args = reproduce.parse_args(["notebooks/score_fields.md", "experiments/extra.ipynb"], notebook_dir)
-    assert args.notebooks == ["score_fields", "extra"]
-    assert args.profile == "quick" and args.device == "auto" and args.seed == 0
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_an_interrupted_run_keeps_the_last_good_result(tmp_path, signum):
+    out = tmp_path / "out"
+    (out / "figures" / "toy").mkdir(parents=True)  # a previous good result
+    (out / "figures" / "toy" / "fig.png").write_text("good")
+    (out / "results").mkdir()
+    (out / "results" / "toy.json").write_text('{"tag": "good"}')
+    (out / "toy.ipynb").write_text('{"cells": [{"outputs": ["good"]}]}')
+    before = _published(out)
+
+    _toy(tmp_path / "nb", "partial", last="time.sleep(300)", figure="other")
+    proc = subprocess.Popen(_command(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    running = out / ".running" / "toy" / "results" / "toy.json"
+    deadline = time.monotonic() + 300
+    while not running.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert running.exists(), "the run never reached its last cell"
+    time.sleep(0.5)
+    kernel_pid = json.loads(running.read_text())["kernel_pid"]
+    proc.send_signal(signum)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130
+    assert "Traceback" not in stderr and len(stderr.strip().splitlines()) == 1, stderr
+    assert "interrupted" in stderr
+    assert _published(out) == before
+    failed = out / "failed" / "toy"
+    assert (failed / "FAILED.txt").read_text().strip() == "interrupted"
+    assert json.loads((failed / "results" / "toy.json").read_text())["tag"] == "partial"
+    for _ in range(50):  # the kernel was shut down with the run
+        if not Path(f"/proc/{kernel_pid}").exists():
+            break
+        time.sleep(0.2)
+    else:
+        os.kill(kernel_pid, signal.SIGKILL)
+        pytest.fail("the kernel outlived the interrupted run")
 
 
-def test_main_exits_2_with_a_clear_message(capsys):
-    assert reproduce.main(["--profile", "slow"]) == 2
-    assert "profile must be one of" in capsys.readouterr().err
-    assert reproduce.main(["no_such_notebook"]) == 2
-    assert "no_such_notebook" in capsys.readouterr().err
-    assert reproduce.main(["--device", "cuda:99"]) == 2
-    assert "device='cuda:99' was requested" in capsys.readouterr().err
-    assert reproduce.main(["--device", "abacus"]) == 2
-    assert "device must be" in capsys.readouterr().err
-
-
-def test_notebook_without_parameters_cell_fails_by_name(tmp_path):
-    (tmp_path / "bare.md").write_text("---\njupytext:\n  text_representation:\n    format_name: myst\n"
-                                      "---\n\n# Bare\n\n```{code-cell} ipython3\nx = 1\n```\n")
-    with pytest.raises(reproduce.ReproduceError, match="'bare'.*no cell tagged 'parameters'"):
-        reproduce.run_notebook("bare", profile="quick", device="cpu", seed=0,
-                               output_dir=tmp_path / "out", notebook_dir=tmp_path)
-    assert not (tmp_path / "out" / "bare.ipynb").exists()
-
+# --- the experiment notebooks --------------------------------------------------------------
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
 def test_notebook_follows_the_template(path):
@@ -88,19 +190,8 @@ def test_notebook_follows_the_template(path):
         assert re.search(rf"^{name}\s*=", params[0].source, re.M), f"parameter {name} missing"
     code = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
     assert re.search(rf"setup\(\s*['\"]{path.stem}['\"]", code), "setup('<name>', ...) missing"
-    assert "# NBVAL_CHECK_OUTPUT" in code, "no cell marked for nbval"
+    assert "# NBVAL_CHECK_OUTPUT" in code, "no cell marked for the reference comparison"
     for cell in nb.cells:
         if cell.cell_type == "code" and cell.source.startswith("# NBVAL_CHECK_OUTPUT"):
             for clock in ("elapsed(", "perf_counter", "time.time", "timeit", "monotonic"):
-                assert clock not in cell.source, f"a cell compared by nbval must not print timings ({clock})"
-
-
-@pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
-def test_makefile_wires_reproduce_and_nbval():
-    out = subprocess.run(["make", "-n", "-B", "--no-print-directory", "nbval"], cwd=ROOT,
-                         capture_output=True, text=True, check=True).stdout
-    assert "--nbval-lax" in out or not NOTEBOOKS
-    out = subprocess.run(["make", "-n", "-B", "reproduce", "PROFILE=full"], cwd=ROOT,
-                         capture_output=True, text=True, check=True).stdout
-    if NOTEBOOKS:
-        assert "tools/reproduce.py" in out and "--profile full" in out
+                assert clock not in cell.source, f"a compared cell must not print timings ({clock})"

@@ -1,252 +1,204 @@
-"""Execute the experiment notebooks with papermill: ``notebooks/<name>.md`` (jupytext MyST)
-becomes ``experiments/<name>.ipynb`` with its outputs, figures and JSON.
+"""Execute one experiment notebook with papermill, and publish its results only if it succeeded.
 
-Usage (``make reproduce`` calls it for the notebooks whose source or ``ssm_lib`` changed)::
+    python tools/reproduce.py score_fields --profile quick --device auto --seed 0
 
-    python tools/reproduce.py                       # every notebook, quick profile
-    python tools/reproduce.py score_fields --profile full --device cuda --seed 1
-    python tools/reproduce.py --list
+``notebooks/<name>.md`` (jupytext MyST) runs in a fresh ``python3`` kernel of this interpreter's
+environment, with ``experiments/`` as working directory. ``make reproduce`` calls it for every
+notebook whose source, ``ssm_lib``, ``booktools`` or run settings changed. What it adds to
+papermill:
 
-Each notebook runs in a fresh ``python3`` kernel of this interpreter's environment, with the
-output folder as working directory and the parameters ``profile``, ``device``, ``seed`` and
-``output_dir = "."`` injected after its ``parameters`` cell, so that it writes
-``experiments/figures/<name>/<key>.png`` and ``experiments/results/<name>.json``. A notebook
-is written to ``experiments/<name>.ipynb`` only when every cell succeeded; a failing one is
-kept as ``experiments/<name>.failed.ipynb`` and the script exits with status 1 after naming
-the notebook, the cell and the error.
-
-Template for a notebook (``notebooks/<name>.md``), which every experiment follows::
-
-    ---
-    jupytext:
-      text_representation:
-        extension: .md
-        format_name: myst
-    kernelspec:
-      display_name: Python 3
-      language: python
-      name: python3
-    ---
-
-    # Title
-
-    ```{code-cell} ipython3
-    :tags: [parameters]
-
-    profile = "quick"      # "quick" (2-core CPU, minutes) or "full" (one GPU, < 1 hour)
-    device = "auto"        # "auto" picks CUDA when present; "cpu", "cuda", "cuda:1"
-    seed = 0
-    output_dir = "experiments"
-    ```
-
-    ```{code-cell} ipython3
-    import ssm_lib
-    from booktools.experiment import setup
-
-    exp = setup("<name>", profile=profile, device=device, seed=seed, output_dir=output_dir)
-    n_steps = exp.pick(quick=300, full=5000)      # sizes per profile
-    ```
-
-    ... exp.save_figure(fig, "f3_mixture_score")  # PNG + myst-nb glue (key used by chapters)
-    ... exp.record(fisher=value)                  # results/<name>.json
-    ... exp.check(value < 0.1, f"... {value:.3g} should be below 0.1")   # asserted claim
-
-    ```{code-cell} ipython3
-    # NBVAL_CHECK_OUTPUT
-    print(f"Fisher divergence: {value:.3f}")      # compared by nbval with the papermill run
-    ```
-
-Rules for the ``# NBVAL_CHECK_OUTPUT`` cells (``make nbval`` re-executes every notebook and
-compares their printed text with the stored one): print only rounded, seeded numbers (no
-timings, no progress bars, no warnings, no figures), and make the computation behind them
-deterministic (explicit generators from ``exp.generator(offset)``, fixed ``torch`` threads).
+* The run writes into ``experiments/.running/<name>/`` (papermill's ``output_dir``
+  parameter); only when every cell succeeded are its notebook, figures and results JSON moved
+  into place (``experiments/<name>.ipynb``, ``experiments/figures/<name>/``,
+  ``experiments/results/<name>.json``), the notebook last, so the previous good result stays
+  until then.
+* A failed or interrupted run (Ctrl-C, SIGTERM) is moved to ``experiments/failed/<name>/``
+  with a file ``FAILED.txt`` saying why (the failing cell and its error); exit status 1 for a
+  failure, 130 for an interruption, one line of message, no traceback.
+* Mistakes on the command line (an unknown notebook, profile or device, a seed that is not an
+  integer, an output location that is a file or cannot be written) give one line and exit
+  status 2 before any kernel starts.
+* The kernel runs with one CPU thread (``OMP_NUM_THREADS=1`` unless set), so that printed
+  numbers do not depend on the core count, and without tqdm's notice about Jupyter widgets.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import shutil
+import signal
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-NOTEBOOK_DIR = ROOT / "notebooks"
-PROFILES = ("quick", "full")
-# The order in which ``reproduce`` runs the notebooks when none are named (others follow).
-PREFERRED_ORDER = ("score_fields", "jacobian_cost", "dsm_variance", "ssm_variance", "learned_fields")
+PROG = "reproduce.py"
 
 
-class ReproduceError(RuntimeError):
-    """A notebook could not be executed; the message names it."""
+class UsageError(Exception):
+    """A mistake on the command line (exit status 2)."""
 
 
-def available_notebooks(notebook_dir: Path = NOTEBOOK_DIR) -> list[str]:
-    """Names of the experiment notebooks (``notebooks/<name>.md``), in running order."""
-    names = sorted(p.stem for p in notebook_dir.glob("*.md"))
-    first = [n for n in PREFERRED_ORDER if n in names]
-    return first + [n for n in names if n not in first]
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line instead of usage + message
+        raise UsageError(message)
 
 
-def parse_args(argv: list[str] | None = None, notebook_dir: Path = NOTEBOOK_DIR) -> argparse.Namespace:
-    """Parse and validate the command line; raises ``ValueError`` naming a bad argument."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("notebooks", nargs="*", help="notebook names (default: all of them)")
-    parser.add_argument("--profile", default="quick", help="quick (CPU, minutes) or full (GPU)")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
-    parser.add_argument("--seed", default="0", help="integer seed passed to every notebook")
-    parser.add_argument("--output-dir", default=str(ROOT / "experiments"),
-                        help="build folder for the executed notebooks (default: experiments/)")
-    parser.add_argument("--timeout", type=int, default=3600, help="per-cell timeout in seconds")
-    parser.add_argument("--list", action="store_true", help="print the notebook names and exit")
-    parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
-    args = parser.parse_args(argv)
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = _Parser(prog=PROG, description=__doc__.split("\n\n")[0])
+    p.add_argument("name", help="notebook name: notebooks/<name>.md")
+    p.add_argument("--profile", default="quick", help="quick (CPU, minutes) or full (one GPU)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
+    p.add_argument("--seed", type=int, default=0, help="integer seed passed to the notebook")
+    p.add_argument("--output-dir", type=Path, default=ROOT / "experiments",
+                   help="where the executed notebooks go (default: experiments/)")
+    p.add_argument("--notebook-dir", type=Path, default=ROOT / "notebooks", help=argparse.SUPPRESS)
+    p.add_argument("--timeout", type=int, default=3600, help="per-cell timeout in seconds")
+    return p.parse_args(argv)
 
-    if args.profile not in PROFILES:
-        raise ValueError(f"profile must be one of {PROFILES}, got {args.profile!r}")
+
+def check(args: argparse.Namespace) -> Path:
+    """Everything that can be checked before a kernel starts; returns the notebook's source."""
+    from booktools.experiment import check_parameters
+
+    source = args.notebook_dir / f"{args.name}.md"
+    if not source.is_file():
+        known = sorted(p.stem for p in args.notebook_dir.glob("*.md"))
+        raise UsageError(f"no notebook {args.name!r} in {args.notebook_dir} (known: {', '.join(known)})")
     try:
-        args.seed = int(args.seed)
-    except ValueError:
-        raise ValueError(f"seed must be an integer, got {args.seed!r}") from None
-    if not args.device or not isinstance(args.device, str):
-        raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {args.device!r}")
-    known = available_notebooks(notebook_dir)
-    names = []
-    for raw in args.notebooks:
-        # accept "score_fields", "notebooks/score_fields.md" and "experiments/score_fields.ipynb"
-        name = Path(raw).name
-        for suffix in (".ipynb", ".md"):
-            name = name.removesuffix(suffix)
-        if name not in known:
-            raise ValueError(f"notebook {raw!r} is not one of {known} (in {notebook_dir})")
-        names.append(name)
-    args.notebooks = names or known
-    args.output_dir = Path(args.output_dir)
-    return args
+        check_parameters(args.profile, args.device, args.seed)
+    except ValueError as err:
+        raise UsageError(str(err)) from None
+    out = args.output_dir
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"output location {out} is a file, not a folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / f".write-test-{os.getpid()}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as err:
+        raise UsageError(f"output location {out} cannot be written ({err.strerror})") from None
+    return source
 
 
-def _environment_for_kernel() -> None:
-    """Make the ``python3`` kernel start with this interpreter (the project's virtual
-    environment) even when the environment is not activated."""
-    bin_dir = str(Path(sys.executable).parent)
-    path = os.environ.get("PATH", "")
-    if path.split(os.pathsep)[0] != bin_dir:
-        os.environ["PATH"] = bin_dir + os.pathsep + path
+def _kernel_environment() -> None:
+    """The ``python3`` kernel starts with this interpreter (the project's virtual environment,
+    even when it is not activated), one CPU thread unless told otherwise, and no widget notice."""
+    os.environ["PATH"] = str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", "")
     share = str(Path(sys.prefix) / "share" / "jupyter")
-    jp = os.environ.get("JUPYTER_PATH", "")
-    if share not in jp.split(os.pathsep):
-        os.environ["JUPYTER_PATH"] = share + (os.pathsep + jp if jp else "")
+    os.environ["JUPYTER_PATH"] = os.pathsep.join(filter(None, [share, os.environ.get("JUPYTER_PATH")]))
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
     os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")
-    # tqdm.auto warns once per kernel that ipywidgets is missing; its text bars work anyway
-    warn = "ignore:IProgress not found"
-    if warn not in os.environ.get("PYTHONWARNINGS", ""):
-        os.environ["PYTHONWARNINGS"] = ",".join(filter(None, [os.environ.get("PYTHONWARNINGS"), warn]))
+    os.environ["PYTHONWARNINGS"] = ",".join(
+        filter(None, [os.environ.get("PYTHONWARNINGS"), "ignore:IProgress not found"]))
 
 
-def _failed_cell(nb_path: Path) -> str:
-    """Describe the first cell of an executed notebook that raised (index and first line)."""
-    import nbformat
+def _publish(staging: Path, out: Path, name: str) -> None:
+    """Move a successful run's figures, results and notebook into place (the notebook last)."""
+    figures, old = out / "figures" / name, out / "figures" / f".{name}.old"
+    shutil.rmtree(old, ignore_errors=True)
+    if figures.exists():
+        figures.rename(old)
+    if (staging / "figures" / name).is_dir():
+        figures.parent.mkdir(parents=True, exist_ok=True)
+        (staging / "figures" / name).rename(figures)
+    shutil.rmtree(old, ignore_errors=True)
+    results = out / "results" / f"{name}.json"
+    if (staging / "results" / f"{name}.json").is_file():
+        results.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(staging / "results" / f"{name}.json", results)
+    else:
+        results.unlink(missing_ok=True)
+    os.replace(staging / f"{name}.ipynb", out / f"{name}.ipynb")
+    shutil.rmtree(staging, ignore_errors=True)
+    shutil.rmtree(out / "failed" / name, ignore_errors=True)
 
+
+def _keep_failed(staging: Path, out: Path, name: str, why: str) -> Path:
+    """Move a failed run's outputs to ``failed/<name>/`` and write why into ``FAILED.txt``."""
+    failed = out / "failed" / name
+    shutil.rmtree(failed, ignore_errors=True)
+    failed.parent.mkdir(parents=True, exist_ok=True)
+    staging.rename(failed)
+    (failed / "FAILED.txt").write_text(why + "\n")
+    return failed
+
+
+@contextlib.contextmanager
+def _stderr_to(path: Path):
+    """Send this process's file descriptor 2, and so the kernel's (which inherits it), to
+    ``path``: the kernel's start-up warnings and papermill's log stay out of the terminal.
+    Yields a stream on the original stderr (for the progress bar)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
     try:
-        nb = nbformat.read(nb_path, as_version=4)
-    except Exception:  # pragma: no cover - unreadable output
-        return "an unknown cell"
-    code_index = 0
-    for cell in nb.cells:
-        if cell.cell_type != "code":
-            continue
-        code_index += 1
-        if any(o.get("output_type") == "error" for o in cell.get("outputs", [])):
-            first = next((ln for ln in cell.source.splitlines() if ln.strip()), "")
-            return f"code cell {code_index} (starting {first[:70]!r})"
-    return "an unknown cell"
+        with open(path, "w") as log, os.fdopen(os.dup(saved), "w") as terminal:
+            os.dup2(log.fileno(), 2)
+            yield terminal
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
-def run_notebook(name: str, *, profile: str, device: str, seed: int, output_dir: Path,
-                 timeout: int = 3600, progress: bool = True,
-                 notebook_dir: Path = NOTEBOOK_DIR) -> Path:
-    """Execute ``notebook_dir/<name>.md`` into ``output_dir/<name>.ipynb``; returns that path.
+def _interrupt(signum, frame):  # SIGTERM ends the run like Ctrl-C
+    raise KeyboardInterrupt
 
-    Raises :class:`ReproduceError` naming the notebook and the failing cell.
-    """
+
+def run(args: argparse.Namespace, source: Path) -> int:
     import jupytext
     import papermill as pm
 
-    source = notebook_dir / f"{name}.md"
-    output_dir = output_dir.resolve()
-    output_dir.mkdir(parents=True, exist_ok=True)
-    final = output_dir / f"{name}.ipynb"
-    partial = output_dir / f"{name}.running.ipynb"
-    failed = output_dir / f"{name}.failed.ipynb"
+    name, out = args.name, args.output_dir.resolve()
+    staging = out / ".running" / name
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
     nb = jupytext.read(source)
     nb.metadata["kernelspec"] = {"display_name": "Python 3", "language": "python", "name": "python3"}
     nb.metadata.pop("jupytext", None)  # the .ipynb is a build product, not a paired file
-    if not any("parameters" in c.get("metadata", {}).get("tags", []) for c in nb.cells):
-        raise ReproduceError(f"notebook {name!r} ({source}) has no cell tagged 'parameters'")
-    for stale in (final, failed):
-        stale.unlink(missing_ok=True)
-    bar = {"desc": f"{name:>15}", "leave": True} if progress else False
+    _kernel_environment()
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
-        pm.execute_notebook(
-            nb, str(partial),
-            parameters={"profile": profile, "device": device, "seed": seed, "output_dir": "."},
-            kernel_name="python3", language="python", cwd=str(output_dir),
-            progress_bar=bar, execution_timeout=timeout, log_output=False,
-            request_save_on_cell_execute=False,
-        )
-    except Exception as err:  # PapermillExecutionError, kernel death, timeouts
-        where = _failed_cell(partial) if partial.exists() else "start-up"
-        if partial.exists():
-            partial.replace(failed)
-        detail = getattr(err, "ename", type(err).__name__)
-        evalue = getattr(err, "evalue", str(err))
-        raise ReproduceError(
-            f"notebook {name!r} failed in {where}: {detail}: {evalue}\n"
-            f"  source: {source}\n  executed copy with the traceback: {failed}") from err
-    partial.replace(final)
-    return final
+        with _stderr_to(staging / "kernel-stderr.log") as terminal:
+            bar = {"file": terminal, "desc": name, "leave": False} if terminal.isatty() else False
+            pm.execute_notebook(
+                nb, str(staging / f"{name}.ipynb"),
+                parameters={"profile": args.profile, "device": args.device, "seed": args.seed,
+                            "output_dir": str(staging.relative_to(out))},
+                kernel_name="python3", language="python", cwd=str(out), progress_bar=bar,
+                execution_timeout=args.timeout, log_output=False)
+    except KeyboardInterrupt:
+        failed = _keep_failed(staging, out, name, "interrupted")
+        print(f"{PROG}: {name} interrupted; the previous result is unchanged, this run's partial "
+              f"outputs are in {failed}", file=sys.stderr)
+        return 130
+    except Exception as err:  # PapermillExecutionError (a cell raised), a dead kernel, a timeout
+        if isinstance(err, pm.PapermillExecutionError):
+            first = next((ln for ln in err.source.splitlines() if ln.strip()), "")
+            why = f"cell {err.cell_index} ({first[:60]!r}) raised {err.ename}: {err.evalue}"
+        else:
+            why = f"{type(err).__name__}: {err}"
+        failed = _keep_failed(staging, out, name, why)
+        print(f"{PROG}: {name} failed: {why}; the previous result is unchanged, this run is in "
+              f"{failed}", file=sys.stderr)
+        return 1
+    _publish(staging, out, name)
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     try:
         args = parse_args(argv)
-    except ValueError as err:
-        print(f"reproduce.py: error: {err}", file=sys.stderr)
+        source = check(args)
+        return run(args, source)
+    except UsageError as err:
+        print(f"{PROG}: error: {err}", file=sys.stderr)
         return 2
-    if args.list:
-        print("\n".join(args.notebooks))
-        return 0
-    try:  # fail before starting any kernel when the device is not on this machine
-        from ssm_lib.devices import resolve_device
-
-        resolve_device(args.device)
-    except ValueError as err:
-        print(f"reproduce.py: error: {err}", file=sys.stderr)
-        return 2
-    _environment_for_kernel()
-    from tqdm.auto import tqdm
-
-    started = time.perf_counter()
-    names = args.notebooks
-    outer = tqdm(names, desc="notebooks", unit="nb", disable=args.no_progress or len(names) < 2,
-                 position=0, leave=True)
-    for name in outer:
-        outer.set_postfix(running=name)
-        t0 = time.perf_counter()
-        try:
-            path = run_notebook(name, profile=args.profile, device=args.device, seed=args.seed,
-                                output_dir=args.output_dir, timeout=args.timeout,
-                                progress=not args.no_progress)
-        except ReproduceError as err:
-            outer.close()
-            print(f"\nreproduce.py: FAILED: {err}", file=sys.stderr)
-            return 1
-        tqdm.write(f"{name}: {time.perf_counter() - t0:.1f} s ({args.profile}) -> {path}")
-    outer.close()
-    print(f"reproduce.py: {len(names)} notebook(s) in {time.perf_counter() - started:.1f} s "
-          f"({args.profile} profile)")
-    return 0
+    except KeyboardInterrupt:  # before the kernel started
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -114,17 +114,24 @@ class Experiment:
         return time.perf_counter() - self.started
 
 
-def setup(name: str, *, profile: str = "quick", device: str = "auto", seed: int = 0,
-          output_dir: str | Path = "experiments") -> Experiment:
-    """Validate the papermill parameters and prepare the output folders.
+def check_parameters(profile: str, device: str, seed: int) -> torch.device:
+    """Validate a notebook's papermill parameters; returns the device they name.
 
-    Raises ``ValueError`` for an unknown ``profile`` or a ``device`` that is not there.
+    Raises ``ValueError`` for an unknown ``profile``, a ``device`` that is not there or a
+    ``seed`` that is not an integer. ``tools/reproduce.py`` calls it before starting a kernel.
     """
     if profile not in PROFILES:
         raise ValueError(f"profile must be one of {PROFILES}, got {profile!r}")
-    dev = resolve_device(device)
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise ValueError(f"seed must be an integer, got {seed!r}")
+    return resolve_device(device)
+
+
+def setup(name: str, *, profile: str = "quick", device: str = "auto", seed: int = 0,
+          output_dir: str | Path = "experiments") -> Experiment:
+    """Validate the papermill parameters (:func:`check_parameters`), seed torch's global
+    generator with ``seed`` and prepare the output folder."""
+    dev = check_parameters(profile, device, seed)
     torch.manual_seed(seed)
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
