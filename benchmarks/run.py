@@ -1,68 +1,130 @@
 """Time one training step of every score-matching objective side by side; print the table.
 
-    python benchmarks/run.py                 # CPU (and CUDA too when present), default dims
+    python benchmarks/run.py                 # CPU (and CUDA too when present), default sizes
     python benchmarks/run.py --quick         # tiny sizes, seconds (used by the tests)
     python benchmarks/run.py --dims 2 64 512 --repeats 21 --device cpu
 
 Writes ``benchmarks/results/<name>.json`` and ``.csv`` (``<name>``: ``--name``, default the
-host name plus the device kinds measured, e.g. ``myhost-cpu`` or ``myhost-cpu-cuda``). All
-the measuring code is in :mod:`ssm_lib.benchmarking`.
+host name plus the device kinds measured, e.g. ``myhost-cpu``). The measuring code is in
+``tools/booktools/benchmark.py``. ``--quick`` changes the defaults only: options given
+explicitly (``--dims``, ``--hidden``, ...) win. A mistake on the command line ends in one
+line and exit status 2 before anything is measured; Ctrl-C in one line and status 130.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
 import time
 from pathlib import Path
 
-import torch
-
-from ssm_lib import benchmarking as bm
-
 RESULTS = Path(__file__).resolve().parent / "results"
+PROG = "run.py"
+SIZES = {  # (default, --quick default)
+    "dims": (None, [2, 8]), "hidden": (512, 16), "depth": (3, 2), "batch": (128, 8),
+    "repeats": (21, 2), "warmup": (3, 1),
+}
+
+
+class UsageError(Exception):
+    """A mistake on the command line (exit status 2)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line instead of usage + message
+        raise UsageError(message)
+
+
+def _number(kind, minimum, what):
+    def convert(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            value = None
+        if value is None or value < minimum:
+            raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}")
+        return value
+    return convert
+
+
+POSITIVE = _number(int, 1, "a positive integer")
+COUNT = _number(int, 0, "an integer >= 0")
+SECONDS = _number(float, 1e-300, "a positive number")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--dims", type=int, nargs="+", default=list(bm.DEFAULT_DIMS),
-                   help="event dimensions d (default: %(default)s)")
-    p.add_argument("--methods", nargs="+", default=list(bm.DEFAULT_METHODS),
-                   choices=list(bm.METHODS), metavar="METHOD",
-                   help=f"methods to time (default: all of {', '.join(bm.METHODS)})")
+    from booktools import benchmark as bm
+
+    p = _Parser(prog=PROG, description=__doc__.split("\n\n")[0])
+    p.add_argument("--dims", type=POSITIVE, nargs="+",
+                   help=f"event dimensions d (default: {' '.join(map(str, bm.DEFAULT_DIMS))})")
+    p.add_argument("--variants", nargs="+", default=list(bm.VARIANTS), choices=list(bm.VARIANTS),
+                   metavar="VARIANT", help=f"rows to time (default: all of {', '.join(bm.VARIANTS)})")
     p.add_argument("--device", nargs="+", default=None,
                    help="devices (default: cpu, plus cuda when it is present)")
-    p.add_argument("--hidden", type=int, default=512)
-    p.add_argument("--depth", type=int, default=3)
-    p.add_argument("--batch", type=int, default=128)
-    p.add_argument("--repeats", type=int, default=21, help="timed steps per cell (median)")
-    p.add_argument("--warmup", type=int, default=3, help="untimed steps per cell first")
-    p.add_argument("--budget", type=float, default=12.0,
+    p.add_argument("--hidden", type=POSITIVE)
+    p.add_argument("--depth", type=POSITIVE)
+    p.add_argument("--batch", type=POSITIVE)
+    p.add_argument("--repeats", type=POSITIVE, help="timed steps per cell (median; default 21)")
+    p.add_argument("--warmup", type=COUNT, help="untimed steps per cell first (default 3)")
+    p.add_argument("--budget", type=SECONDS, default=12.0,
                    help="seconds per step above which a cell is skipped (default: %(default)s)")
-    p.add_argument("--memory-budget", type=float, default=4.0,
+    p.add_argument("--memory-budget", type=SECONDS, default=4.0,
                    help="GiB of predicted peak memory above which a cell is skipped (default: %(default)s)")
-    p.add_argument("--threads", type=int, default=None,
+    p.add_argument("--threads", type=POSITIVE, default=None,
                    help="torch CPU threads (default: torch's own choice, one per core)")
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory measurement")
     p.add_argument("--quick", action="store_true",
-                   help="tiny sizes for a smoke test: dims 2 8, hidden 16, batch 8, 2 repeats")
+                   help="smaller defaults for a smoke test: dims 2 8, hidden 16, depth 2, batch 8, "
+                        "2 repeats, 1 warm-up step (explicit options win)")
     p.add_argument("--name", default=None, help="results file stem (default: host-devices)")
     p.add_argument("--out", type=Path, default=RESULTS, help="results folder (default: %(default)s)")
     args = p.parse_args(argv)
-    if args.quick:
-        args.dims, args.hidden, args.depth, args.batch = [2, 8], 16, 2, 8
-        args.repeats, args.warmup = 2, 1
+    for key, (full, quick) in SIZES.items():
+        if getattr(args, key) is None:
+            setattr(args, key, quick if args.quick else full)
+    if args.dims is None:
+        args.dims = list(bm.DEFAULT_DIMS)
+    if args.name is not None and not re.fullmatch(r"[A-Za-z0-9_.-]+", args.name):
+        raise UsageError(f"--name must be a plain file stem (letters, digits, _ . -), got {args.name!r}")
     return args
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+def check(args: argparse.Namespace) -> list[str]:
+    """What can go wrong before anything is measured; returns the devices."""
+    import torch
+
+    from ssm_lib.devices import resolve_device
+
+    devices = args.device or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
+    for device in devices:
+        try:
+            resolve_device(device)
+        except ValueError as err:
+            raise UsageError(str(err)) from None
+    if args.out.exists() and not args.out.is_dir():
+        raise UsageError(f"--out {args.out} is a file, not a folder")
+    try:
+        args.out.mkdir(parents=True, exist_ok=True)
+        probe = args.out / f".write-test-{os.getpid()}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as err:
+        raise UsageError(f"--out {args.out} cannot be written ({err.strerror})") from None
+    return devices
+
+
+def run(args: argparse.Namespace, devices: list[str]) -> int:
+    import torch
+
+    from booktools import benchmark as bm
+
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    devices = args.device or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
     all_rows, meta = [], {"machines": {}, "settings": {
-        "dims": args.dims, "methods": args.methods, "hidden": args.hidden, "depth": args.depth,
+        "dims": args.dims, "variants": args.variants, "hidden": args.hidden, "depth": args.depth,
         "batch": args.batch, "repeats": args.repeats, "warmup": args.warmup,
         "budget_s": args.budget, "memory_budget_gib": args.memory_budget, "quick": args.quick}}
     start = time.perf_counter()
@@ -72,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"# {info['device']}: {info.get('gpu', info['cpu'])}, torch {info['torch']}, "
               f"{info['torch_threads']} threads, load average {info['load_average']}", flush=True)
         rows = bm.benchmark_sweep(
-            args.dims, args.methods, hidden=args.hidden, depth=args.depth, batch=args.batch,
+            args.dims, args.variants, hidden=args.hidden, depth=args.depth, batch=args.batch,
             device=device, repeats=args.repeats, warmup=args.warmup, budget_s=args.budget,
             memory_budget_bytes=args.memory_budget * 2**30,
             memory=not args.no_memory, progress=lambda msg: print("  " + msg, file=sys.stderr, flush=True))
@@ -93,6 +155,18 @@ def main(argv: list[str] | None = None) -> int:
     json_path, csv_path = bm.write_results(all_rows, args.out, name, meta=meta)
     print(f"\nwrote {json_path} and {csv_path} ({meta['wall_s']:.0f} s)")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = parse_args(argv)
+        return run(args, check(args))
+    except UsageError as err:
+        print(f"{PROG}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted; nothing was written", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -1,28 +1,27 @@
-r"""Timing, peak memory and FLOP floors of one training step of each score-matching objective.
+r"""The benchmark harness: time, peak memory and FLOP floor of one training step of each
+score-matching objective, side by side (``benchmarks/run.py``, ``make bench``; the
+``jacobian_cost`` notebook; the performance appendix).
 
-Used by ``benchmarks/run.py`` (the ``make bench`` table), the F7 notebook and the performance
-appendix of the book. Public API:
-
-* :data:`METHODS` -- name -> :class:`Method` (label, objective, how the loss is called):
-  ``"sm_loop"``, ``"sm_vmap"`` (exact SM), ``"ssm_backward"``, ``"ssm_forward"``,
-  ``"ssm_fd"``, ``"ssm_fast"`` (the default ``method="auto"``, i.e. :class:`~ssm_lib.models.ScoreMLP`'s own
-  fast path), ``"ssm_generic"`` (``method="auto"`` on the same MLP hidden behind a plain
-  function, so without the fast path), ``"ssm_vr"`` and ``"dsm"``.
-* :func:`make_loss` -- ``loss(score_fn, x, generator) -> scalar`` for a method name.
+* :data:`VARIANTS` -- the benchmark's rows: name -> :class:`Variant` (an objective of
+  :data:`ssm_lib.losses.OBJECTIVES`, the loss's ``method=``, whether the model hides behind a
+  plain function): ``"sm_loop"``, ``"sm_vmap"`` (exact SM), ``"ssm_backward"``,
+  ``"ssm_forward"``, ``"ssm_fd"``, ``"ssm_fast"`` (the default ``method="auto"``, i.e.
+  ``ScoreMLP``'s own fast path), ``"ssm_generic"`` (``method="auto"`` on the same MLP behind a
+  plain function, so without the fast path), ``"ssm_vr"`` and ``"dsm"``.
+* :func:`make_loss` -- ``loss(score_fn, x, generator) -> scalar`` for a variant.
 * :func:`flop_count` -- the matrix-product FLOPs of one step (the arithmetic floor), also in
   *forward units* (one forward pass of the MLP on the batch = 1 unit).
 * :func:`peak_memory` -- peak bytes allocated while a function runs, above the level at its
-  start (CPU: from the allocation events of ``torch.profiler``; CUDA: the allocator's peak).
-* :func:`time_training_step` -- median time of one training step (``zero_grad``, loss,
-  ``backward``, Adam step) of one method at one ``dim``, and the peak memory of its loss and
-  backward above the resident state (parameters, gradients, optimiser state, data).
-* :func:`benchmark_sweep` -- the same for several methods over several ``dim``, interleaved
-  (every round runs each method once, in a rotating order), with ratios to DSM from the same
-  run, slow cells skipped by a time budget; returns a list of row dicts.
+  start (CPU: from the allocation events of ``torch.profiler``, whose own messages on stderr
+  are silenced; CUDA: the allocator's peak).
+* :func:`benchmark_sweep` -- several variants over several ``dim``, interleaved (every round
+  runs each variant once, in a rotating order), with ratios to DSM from the same run, slow
+  cells skipped by a time budget; returns a list of row dicts. :func:`time_training_step` is
+  one row of it.
 * :func:`format_table`, :func:`write_results`, :func:`read_results`, :func:`check_targets`,
-  :func:`machine_info`.
+  :func:`format_targets`, :func:`machine_info`.
 
-Each row of :func:`benchmark_sweep` is a dict with keys ``method``, ``label``, ``dim``,
+Each row of :func:`benchmark_sweep` is a dict with keys ``variant``, ``label``, ``dim``,
 ``device``, ``status`` (``"ok"`` or ``"skipped (> budget)"``), ``time_s`` (median seconds
 per step), ``time_q1_s``/``time_q3_s`` (quartiles), ``n_repeats``, ``ratio_dsm`` (median
 time / DSM's median time at the same ``dim``), ``peak_bytes``, ``flops``, ``flop_units``
@@ -46,13 +45,14 @@ unit). Only matrix products are counted (elementwise work is :math:`O(Bh)` per l
   backward of all of them (:math:`2dF - d\,m_1`), plus :math:`2F`:
   :math:`(3d + 3)F - d\,m_1`.
 
-These are floors of the methods, met exactly by this library's implementations (checked in
+These are floors, met exactly by ``ssm_lib``'s implementations (checked in
 ``tests/test_benchmarking.py`` by counting the matrix products torch dispatches) except
 forward mode, for which ``torch.func.jvp`` performs about :math:`1.3\times` the floor.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import csv
 import json
@@ -60,6 +60,7 @@ import math
 import os
 import platform
 import statistics
+import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -68,48 +69,46 @@ from typing import Any
 
 import torch
 
-from ._checks import check_choice, check_positive_int
-from .devices import resolve_device
-from .losses import denoising_score_matching, exact_score_matching, sliced_score_matching
-from .models import ScoreMLP
+from ssm_lib.devices import resolve_device
+from ssm_lib.losses import OBJECTIVES, make_objective
+from ssm_lib.models import ScoreMLP
 
 Loss = Callable[[Callable[[torch.Tensor], torch.Tensor], torch.Tensor, torch.Generator], torch.Tensor]
 
 
 @dataclass(frozen=True)
-class Method:
-    """One row family of the benchmark: ``objective`` is ``"sm"``, ``"ssm"``, ``"ssm_vr"`` or
-    ``"dsm"``; ``variant`` is the ``method=`` passed to the loss (``None`` for DSM)."""
+class Variant:
+    """One row family of the benchmark: the objective ``objective`` (a key of
+    :data:`ssm_lib.losses.OBJECTIVES`) computed with the loss's ``method=`` (``None``: the
+    loss has none), on the model itself or, with ``generic``, on the model hidden behind a
+    plain function (so that no fast path applies). ``detail`` completes the registry's label."""
 
     name: str
-    label: str
     objective: str
-    variant: str | None
-    description: str
+    method: str | None
+    detail: str
+    generic: bool = False
+
+    @property
+    def label(self) -> str:
+        base = OBJECTIVES[self.objective].label
+        return f"{base} ({self.detail})" if self.detail else base
 
 
-#: Every benchmarked objective and method, by name.
-METHODS: dict[str, Method] = {m.name: m for m in (
-    Method("sm_loop", "exact SM (loop)", "sm", "loop",
-           "exact_score_matching(method='loop'): d double-backward passes"),
-    Method("sm_vmap", "exact SM (vmap)", "sm", "vmap",
-           "exact_score_matching(method='vmap'): the d passes batched"),
-    Method("ssm_backward", "SSM backward", "ssm", "backward",
-           "sliced_score_matching(method='backward'): double backprop"),
-    Method("ssm_forward", "SSM forward", "ssm", "forward",
-           "sliced_score_matching(method='forward'): torch.func.jvp"),
-    Method("ssm_fd", "SSM finite diff.", "ssm", "finite_difference",
-           "sliced_score_matching(method='finite_difference'), default step"),
-    Method("ssm_fast", "SSM default (fast path)", "ssm", "auto",
-           "sliced_score_matching() default: ScoreMLP's own exact fast path"),
-    Method("ssm_generic", "SSM default, generic fn", "ssm", "auto",
-           "sliced_score_matching() default on the MLP behind a plain function (no fast path)"),
-    Method("ssm_vr", "SSM-VR default", "ssm_vr", "auto",
-           "sliced_score_matching(variance_reduction=True) default"),
-    Method("dsm", "DSM", "dsm", None, "denoising_score_matching(sigma=0.1)"),
+#: Every benchmarked variant, by name.
+VARIANTS: dict[str, Variant] = {v.name: v for v in (
+    Variant("sm_loop", "exact", "loop", "loop"),                 # d double-backward passes
+    Variant("sm_vmap", "exact", "vmap", "vmap"),                 # the d passes batched
+    Variant("ssm_backward", "ssm", "backward", "backward"),      # double backprop
+    Variant("ssm_forward", "ssm", "forward", "forward"),         # torch.func.jvp
+    Variant("ssm_fd", "ssm", "finite_difference", "finite diff."),   # default step
+    Variant("ssm_fast", "ssm", "auto", "default, fast path"),    # ScoreMLP's own exact fast path
+    Variant("ssm_generic", "ssm", "auto", "default, generic fn", generic=True),  # no fast path
+    Variant("ssm_vr", "ssm_vr", "auto", "default"),
+    Variant("dsm", "dsm", None, ""),                             # sigma = 0.1
 )}
 
-DEFAULT_METHODS: tuple[str, ...] = tuple(METHODS)
+DEFAULT_VARIANTS: tuple[str, ...] = tuple(VARIANTS)
 DEFAULT_DIMS: tuple[int, ...] = (2, 16, 64, 128, 512, 2048)
 STATUS_OK = "ok"
 STATUS_SKIPPED = "skipped (> budget)"
@@ -117,9 +116,16 @@ STATUS_SKIPPED = "skipped (> budget)"
 VMAP_CHUNK_ELEMENTS = 2**21
 
 
-def _check_method(name: str) -> Method:
-    check_choice(name, tuple(METHODS), "method")
-    return METHODS[name]
+def _variant(name: object) -> Variant:
+    if not isinstance(name, str) or name not in VARIANTS:
+        raise ValueError(f"variant must be one of {tuple(VARIANTS)}, got {name!r}")
+    return VARIANTS[name]
+
+
+def _positive_int(value: object, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return value
 
 
 def vmap_chunk_size(dim: int, hidden: int, batch: int) -> int:
@@ -129,30 +135,30 @@ def vmap_chunk_size(dim: int, hidden: int, batch: int) -> int:
     return max(1, min(dim, VMAP_CHUNK_ELEMENTS // (batch * max(dim, hidden))))
 
 
-def make_loss(method: str, *, sigma: float = 0.1, fd_step: float | None = None,
+def make_loss(variant: str, *, sigma: float = 0.1, fd_step: float | None = None,
               chunk_size: int | None = None) -> Loss:
-    """``loss(score_fn, x, generator) -> scalar`` for the method called ``method``.
+    """``loss(score_fn, x, generator) -> scalar`` for the variant called ``variant``, built
+    with :func:`ssm_lib.losses.make_objective`.
 
     Args:
-        method: a key of :data:`METHODS`.
+        variant: a key of :data:`VARIANTS`.
         sigma: DSM noise level.
         fd_step: finite-difference step (``None``: the library's default).
         chunk_size: exact SM ``"vmap"`` chunk (``None``: all rows at once).
     """
-    spec = _check_method(method)
-    if spec.objective == "sm":
-        def loss(score_fn, x, generator):  # type: ignore[no-untyped-def]
-            return exact_score_matching(score_fn, x, method=spec.variant, chunk_size=chunk_size)
-    elif spec.objective in ("ssm", "ssm_vr"):
-        vr = spec.objective == "ssm_vr"
-        extra = {"fd_step": fd_step} if spec.variant == "finite_difference" else {}
+    spec = _variant(variant)
+    options: dict[str, Any] = {} if spec.method is None else {"method": spec.method}
+    if spec.objective == "dsm":
+        options["sigma"] = sigma
+    if spec.method == "finite_difference":
+        options["fd_step"] = fd_step
+    if spec.objective == "exact":
+        options["chunk_size"] = chunk_size
+    objective = make_objective(spec.objective, **options)
 
-        def loss(score_fn, x, generator):  # type: ignore[no-untyped-def]
-            return sliced_score_matching(score_fn, x, variance_reduction=vr, generator=generator,
-                                         method=spec.variant, **extra)
-    else:
-        def loss(score_fn, x, generator):  # type: ignore[no-untyped-def]
-            return denoising_score_matching(score_fn, x, sigma, generator=generator)
+    def loss(score_fn, x, generator):  # type: ignore[no-untyped-def]
+        return objective(score_fn, x, generator=generator)
+
     return loss
 
 
@@ -161,26 +167,26 @@ def _layer_flops(dim: int, hidden: int, depth: int, batch: int) -> list[float]:
     return [2.0 * batch * a * b for a, b in zip(sizes[:-1], sizes[1:], strict=True)]
 
 
-def flop_count(method: str, dim: int, *, hidden: int = 512, depth: int = 3, batch: int = 128
+def flop_count(variant: str, dim: int, *, hidden: int = 512, depth: int = 3, batch: int = 128
                ) -> dict[str, float]:
-    """Matrix-product FLOPs of one training step of ``method`` on ``ScoreMLP(dim, hidden,
+    """Matrix-product FLOPs of one training step of ``variant`` on ``ScoreMLP(dim, hidden,
     depth)`` with a batch of ``batch`` (formulas in the module docstring).
 
     Returns ``{"flops": ..., "units": flops / F, "forward_flops": F}`` with ``F`` one forward
     pass of the MLP on the batch. Only matrix-matrix products count (FLOPs = 2 x
     multiply-adds)."""
-    spec = _check_method(method)
+    spec = _variant(variant)
     for value, name in ((dim, "dim"), (hidden, "hidden"), (depth, "depth"), (batch, "batch")):
-        check_positive_int(value, name)
+        _positive_int(value, name)
     m = _layer_flops(dim, hidden, depth, batch)
     f = sum(m)
     if spec.objective == "dsm":
         flops = 3 * f - m[0]
-    elif spec.objective == "sm":
+    elif spec.objective == "exact":
         flops = (3 * dim + 3) * f - dim * m[0]
-    elif spec.variant in ("backward",) or method == "ssm_generic":
+    elif spec.method == "backward" or spec.generic:
         flops = 6 * f - m[0]
-    elif spec.variant == "auto" and spec.objective == "ssm":
+    elif spec.method == "auto" and spec.objective == "ssm":
         flops = 6 * f - 2 * m[0] - 4 * m[-1]
     else:  # forward mode, finite differences, the stacked pair (SSM-VR fast path)
         flops = 6 * f - 2 * m[0]
@@ -192,6 +198,21 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+@contextlib.contextmanager
+def _native_stderr_silenced():
+    """Send the process's file descriptor 2 to /dev/null for a while (native code writes there
+    directly, so redirecting ``sys.stderr`` is not enough). Exceptions propagate as usual."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def peak_memory(fn: Callable[[], Any], device: str | torch.device = "cpu") -> int:
     """Peak bytes allocated on ``device`` while ``fn()`` runs, above the amount allocated when
     it starts (so the model, its optimiser state and the data, allocated before, do not count).
@@ -199,8 +220,9 @@ def peak_memory(fn: Callable[[], Any], device: str | torch.device = "cpu") -> in
     CUDA: ``torch.cuda.reset_peak_memory_stats`` and ``max_memory_allocated``. CPU: tracemalloc
     does not see torch's allocator, so ``fn`` runs under ``torch.profiler.profile(
     profile_memory=True)`` and the peak is the maximum running sum of the ``[memory]``
-    allocation (+) and free (-) events of the CPU, in time order. ``fn`` runs once; its result
-    is discarded."""
+    allocation (+) and free (-) events of the CPU, in time order; the profiler's own messages
+    on the process's stderr (``USDT ... profiler_start`` lines on some builds) are silenced.
+    ``fn`` runs once; its result is discarded."""
     dev = resolve_device(device)
     if dev.type == "cuda":
         _sync(dev)
@@ -211,7 +233,7 @@ def peak_memory(fn: Callable[[], Any], device: str | torch.device = "cpu") -> in
         return int(torch.cuda.max_memory_allocated(dev) - base)
     from torch.profiler import ProfilerActivity, profile
 
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+    with _native_stderr_silenced(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         fn()
     events = [e for e in prof.profiler.kineto_results.events()
               if e.name() == "[memory]" and e.device_type() == torch.autograd.DeviceType.CPU]
@@ -235,14 +257,14 @@ class _Plain:
 
 @dataclass
 class _Cell:
-    method: str
+    variant: str
     step: Callable[[], None]  # zero_grad, loss, backward, optimiser step
     work: Callable[[], None]  # zero_grad, loss, backward: what peak memory is measured on
     times: list[float]
     repeats: int = 0
 
 
-def _make_cell(method: str, dim: int, *, hidden: int, depth: int, batch: int, device: torch.device,
+def _make_cell(variant: str, dim: int, *, hidden: int, depth: int, batch: int, device: torch.device,
                seed: int, lr: float, model: ScoreMLP | None = None) -> _Cell:
     gen = torch.Generator(device=device).manual_seed(seed)
     x = torch.randn(batch, dim, generator=gen, device=device)
@@ -250,9 +272,10 @@ def _make_cell(method: str, dim: int, *, hidden: int, depth: int, batch: int, de
         torch.manual_seed(seed)
         model = ScoreMLP(dim, hidden=hidden, depth=depth)
     model = copy.deepcopy(model).to(device)
-    score_fn = _Plain(model) if method == "ssm_generic" else model
-    chunk = vmap_chunk_size(dim, hidden, batch) if method == "sm_vmap" else None
-    loss_fn = make_loss(method, chunk_size=chunk)
+    spec = _variant(variant)
+    score_fn = _Plain(model) if spec.generic else model
+    chunk = vmap_chunk_size(dim, hidden, batch) if spec.method == "vmap" else None
+    loss_fn = make_loss(variant, chunk_size=chunk)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
 
     def work() -> None:
@@ -264,7 +287,7 @@ def _make_cell(method: str, dim: int, *, hidden: int, depth: int, batch: int, de
         work()
         opt.step()
 
-    return _Cell(method, step, work, [])
+    return _Cell(variant, step, work, [])
 
 
 def _timed(step: Callable[[], None], device: torch.device) -> float:
@@ -282,12 +305,11 @@ def _quartiles(values: Sequence[float]) -> tuple[float, float, float]:
     return q[0], statistics.median(values), q[2]
 
 
-def _row(method: str, dim: int, device: torch.device, *, hidden: int, depth: int, batch: int,
+def _row(variant: str, dim: int, device: torch.device, *, hidden: int, depth: int, batch: int,
          times: list[float] | None, peak: int | None) -> dict[str, Any]:
-    spec = METHODS[method]
-    fl = flop_count(method, dim, hidden=hidden, depth=depth, batch=batch)
+    fl = flop_count(variant, dim, hidden=hidden, depth=depth, batch=batch)
     row: dict[str, Any] = {
-        "method": method, "label": spec.label, "dim": dim, "device": str(device),
+        "variant": variant, "label": VARIANTS[variant].label, "dim": dim, "device": str(device),
         "hidden": hidden, "depth": depth, "batch": batch,
         "status": STATUS_OK if times else STATUS_SKIPPED,
         "time_s": None, "time_q1_s": None, "time_q3_s": None, "n_repeats": 0,
@@ -302,7 +324,7 @@ def _row(method: str, dim: int, device: torch.device, *, hidden: int, depth: int
 
 def benchmark_sweep(
     dims: Iterable[int] = DEFAULT_DIMS,
-    methods: Iterable[str] = DEFAULT_METHODS,
+    variants: Iterable[str] = DEFAULT_VARIANTS,
     *,
     hidden: int = 512,
     depth: int = 3,
@@ -317,20 +339,20 @@ def benchmark_sweep(
     lr: float = 1e-4,
     progress: Callable[[str], None] | None = None,
 ) -> list[dict[str, Any]]:
-    """Time one training step of each method at each ``dim``, side by side.
+    """Time one training step of each variant at each ``dim``, side by side.
 
-    For each ``dim``: every method gets a copy of the same freshly initialised
+    For each ``dim``: every variant gets a copy of the same freshly initialised
     ``ScoreMLP(dim, hidden, depth)`` (SiLU), its own Adam optimiser and the same data batch;
-    each runs ``warmup`` untimed steps, then ``repeats`` rounds in which every method takes one
+    each runs ``warmup`` untimed steps, then ``repeats`` rounds in which every variant takes one
     timed step, in an order rotated each round (interleaving, so that drifts in machine load
-    hit all methods alike); the row reports the median. On CUDA each step ends with
+    hit all variants alike); the row reports the median. On CUDA each step ends with
     ``torch.cuda.synchronize``.
 
-    Time budget: a method whose step is predicted (from its time at the previous ``dim``,
+    Time budget: a variant whose step is predicted (from its time at the previous ``dim``,
     scaled by the FLOP count) or measured (first warm-up step) to exceed ``budget_s`` is
-    marked ``"skipped (> budget)"`` at this and every larger ``dim``; a slow method takes one
+    marked ``"skipped (> budget)"`` at this and every larger ``dim``; a slow variant takes one
     warm-up step only when a step exceeds ``budget_s / 2``, and as many repeats as fit in
-    ``budget_s`` (by the time of its last warm-up step; at least one). Likewise a method whose
+    ``budget_s`` (by the time of its last warm-up step; at least one). Likewise a variant whose
     peak memory, predicted from the previous ``dim`` by the FLOP ratio (exact SM keeps all
     its :math:`d` products alive, so both grow alike), would exceed ``memory_budget_bytes``
     (default 4 GiB) is skipped, so that exact SM cannot exhaust the machine's memory.
@@ -338,25 +360,25 @@ def benchmark_sweep(
     Peak memory (``memory=True``): one more ``zero_grad`` + loss + ``backward`` per cell under
     :func:`peak_memory`: the working memory of the objective, above the resident state
     (parameters, their gradient buffers, which ``zero_grad(set_to_none=False)`` keeps between
-    steps, the optimiser state and the data). The optimiser step, the same for every method,
+    steps, the optimiser state and the data). The optimiser step, the same for every variant,
     is timed but not part of the peak.
 
     Returns:
-        One row per (dim, method), in the order of ``dims`` then ``methods`` (keys in the
+        One row per (dim, variant), in the order of ``dims`` then ``variants`` (keys in the
         module docstring); ``ratio_dsm`` and ``flop_ratio_dsm`` need ``"dsm"`` in
-        ``methods``.
+        ``variants``.
     """
-    dims = [check_positive_int(d, "dims") for d in dims]
-    methods = list(methods)
+    dims = [_positive_int(d, "dims") for d in dims]
+    variants = list(variants)
     if not dims:
         raise ValueError("dims must hold at least one dimension")
-    if not methods:
-        raise ValueError("methods must hold at least one method name")
-    for name in methods:
-        _check_method(name)
+    if not variants:
+        raise ValueError("variants must hold at least one variant name")
+    for name in variants:
+        _variant(name)
     for value, name in ((hidden, "hidden"), (depth, "depth"), (batch, "batch"),
                         (repeats, "repeats")):
-        check_positive_int(value, name)
+        _positive_int(value, name)
     if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
         raise ValueError(f"warmup must be an integer >= 0, got {warmup!r}")
     if not (isinstance(budget_s, (int, float)) and budget_s > 0):
@@ -364,13 +386,13 @@ def benchmark_sweep(
     dev = resolve_device(device)
     say = progress or (lambda _msg: None)
     rows: list[dict[str, Any]] = []
-    last: dict[str, tuple[int, float, int | None]] = {}  # method -> (dim, median time, peak)
+    last: dict[str, tuple[int, float, int | None]] = {}  # variant -> (dim, median time, peak)
     dropped: set[str] = set()
     for dim in dims:
         torch.manual_seed(seed)
         base_model = ScoreMLP(dim, hidden=hidden, depth=depth)
         cells: dict[str, _Cell] = {}
-        for name in methods:
+        for name in variants:
             if name in dropped:
                 continue
             if name in last:
@@ -397,7 +419,7 @@ def benchmark_sweep(
             last_warm = first
             for _ in range(warmup - 1):
                 if last_warm is not None and last_warm * 2 > budget_s:
-                    break  # a slow method: one warm-up step is enough
+                    break  # a slow variant: one warm-up step is enough
                 last_warm = _timed(cell.step, dev)
             cell.repeats = (repeats if last_warm is None
                             else max(1, int(min(float(repeats), budget_s / last_warm))))
@@ -409,7 +431,7 @@ def benchmark_sweep(
                 cell = cells[name]
                 if len(cell.times) < cell.repeats:
                     cell.times.append(_timed(cell.step, dev))
-        for name in methods:
+        for name in variants:
             cell = cells.get(name)
             peak = None
             if cell is not None and memory:
@@ -421,7 +443,7 @@ def benchmark_sweep(
             rows.append(row)
             if cell is not None:
                 say(f"d={dim} {name}: {row['time_s'] * 1e3:.1f} ms ({row['n_repeats']} repeats)")
-        dsm = next((r for r in rows if r["dim"] == dim and r["method"] == "dsm"
+        dsm = next((r for r in rows if r["dim"] == dim and r["variant"] == "dsm"
                     and r["status"] == STATUS_OK), None)
         for r in rows:
             if r["dim"] == dim and dsm is not None:
@@ -432,7 +454,7 @@ def benchmark_sweep(
 
 
 def time_training_step(
-    method: str,
+    variant: str,
     dim: int,
     *,
     hidden: int = 512,
@@ -444,10 +466,10 @@ def time_training_step(
     memory: bool = True,
     seed: int = 0,
 ) -> dict[str, Any]:
-    """Median time (and peak memory) of one training step of ``method`` at ``dim``: one row
-    of :func:`benchmark_sweep` (no budget; ``ratio_dsm`` is ``None``; to compare methods,
+    """Median time (and peak memory) of one training step of ``variant`` at ``dim``: one row
+    of :func:`benchmark_sweep` (no budget; ``ratio_dsm`` is ``None``; to compare variants,
     use :func:`benchmark_sweep`, which interleaves them)."""
-    rows = benchmark_sweep([dim], [method], hidden=hidden, depth=depth, batch=batch, device=device,
+    rows = benchmark_sweep([dim], [variant], hidden=hidden, depth=depth, batch=batch, device=device,
                            repeats=repeats, warmup=warmup, budget_s=math.inf,
                            memory_budget_bytes=math.inf, memory=memory,
                            seed=seed)
@@ -464,10 +486,10 @@ def _fmt_bytes(n: int | None) -> str:
 
 
 def format_table(rows: Sequence[dict[str, Any]]) -> str:
-    """A plain-text table of :func:`benchmark_sweep` rows: one line per (dim, method) with
+    """A plain-text table of :func:`benchmark_sweep` rows: one line per (dim, variant) with
     the median step time, its ratio to DSM, the FLOP floor (forward units and ratio to DSM),
     the peak memory and the number of repeats."""
-    header = (f"{'device':<7} {'d':>5}  {'method':<24} {'ms/step':>9} {'x DSM':>6} "
+    header = (f"{'device':<7} {'d':>5}  {'variant':<24} {'ms/step':>9} {'x DSM':>6} "
               f"{'floor':>7} {'floor/DSM':>9} {'peak mem':>10} {'reps':>4}")
     lines = [header, "-" * len(header)]
     prev = None
@@ -517,7 +539,7 @@ def machine_info(device: str | torch.device = "cpu") -> dict[str, Any]:
     return info
 
 
-#: the targets of the benchmark (issue 5), checked by :func:`check_targets` at ``TARGET_DIM``
+#: the targets of the benchmark, checked by :func:`check_targets` at ``TARGET_DIM``
 TARGET_DIM = 512
 
 
@@ -540,13 +562,13 @@ def check_targets(rows: Sequence[dict[str, Any]], *, dim: int = TARGET_DIM,
     device = device or rows[0]["device"]
     rs = [r for r in rows if r["device"] == device and r["status"] == STATUS_OK]
 
-    def at(method: str, d: int = dim) -> dict[str, Any] | None:
-        return next((r for r in rs if r["method"] == method and r["dim"] == d), None)
+    def at(variant: str, d: int = dim) -> dict[str, Any] | None:
+        return next((r for r in rs if r["variant"] == variant and r["dim"] == d), None)
 
     out: list[dict[str, Any]] = []
 
-    def ratio_target(text: str, method: str, limit: float) -> None:
-        r = at(method)
+    def ratio_target(text: str, variant: str, limit: float) -> None:
+        r = at(variant)
         value = None if r is None or r["ratio_dsm"] is None else r["ratio_dsm"]
         out.append({"target": text, "value": value, "limit": limit,
                     "holds": None if value is None else value <= limit})
@@ -558,16 +580,16 @@ def check_targets(rows: Sequence[dict[str, Any]], *, dim: int = TARGET_DIM,
                 "value": value, "limit": 1.05, "holds": None if value is None else value <= 1.05})
     ratio_target(f"finite-difference SSM <= 1.7 x DSM (d={dim})", "ssm_fd", 1.7)
     pairs = [(r["dim"], at("sm_loop", r["dim"]), r) for r in rs
-             if r["method"] == "sm_vmap" and r["dim"] >= 64]
+             if r["variant"] == "sm_vmap" and r["dim"] >= 64]
     pairs = [(d, lp, vm) for d, lp, vm in pairs if lp is not None]
     worst = max((vm["time_s"] / lp["time_s"] for _, lp, vm in pairs), default=None)
     out.append({"target": "exact SM: vmap faster than loop at every d >= 64 (worst vmap/loop)",
                 "value": worst, "limit": 1.0, "holds": None if worst is None else worst < 1.0})
-    peaks = [r["peak_bytes"] for r in rs if r["method"] == "ssm_fast" and r["peak_bytes"]]
+    peaks = [r["peak_bytes"] for r in rs if r["variant"] == "ssm_fast" and r["peak_bytes"]]
     value = max(peaks) / min(peaks) if len(peaks) >= 2 else None
     out.append({"target": "peak memory of the default SSM step flat in d (max/min over d <= 2)",
                 "value": value, "limit": 2.0, "holds": None if value is None else value <= 2.0})
-    sm = sorted((r for r in rs if r["method"] == "sm_vmap" and r["peak_bytes"]),
+    sm = sorted((r for r in rs if r["variant"] == "sm_vmap" and r["peak_bytes"]),
                 key=lambda r: r["dim"])
     value = sm[-1]["peak_bytes"] / sm[0]["peak_bytes"] if len(sm) >= 2 else None
     out.append({"target": "peak memory of exact SM (vmap) grows with d (max-d / min-d > 2)",
@@ -585,7 +607,7 @@ def format_targets(results: Sequence[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-CSV_FIELDS = ("device", "dim", "method", "label", "status", "time_s", "time_q1_s", "time_q3_s",
+CSV_FIELDS = ("device", "dim", "variant", "label", "status", "time_s", "time_q1_s", "time_q3_s",
               "n_repeats", "ratio_dsm", "peak_bytes", "flops", "flop_units", "flop_ratio_dsm",
               "hidden", "depth", "batch")
 
@@ -601,11 +623,16 @@ def write_results(rows: Sequence[dict[str, Any]], directory: str | Path, name: s
     meta.setdefault("targets", {dev: check_targets(rows, device=dev)
                                 for dev in dict.fromkeys(r["device"] for r in rows)})
     json_path, csv_path = directory / f"{name}.json", directory / f"{name}.csv"
-    json_path.write_text(json.dumps({"meta": meta, "rows": list(rows)}, indent=1) + "\n")
-    with open(csv_path, "w", newline="") as fh:
+    # each file is written beside its place and then renamed, so an earlier result is never
+    # left half-overwritten
+    tmp_json, tmp_csv = json_path.with_suffix(".json.tmp"), csv_path.with_suffix(".csv.tmp")
+    tmp_json.write_text(json.dumps({"meta": meta, "rows": list(rows)}, indent=1) + "\n")
+    with open(tmp_csv, "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=CSV_FIELDS, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
+    os.replace(tmp_json, json_path)
+    os.replace(tmp_csv, csv_path)
     return json_path, csv_path
 
 
