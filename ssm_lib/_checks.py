@@ -1,9 +1,21 @@
 """Input validation shared by the library: every bad input becomes a ``ValueError`` that names
-the argument and says what was expected."""
+the argument and says what was expected.
+
+The rules, applied by every public function:
+
+* counts (``n_steps``, ``n_projections``, ...) are whole numbers of any type (``int``,
+  ``numpy.int64``, a 0-d integer tensor, ``3.0``); ``2.5``, booleans and strings are rejected;
+* real parameters (``sigma``, ``step_size``, ...) are finite numbers; booleans and strings are
+  rejected;
+* a ``generator`` is a ``torch.Generator`` (or ``None``) on the device of the data;
+* a batch is a floating tensor ``(batch, *event_shape)``.
+"""
 
 from __future__ import annotations
 
 import math
+import numbers
+import os
 from collections.abc import Callable
 
 import torch
@@ -13,14 +25,19 @@ ScoreFn = Callable[[torch.Tensor], torch.Tensor]
 REDUCTIONS = ("mean", "sum", "none")
 
 
-def check_batch(x: object, name: str = "x") -> torch.Tensor:
-    """``x`` must be a floating tensor of shape ``(batch, *event_shape)`` with ``batch >= 1``."""
+def _shape(x: object) -> object:
+    return tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+
+
+def check_batch(x: object, name: str = "x", *, event_shape: tuple[int, ...] | None = None
+                ) -> torch.Tensor:
+    """``x`` must be a floating tensor of shape ``(batch, *event_shape)`` with ``batch >= 1``
+    (and, when ``event_shape`` is given, exactly that event shape)."""
+    want = "(batch, *event_shape)" if event_shape is None else f"(batch, {', '.join(map(str, event_shape))})"
     if not isinstance(x, torch.Tensor):
-        raise ValueError(f"{name} must be a torch.Tensor of shape (batch, *event_shape), "
-                         f"got {type(x).__name__}")
-    if x.dim() < 2:
-        raise ValueError(f"{name} must have shape (batch, *event_shape) with at least 2 "
-                         f"dimensions, got shape {tuple(x.shape)}")
+        raise ValueError(f"{name} must be a torch.Tensor of shape {want}, got {type(x).__name__}")
+    if x.dim() < 2 or (event_shape is not None and tuple(x.shape[1:]) != tuple(event_shape)):
+        raise ValueError(f"{name} must have shape {want}, got shape {tuple(x.shape)}")
     if x.shape[0] < 1 or x.numel() == 0:
         raise ValueError(f"{name} must hold at least one sample, got shape {tuple(x.shape)}")
     if not x.is_floating_point():
@@ -28,39 +45,122 @@ def check_batch(x: object, name: str = "x") -> torch.Tensor:
     return x
 
 
-def check_reduction(reduction: str) -> str:
-    if reduction not in REDUCTIONS:
-        raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
-    return reduction
+def check_reduction(reduction: object) -> str:
+    return check_choice(reduction, REDUCTIONS, "reduction")
 
 
-def check_choice(value: str, choices: tuple[str, ...], name: str) -> str:
-    if value not in choices:
+def check_choice(value: object, choices: tuple[str, ...], name: str) -> str:
+    if not isinstance(value, str) or value not in choices:
         raise ValueError(f"{name} must be one of {choices}, got {value!r}")
     return value
 
 
-def check_positive_int(value: object, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+def check_flag(value: object, name: str) -> bool:
+    """A ``bool`` (or ``numpy.bool_``); anything else is rejected."""
+    if isinstance(value, bool) or type(value).__name__ == "bool_":
+        return bool(value)
+    raise ValueError(f"{name} must be True or False, got {value!r}")
+
+
+def _as_scalar(value: object) -> object:
+    """A 0-d tensor or numpy scalar as a Python number; anything else unchanged."""
+    if isinstance(value, torch.Tensor) and value.dim() == 0 and value.dtype != torch.bool:
+        return value.item()
+    if type(value).__module__ == "numpy" and hasattr(value, "item") and getattr(value, "ndim", 1) == 0:
+        return value.item()  # type: ignore[union-attr]
     return value
 
 
-def check_positive_float(value: object, name: str) -> float:
-    try:
-        v = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a positive number, got {value!r}") from None
-    if not math.isfinite(v) or v <= 0:
-        raise ValueError(f"{name} must be a positive finite number, got {value!r}")
+def check_count(value: object, name: str, minimum: int = 1) -> int:
+    """A whole number ``>= minimum`` of any numeric type, as an ``int``."""
+    v = _as_scalar(value)
+    if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v) or v != int(v):
+        raise ValueError(f"{name} must be a whole number >= {minimum}, got {value!r}")
+    if v < minimum:
+        raise ValueError(f"{name} must be a whole number >= {minimum}, got {value!r}")
+    return int(v)
+
+
+def check_positive_int(value: object, name: str) -> int:
+    return check_count(value, name, 1)
+
+
+def check_number(value: object, name: str, *, positive: bool = False) -> float:
+    """A finite real number (``> 0`` when ``positive``) of any numeric type, as a ``float``."""
+    v = _as_scalar(value)
+    what = "a positive finite number" if positive else "a finite number"
+    if isinstance(v, bool) or not isinstance(v, numbers.Real):
+        raise ValueError(f"{name} must be {what}, got {value!r}")
+    v = float(v)
+    if not math.isfinite(v) or (positive and v <= 0):
+        raise ValueError(f"{name} must be {what}, got {value!r}")
     return v
 
 
-def call_score(score_fn: ScoreFn, x: torch.Tensor, name: str = "score_fn") -> torch.Tensor:
-    """Evaluate ``score_fn(x)`` and check that it returns a tensor of the shape of ``x``."""
+def check_positive_float(value: object, name: str) -> float:
+    return check_number(value, name, positive=True)
+
+
+def _same_device(a: torch.device, b: torch.device) -> bool:
+    if a.type != b.type:
+        return False
+    if a.type == "cuda":
+        index = torch.cuda.current_device() if torch.cuda.is_available() else 0
+        return (a.index if a.index is not None else index) == (b.index if b.index is not None else index)
+    return True
+
+
+def check_generator(generator: object, device: torch.device | str | None = None,
+                    what: str = "x") -> torch.Generator | None:
+    """``None`` or a ``torch.Generator``; when ``device`` is given, on that device (the device
+    of ``what``)."""
+    if generator is None:
+        return None
+    if not isinstance(generator, torch.Generator):
+        raise ValueError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
+    if device is not None and not _same_device(generator.device, torch.device(device)):
+        raise ValueError(f"generator is on {generator.device} but {what} is on {torch.device(device)}; "
+                         "make the generator on the data's device")
+    return generator
+
+
+def check_finite(t: torch.Tensor, name: str) -> torch.Tensor:
+    """``t`` holds no NaN or infinity (one device synchronisation)."""
+    if not bool(torch.isfinite(t).all()):
+        bad = int((~torch.isfinite(t)).sum())
+        raise ValueError(f"{name} must be finite: it holds {bad} non-finite value(s) (NaN or inf)")
+    return t
+
+
+def _available_bytes(device: torch.device) -> int | None:
+    if device.type == "cuda" and torch.cuda.is_available():
+        return int(torch.cuda.mem_get_info(device)[1])
+    if device.type == "cpu":
+        try:
+            return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        except (ValueError, OSError, AttributeError):
+            return None
+    return None
+
+
+def check_fits_in_memory(n_elements: int, dtype: torch.dtype, device: torch.device, name: str,
+                         copies: int = 1) -> None:
+    """Fail at once, naming ``name``, when ``copies`` tensors of ``n_elements`` entries of
+    ``dtype`` would exceed the device's total memory."""
+    need = n_elements * copies * torch.empty((), dtype=dtype).element_size()
+    have = _available_bytes(torch.device(device))
+    if have is not None and need > have:
+        raise ValueError(f"{name} is too large: the computation needs about {need / 2**30:.3g} GiB "
+                         f"on {device}, which has {have / 2**30:.3g} GiB in all")
+
+
+def call_score(score_fn: Callable[..., torch.Tensor], x: torch.Tensor, *condition: torch.Tensor,
+               name: str = "score_fn") -> torch.Tensor:
+    """Evaluate ``score_fn(x, *condition)`` (``condition``: e.g. the noise levels of a
+    noise-conditional score) and check that it returns a tensor of the shape of ``x``."""
     if not callable(score_fn):
         raise ValueError(f"{name} must be callable, got {type(score_fn).__name__}")
-    s = score_fn(x)
+    s = score_fn(x, *condition)
     if not isinstance(s, torch.Tensor):
         raise ValueError(f"{name} must return a torch.Tensor, got {type(s).__name__}")
     if s.shape != x.shape:
@@ -69,20 +169,24 @@ def call_score(score_fn: ScoreFn, x: torch.Tensor, name: str = "score_fn") -> to
     return s
 
 
-def reduce(values: torch.Tensor, reduction: str) -> torch.Tensor:
-    """Apply a batch reduction to per-sample values of shape ``(batch,)``."""
-    if reduction == "mean":
-        return values.mean()
-    if reduction == "sum":
-        return values.sum()
-    return values
-
-
-def event_sum(t: torch.Tensor) -> torch.Tensor:
-    """Sum over every dimension but the first (the event dimensions)."""
-    return t.reshape(t.shape[0], -1).sum(dim=1)
-
-
-def as_grad_input(x: torch.Tensor) -> torch.Tensor:
-    """A tensor with the values of ``x`` that requires grad, without touching ``x`` itself."""
-    return x.detach().requires_grad_(True)
+def check_noise_levels(sigma: object, x: torch.Tensor, name: str = "sigma") -> torch.Tensor:
+    """``sigma`` (a positive number or a ``(batch,)`` tensor of them) as a detached
+    ``(batch,)`` tensor of positive finite noise levels in the dtype and on the device of ``x``."""
+    batch = x.shape[0]
+    if isinstance(sigma, torch.Tensor):
+        if sigma.dtype == torch.bool or sigma.is_complex():
+            raise ValueError(f"{name} must hold positive real numbers, got a {sigma.dtype} tensor")
+        if sigma.dim() == 0:
+            sig = sigma.reshape(1).expand(batch)
+        elif tuple(sigma.shape) == (batch,):
+            sig = sigma
+        else:
+            raise ValueError(f"{name} must be a positive number or a tensor of shape (batch,) = "
+                             f"({batch},), got shape {tuple(sigma.shape)}")
+        sig = sig.detach().to(dtype=x.dtype, device=x.device)
+        if not bool(torch.all(torch.isfinite(sig) & (sig > 0))):
+            raise ValueError(f"{name} must be positive and finite, got values in "
+                             f"[{sig.min().item():.3g}, {sig.max().item():.3g}]")
+        return sig
+    value = check_number(sigma, name, positive=True)
+    return torch.full((batch,), value, dtype=x.dtype, device=x.device)

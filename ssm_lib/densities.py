@@ -2,8 +2,10 @@ r"""Analytic test densities with closed-form log-densities, scores and exact sam
 
 Each density offers ``log_prob(x)`` (shape ``(batch,)``), ``score(x)`` =
 :math:`\nabla_x \log p(x)` (shape of ``x``) and ``sample(n, generator=None)`` (shape
-``(n, dim)``). Parameters fix the dtype: build a density from float64 tensors to get float64
-oracles. All of them are normalised; ``log_normalizer`` is :math:`\log Z` of the
+``(n, dim)``). ``log_prob`` and ``score`` compute in the dtype and on the device of their
+input ``x``; ``sample`` returns the density's own dtype (that of its parameters, or the
+``dtype`` given) on the generator's device (the CPU when ``generator=None``, which uses
+torch's global generator). All of them are normalised; ``log_normalizer`` is :math:`\log Z` of the
 unnormalised density ``unnormalized_log_prob`` = ``log_prob + log_normalizer``.
 """
 
@@ -14,23 +16,37 @@ from collections.abc import Sequence
 
 import torch
 
-from ._checks import check_positive_float, check_positive_int
+from ._checks import check_batch, check_count, check_generator, check_number
 
 Arraylike = torch.Tensor | Sequence | float
 
 
 def _as_float_tensor(value: Arraylike, name: str, dtype: torch.dtype | None = None) -> torch.Tensor:
     try:
+        if isinstance(value, (str, bytes)):
+            raise TypeError
         t = torch.as_tensor(value)
+        if t.dtype == torch.bool:
+            raise TypeError
     except (TypeError, ValueError, RuntimeError) as err:
         raise ValueError(f"{name} must be convertible to a tensor, got {value!r}") from err
     if dtype is not None:
         t = t.to(dtype)
-    elif not t.is_floating_point():
+    elif not t.is_floating_point() and not t.is_complex():
         t = t.to(torch.get_default_dtype())
+    if t.dtype == torch.bool or not t.is_floating_point():
+        raise ValueError(f"{name} must hold real numbers, got dtype {t.dtype}")
     if not bool(torch.all(torch.isfinite(t))):
-        raise ValueError(f"{name} must be finite")
+        raise ValueError(f"{name} must be finite, got {t.tolist()}")
     return t
+
+
+def _check_dtype(dtype: object) -> torch.dtype:
+    if dtype is None:
+        return torch.get_default_dtype()
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise ValueError(f"dtype must be a floating torch.dtype, got {dtype!r}")
+    return dtype
 
 
 class Density:
@@ -56,12 +72,10 @@ class Density:
         raise NotImplementedError  # pragma: no cover - interface
 
     def _check_x(self, x: torch.Tensor) -> torch.Tensor:
-        if not isinstance(x, torch.Tensor) or x.dim() != 2 or x.shape[1] != self.dim:
-            got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-            raise ValueError(f"x must be a tensor of shape (batch, {self.dim}), got {got}")
-        return x.to(self.dtype)
+        return check_batch(x, event_shape=(self.dim,))
 
     def _device(self, generator: torch.Generator | None) -> torch.device:
+        check_generator(generator)
         return generator.device if generator is not None else torch.device("cpu")
 
 
@@ -99,18 +113,18 @@ class Gaussian(Density):
         return 0.5 * self.dim * math.log(2 * math.pi) + log_det_half
 
     def unnormalized_log_prob(self, x: torch.Tensor) -> torch.Tensor:
-        diff = self._check_x(x) - self.mean.to(x.device)
-        return -0.5 * ((diff @ self.precision.to(x.device)) * diff).sum(-1)
+        diff = self._check_x(x) - self.mean.to(x)
+        return -0.5 * ((diff @ self.precision.to(x)) * diff).sum(-1)
 
     def log_prob(self, x: torch.Tensor) -> torch.Tensor:
         return self.unnormalized_log_prob(x) - self.log_normalizer
 
     def score(self, x: torch.Tensor) -> torch.Tensor:
-        diff = self._check_x(x) - self.mean.to(x.device)
-        return -diff @ self.precision.to(x.device)
+        diff = self._check_x(x) - self.mean.to(x)
+        return -diff @ self.precision.to(x)
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        check_positive_int(n, "n")
+        n = check_count(n, "n")
         dev = self._device(generator)
         z = torch.randn(n, self.dim, generator=generator, dtype=self.dtype, device=dev)
         return self.mean.to(dev) + z @ self.scale_tril.to(dev).T
@@ -143,7 +157,7 @@ class GaussianMixture(Density):
 
     def _component_log_probs(self, x: torch.Tensor) -> torch.Tensor:
         x = self._check_x(x)
-        logw = torch.log(self.weights.to(x.device))
+        logw = torch.log(self.weights.to(x))
         return torch.stack([c.log_prob(x) for c in self.components], dim=-1) + logw
 
     def log_prob(self, x: torch.Tensor) -> torch.Tensor:
@@ -155,7 +169,7 @@ class GaussianMixture(Density):
         return (resp.unsqueeze(-1) * scores).sum(1)
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        check_positive_int(n, "n")
+        n = check_count(n, "n")
         dev = self._device(generator)
         idx = torch.multinomial(self.weights.to(dev), n, replacement=True, generator=generator)
         z = torch.randn(n, self.dim, generator=generator, dtype=self.dtype, device=dev)
@@ -179,13 +193,10 @@ class Banana(Density):
 
     def __init__(self, sigma1: float = 1.25, sigma2: float = 0.5, curvature: float = 0.6,
                  dtype: torch.dtype | None = None):
-        self.sigma1 = check_positive_float(sigma1, "sigma1")
-        self.sigma2 = check_positive_float(sigma2, "sigma2")
-        try:
-            self.curvature = float(curvature)
-        except (TypeError, ValueError):
-            raise ValueError(f"curvature must be a number, got {curvature!r}") from None
-        self.dim, self.dtype = 2, dtype or torch.get_default_dtype()
+        self.sigma1 = check_number(sigma1, "sigma1", positive=True)
+        self.sigma2 = check_number(sigma2, "sigma2", positive=True)
+        self.curvature = check_number(curvature, "curvature")
+        self.dim, self.dtype = 2, _check_dtype(dtype)
 
     def _u(self, x: torch.Tensor) -> torch.Tensor:
         return x[:, 1] - self.curvature * (x[:, 0] ** 2 - self.sigma1**2)
@@ -205,7 +216,7 @@ class Banana(Density):
         return torch.stack([g0, -u / s2sq], dim=-1)
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        check_positive_int(n, "n")
+        n = check_count(n, "n")
         z = torch.randn(n, 2, generator=generator, dtype=self.dtype, device=self._device(generator))
         x1 = self.sigma1 * z[:, 0]
         x2 = self.sigma2 * z[:, 1] + self.curvature * (x1**2 - self.sigma1**2)
@@ -228,9 +239,9 @@ class Ring(Density):
     """
 
     def __init__(self, radius: float = 2.0, width: float = 0.25, dtype: torch.dtype | None = None):
-        self.radius = check_positive_float(radius, "radius")
-        self.width = check_positive_float(width, "width")
-        self.dim, self.dtype = 2, dtype or torch.get_default_dtype()
+        self.radius = check_number(radius, "radius", positive=True)
+        self.width = check_number(width, "width", positive=True)
+        self.dim, self.dtype = 2, _check_dtype(dtype)
 
     @property
     def log_normalizer(self) -> float:
@@ -256,12 +267,12 @@ class Ring(Density):
         """Unnormalised CDF of the radius, :math:`\\int_0^r t e^{-(t-R)^2/2w^2} dt`."""
         big_r, w = self.radius, self.width
         gauss = torch.special.ndtr
-        lo = torch.tensor(-big_r / w, dtype=r.dtype)
+        lo = torch.tensor(-big_r / w, dtype=r.dtype, device=r.device)
         return (w**2 * (math.exp(-(big_r**2) / (2 * w**2)) - torch.exp(-0.5 * ((r - big_r) / w) ** 2))
                 + big_r * w * math.sqrt(2 * math.pi) * (gauss((r - big_r) / w) - gauss(lo)))
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        check_positive_int(n, "n")
+        n = check_count(n, "n")
         dev = self._device(generator)
         u = torch.rand(n, generator=generator, dtype=torch.float64, device=dev)
         theta = 2 * math.pi * torch.rand(n, generator=generator, dtype=torch.float64, device=dev)
@@ -278,8 +289,8 @@ class Ring(Density):
 
 
 def two_gaussian_mixture(dtype: torch.dtype | None = None) -> GaussianMixture:
-    """The two-component 2-D mixture drawn in the book's score-field figures."""
-    dtype = dtype or torch.get_default_dtype()
+    """A two-component 2-D Gaussian mixture with correlated, unequal components."""
+    dtype = _check_dtype(dtype)
     means = torch.tensor([[-1.5, -0.5], [1.5, 1.0]], dtype=dtype)
     covs = torch.stack([torch.tensor([[0.6, 0.2], [0.2, 0.4]], dtype=dtype),
                         torch.tensor([[0.5, -0.15], [-0.15, 0.7]], dtype=dtype)])

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import torch
 
+from ._checks import check_count
+
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
     """Turn ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:1"`` or ``"mps"`` into a usable device.
 
     Raises ``ValueError`` naming ``device`` when the requested device is not on this machine.
     """
+    if isinstance(device, bool) or not isinstance(device, (str, torch.device, int)):
+        raise ValueError(f"device must be 'auto', 'cpu', 'cuda', 'cuda:N' or a torch.device, got {device!r}")
     if isinstance(device, str) and device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
@@ -32,7 +36,9 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
 
 
 def make_generator(seed: int, device: str | torch.device = "cpu") -> torch.Generator:
-    """A ``torch.Generator`` on ``device`` seeded with ``seed``."""
-    g = torch.Generator(device=torch.device(device))
-    g.manual_seed(int(seed))
+    """A ``torch.Generator`` on ``device`` (resolved by :func:`resolve_device`) seeded with
+    ``seed``, a whole number ``>= 0``. torch's global generator is not touched."""
+    seed = check_count(seed, "seed", 0)
+    g = torch.Generator(device=resolve_device(device))
+    g.manual_seed(seed)
     return g

@@ -12,23 +12,22 @@ Conventions (used across ``ssm_lib``):
   ``reduction="mean"`` (default), ``"sum"``, or ``"none"`` (one value per sample).
 * Losses are differentiable with respect to the parameters of ``score_fn`` and never modify
   ``x`` (values or ``requires_grad``).
-* Randomness comes from an explicit ``torch.Generator`` (``None``: torch's global one).
+* No gradient flows into ``x`` (nor into ``directions``, ``noise`` or ``sigma``): the losses
+  are differentiable with respect to the parameters of ``score_fn`` only.
+* ``score_fn`` never receives the caller's tensor: a score function that modifies its input
+  in place cannot change ``x``.
+* Non-finite values in ``x`` are not looked for (that would cost a device synchronisation per
+  call): they propagate into the loss. :func:`~ssm_lib.training.fit` checks its data and its
+  loss at every step.
+* Randomness comes from an explicit ``torch.Generator`` on the device of ``x``; with
+  ``generator=None`` torch's global generator (``torch.manual_seed``) is used.
 
-The fast exact path of :func:`sliced_score_matching`: a score model may offer the pair
-:math:`(s(x), \nabla_x s(x)\,v)` itself, through an optional method
-
-* ``score_fn.score_and_jvp(x, v) -> (s, Jv)``, both of the shape of ``x``, and optionally
-* ``score_fn.projected_score_and_jvp(x, v) -> (v.s, v.Jv)``, both of shape ``(batch,)``
-  (enough for plain SSM, and cheaper for :class:`~ssm_lib.models.ScoreMLP`),
-
-either of which may return ``NotImplemented`` to ask for the generic path. With
-``method="auto"`` the loss uses them when present and falls back to double backpropagation
-otherwise; :class:`~ssm_lib.models.ScoreMLP` offers both.
+A model may offer its own fast exact path for :func:`sliced_score_matching`; see
+:mod:`ssm_lib.fast_path`. :data:`OBJECTIVES` lists every objective by name, with its label.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
@@ -39,16 +38,19 @@ import torch.autograd.forward_ad as fwad
 
 from ._checks import (
     ScoreFn,
-    as_grad_input,
     call_score,
     check_batch,
     check_choice,
-    check_positive_float,
-    check_positive_int,
+    check_count,
+    check_fits_in_memory,
+    check_flag,
+    check_generator,
+    check_noise_levels,
+    check_number,
     check_reduction,
-    event_sum,
-    reduce,
 )
+from ._tensor_ops import as_grad_input, event_sum, per_sample, private_copy, reduce, repeat_batch
+from .fast_path import model_fast_path
 from .projections import PROJECTIONS, sample_projections
 
 EXACT_METHODS = ("loop", "vmap")
@@ -87,7 +89,7 @@ def jacobian_trace(score_fn: ScoreFn, x: torch.Tensor, *, method: str = "loop",
     """
     check_choice(method, EXACT_METHODS, "method")
     if chunk_size is not None:
-        check_positive_int(chunk_size, "chunk_size")
+        chunk_size = check_count(chunk_size, "chunk_size")
     check_batch(x)
     x_ = as_grad_input(x)
     batch, dim = x.shape[0], x[0].numel()
@@ -144,16 +146,10 @@ def exact_score_matching(
             can be called as ``f(score_fn, x, generator=...)``.
     """
     check_reduction(reduction)
+    check_generator(generator)
     s, trace = jacobian_trace(score_fn, x, method=method, chunk_size=chunk_size)
     per_sample = 0.5 * event_sum(s**2) + trace
     return reduce(per_sample, reduction)
-
-
-def _repeat_batch(x: torch.Tensor, n: int) -> torch.Tensor:
-    """``x`` repeated ``n`` times along a new leading axis, flattened into the batch axis."""
-    if n == 1:
-        return x
-    return x.unsqueeze(0).expand(n, *x.shape).reshape(n * x.shape[0], *x.shape[1:])
 
 
 def _projected_jacobian_backward(score_fn: ScoreFn, x: torch.Tensor, v: torch.Tensor
@@ -182,7 +178,7 @@ def _projected_jacobian_forward(score_fn: ScoreFn, x: torch.Tensor, v: torch.Ten
         return call_score(score_fn, t)
 
     try:
-        s, jv = torch.func.jvp(f, (x.detach(),), (v,))
+        s, jv = torch.func.jvp(f, (private_copy(x),), (v,))
     except (RuntimeError, NotImplementedError) as func_err:
         try:
             with torch.enable_grad(), fwad.dual_level():
@@ -217,35 +213,6 @@ def _projected_jacobian_fd(score_fn: ScoreFn, x: torch.Tensor, v: torch.Tensor, 
     s_plus, s_minus = s2[:n], s2[n:]
     vjv = event_sum(v * (s_plus - s_minus)) / (2.0 * eps)
     return 0.5 * (s_plus + s_minus), vjv
-
-
-def _fast_path(score_fn: ScoreFn, x: torch.Tensor, v: torch.Tensor, projected: bool
-               ) -> tuple[str, torch.Tensor, torch.Tensor] | None:
-    """The model's own exact path, if it offers one (see the module docstring).
-
-    Returns ``("projected", v.s, v.Jv)`` or ``("pair", s, v.Jv)``, or ``None`` when the model
-    offers neither (or declines with ``NotImplemented``)."""
-    batch = x.shape[0]
-    if projected:
-        fn = getattr(score_fn, "projected_score_and_jvp", None)
-        if callable(fn):
-            out = fn(x, v)
-            if out is not NotImplemented:
-                if (not isinstance(out, tuple) or len(out) != 2
-                        or any(not isinstance(t, torch.Tensor) or t.shape != (batch,) for t in out)):
-                    raise ValueError(f"score_fn.projected_score_and_jvp must return two tensors of "
-                                     f"shape (batch,) = ({batch},)")
-                return "projected", out[0], out[1]
-    fn = getattr(score_fn, "score_and_jvp", None)
-    if callable(fn):
-        out = fn(x, v)
-        if out is not NotImplemented:
-            if (not isinstance(out, tuple) or len(out) != 2
-                    or any(not isinstance(t, torch.Tensor) or t.shape != x.shape for t in out)):
-                raise ValueError(f"score_fn.score_and_jvp must return two tensors of the shape of "
-                                 f"x {tuple(x.shape)}")
-            return "pair", out[0], event_sum(v * out[1])
-    return None
 
 
 def sliced_score_matching(
@@ -297,8 +264,11 @@ def sliced_score_matching(
       :math:`\sim u\,|v^\top s|/\varepsilon` takes over (:math:`u` the unit roundoff). Note
       :math:`\|\varepsilon v\| = \varepsilon\sqrt d` for Rademacher :math:`v`.
     * ``"auto"`` (default, always exact): the model's own fast path when it offers one (see
-      the module docstring; :class:`~ssm_lib.models.ScoreMLP` does), else ``"backward"``.
+      :mod:`ssm_lib.fast_path`; :class:`~ssm_lib.models.ScoreMLP` does), else ``"backward"``.
       Never finite differences.
+
+    Any event shape works: ``x`` of shape ``(batch, *event_shape)`` is projected onto
+    vectors :math:`v` of the same event shape (:math:`d` = the product of its sizes).
 
     Args:
         score_fn: maps ``(batch, *event_shape)`` to a tensor of the same shape.
@@ -306,7 +276,8 @@ def sliced_score_matching(
         n_projections: :math:`M \ge 1` directions per data point.
         projection: ``"rademacher"``, ``"gaussian"`` or ``"sphere"``.
         variance_reduction: use SSM-VR.
-        generator: source of the projections.
+        generator: source of the projections, on the device of ``x`` (``None``: torch's
+            global generator).
         reduction: ``"mean"``, ``"sum"`` or ``"none"``.
         method: ``"auto"``, ``"backward"``, ``"forward"`` or ``"finite_difference"``.
         directions: optional explicit projection vectors :math:`v` of shape
@@ -319,14 +290,17 @@ def sliced_score_matching(
     """
     check_batch(x)
     check_reduction(reduction)
-    check_positive_int(n_projections, "n_projections")
+    m = check_count(n_projections, "n_projections")
     check_choice(projection, PROJECTIONS, "projection")
     check_choice(method, SSM_METHODS, "method")
+    variance_reduction = check_flag(variance_reduction, "variance_reduction")
+    check_generator(generator, x.device)
     if fd_step is None:
         eps = torch.finfo(x.dtype).eps ** (1.0 / 3.0)
     else:
-        eps = check_positive_float(fd_step, "fd_step")
-    m = n_projections
+        eps = check_number(fd_step, "fd_step", positive=True)
+    # the repeated batch, its directions, the score and its Jacobian-vector product
+    check_fits_in_memory(m * x.numel(), x.dtype, x.device, "n_projections", copies=4)
     if directions is None:
         v = sample_projections(projection, (m, *x.shape), generator=generator, dtype=x.dtype,
                                device=x.device, event_dims=x.dim() - 1)
@@ -336,10 +310,11 @@ def sliced_score_matching(
             raise ValueError(f"directions must have shape (n_projections, *x.shape) = "
                              f"{(m, *x.shape)}, got {got}")
         v = directions.to(dtype=x.dtype, device=x.device)
-    # detached for every method, as double backprop must: no gradient flows back into x
-    xr = _repeat_batch(x.detach(), m)
+    # a private, detached copy for every method: no gradient flows back into x, and a score
+    # function that modifies its input cannot reach the caller's tensor
+    xr = repeat_batch(x.detach(), m) if m > 1 else private_copy(x)
     vr = v.reshape(m * x.shape[0], *x.shape[1:])
-    fast = _fast_path(score_fn, xr, vr, projected=not variance_reduction) if method == "auto" else None
+    fast = model_fast_path(score_fn, xr, vr, projected=not variance_reduction) if method == "auto" else None
     if fast is not None and fast[0] == "projected":
         _, vs, vjv = fast
         per_sample = vjv + 0.5 * vs**2
@@ -361,44 +336,26 @@ def sliced_score_matching(
     return reduce(per_sample, reduction)
 
 
-def _check_sigma(sigma: float | torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """``sigma`` as a ``(batch,)`` tensor of positive finite noise levels."""
-    if isinstance(sigma, torch.Tensor):
-        if sigma.dim() == 0:
-            sig = sigma.reshape(1).expand(x.shape[0])
-        elif sigma.shape == (x.shape[0],):
-            sig = sigma
-        else:
-            raise ValueError(f"sigma must be a positive number or a tensor of shape (batch,) = "
-                             f"({x.shape[0]},), got shape {tuple(sigma.shape)}")
-        if not bool(torch.all(torch.isfinite(sig) & (sig > 0))):
-            raise ValueError("sigma must be positive and finite, got a tensor with values "
-                             f"in [{sig.min().item():.3g}, {sig.max().item():.3g}]")
-        return sig.to(dtype=x.dtype, device=x.device)
-    value = check_positive_float(sigma, "sigma")
-    return torch.full((x.shape[0],), value, dtype=x.dtype, device=x.device)
-
-
-def _per_sample_shape(t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    return t.reshape(-1, *([1] * (x.dim() - 1)))
-
-
 def perturb(x: torch.Tensor, sigma: float | torch.Tensor, *,
             generator: torch.Generator | None = None,
             noise: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     r"""Draw :math:`\tilde x = x + \sigma z` with :math:`z \sim \mathcal N(0, I)`.
 
-    Returns ``(x_tilde, z, sigma)`` with ``sigma`` as a ``(batch,)`` tensor."""
+    Returns ``(x_tilde, z, sigma)`` with ``sigma`` as a ``(batch,)`` tensor; ``x_tilde`` does
+    not carry gradients back to ``x``. ``generator``: on the device of ``x`` (``None``:
+    torch's global generator)."""
     check_batch(x)
-    sig = _check_sigma(sigma, x)
+    check_generator(generator, x.device)
+    sig = check_noise_levels(sigma, x)
+    x = x.detach()
     if noise is None:
         z = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
     else:
         if not isinstance(noise, torch.Tensor) or noise.shape != x.shape:
             got = tuple(noise.shape) if isinstance(noise, torch.Tensor) else noise
             raise ValueError(f"noise must have the shape of x {tuple(x.shape)}, got {got}")
-        z = noise
-    return x + _per_sample_shape(sig, x) * z, z, sig
+        z = noise.detach().to(dtype=x.dtype, device=x.device)
+    return x + per_sample(sig, x) * z, z, sig
 
 
 def denoising_score_matching(
@@ -435,31 +392,22 @@ def denoising_score_matching(
             ``sigma`` of shape ``(batch,)``.
         x: clean data ``(batch, *event_shape)``.
         sigma: noise level, a positive number or a ``(batch,)`` tensor of them.
-        generator: source of the noise :math:`z`.
+        generator: source of the noise :math:`z`, on the device of ``x`` (``None``: torch's
+            global generator).
         reduction: ``"mean"``, ``"sum"`` or ``"none"``.
         sigma_weight_power: exponent :math:`p` of the weight :math:`\sigma^p`.
         noise: optional explicit :math:`z` (shape of ``x``).
         noise_conditional: pass ``sigma`` to ``score_fn``.
     """
     check_reduction(reduction)
-    try:
-        power = float(sigma_weight_power)
-    except (TypeError, ValueError):
-        raise ValueError(f"sigma_weight_power must be a number, got {sigma_weight_power!r}") from None
-    if not math.isfinite(power):
-        raise ValueError(f"sigma_weight_power must be finite, got {sigma_weight_power!r}")
+    power = check_number(sigma_weight_power, "sigma_weight_power")
+    noise_conditional = check_flag(noise_conditional, "noise_conditional")
     x_tilde, z, sig = perturb(x, sigma, generator=generator, noise=noise)
-    if noise_conditional:
-        s = score_fn(x_tilde, sig)  # type: ignore[call-arg]
-        if not isinstance(s, torch.Tensor) or s.shape != x.shape:
-            raise ValueError(f"score_fn must return a tensor of shape {tuple(x.shape)}, got "
-                             f"{tuple(s.shape) if isinstance(s, torch.Tensor) else type(s).__name__}")
-    else:
-        s = call_score(score_fn, x_tilde)
-    per_sample = 0.5 * event_sum((s + z / _per_sample_shape(sig, x)) ** 2)
+    s = call_score(score_fn, x_tilde, *((sig,) if noise_conditional else ()))
+    values = 0.5 * event_sum((s + z / per_sample(sig, x)) ** 2)
     if power != 0.0:
-        per_sample = per_sample * sig**power
-    return reduce(per_sample, reduction)
+        values = values * sig**power
+    return reduce(values, reduction)
 
 
 # --- the registry of objectives -----------------------------------------------------------

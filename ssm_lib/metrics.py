@@ -6,7 +6,8 @@ import math
 
 import torch
 
-from ._checks import ScoreFn, call_score, check_batch, check_reduction, event_sum, reduce
+from ._checks import ScoreFn, call_score, check_batch, check_reduction
+from ._tensor_ops import event_sum, private_copy, reduce
 
 
 def fisher_divergence(score_fn: ScoreFn, true_score_fn: ScoreFn, x: torch.Tensor, *,
@@ -18,12 +19,14 @@ def fisher_divergence(score_fn: ScoreFn, true_score_fn: ScoreFn, x: torch.Tensor
         F(p, q) = \tfrac12\,\mathbb E_{p(x)}\big\|s_q(x) - \nabla_x\log p(x)\big\|_2^2
             \approx \frac1{2n}\sum_i \|s_q(x_i) - s_p(x_i)\|^2.
 
-    ``reduction="none"`` returns the per-sample values (for an error bar).
+    ``reduction="none"`` returns the per-sample values (for an error bar). Each score
+    function gets its own copy of ``x`` (neither can modify the caller's tensor), and no
+    gradient flows into ``x``.
     """
     check_batch(x)
     check_reduction(reduction)
-    s = call_score(score_fn, x)
-    s_true = call_score(true_score_fn, x, "true_score_fn")
+    s = call_score(score_fn, private_copy(x))
+    s_true = call_score(true_score_fn, private_copy(x), name="true_score_fn")
     return reduce(0.5 * event_sum((s - s_true) ** 2), reduction)
 
 

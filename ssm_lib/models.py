@@ -9,19 +9,19 @@ Two ways to model a score:
   :func:`score_from_energy`), which gives an unnormalised density too.
 
 Activations are smooth (SiLU by default) so that second derivatives, needed by every
-score-matching objective, exist and are non-trivial.
+score-matching objective, exist and are non-trivial. The networks take flat vectors
+``(batch, dim)`` in the dtype of their parameters.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from ._checks import check_choice, check_positive_int
+from ._checks import check_batch, check_choice, check_count, check_flag, check_noise_levels
+from .fast_path import Layers, mlp_layers, mlp_projected_score_and_jvp, mlp_score_and_jvp
 
 ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
     "silu": nn.SiLU,
@@ -32,9 +32,8 @@ ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
 
 
 def _mlp(n_in: int, n_out: int, hidden: int, depth: int, activation: str) -> nn.Sequential:
-    check_positive_int(n_in, "dim")
-    check_positive_int(hidden, "hidden")
-    check_positive_int(depth, "depth")
+    hidden = check_count(hidden, "hidden")
+    depth = check_count(depth, "depth")
     check_choice(activation, tuple(ACTIVATIONS), "activation")
     layers: list[nn.Module] = [nn.Linear(n_in, hidden), ACTIVATIONS[activation]()]
     for _ in range(depth - 1):
@@ -43,37 +42,14 @@ def _mlp(n_in: int, n_out: int, hidden: int, depth: int, activation: str) -> nn.
     return nn.Sequential(*layers)
 
 
-def _check_input(x: torch.Tensor, dim: int, name: str = "x") -> None:
-    if not isinstance(x, torch.Tensor) or x.dim() != 2 or x.shape[1] != dim:
-        got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-        raise ValueError(f"{name} must have shape (batch, {dim}), got {got}")
-
-
-def _activation_and_slope(act: nn.Module, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
-    r""":math:`\sigma(z)` and :math:`\sigma'(z)` for the activation module ``act``, written with
-    differentiable operations (so :math:`\sigma''` flows when the result is differentiated),
-    matching torch's own derivative formulas; ``None`` for an activation not covered here."""
-    kind = type(act)
-    if kind is nn.SiLU:
-        sig = torch.sigmoid(z)
-        return z * sig, sig * (1 + z * (1 - sig))
-    if kind is nn.Tanh:
-        h = torch.tanh(z)
-        return h, 1 - h * h
-    if kind is nn.Softplus:  # linear above threshold / beta, as nn.Softplus itself
-        bz = z * act.beta
-        return (F.softplus(z, beta=act.beta, threshold=act.threshold),
-                torch.where(bz > act.threshold, torch.ones_like(z), torch.sigmoid(bz)))
-    if kind is nn.GELU:
-        if act.approximate == "none":  # z Phi(z): slope Phi(z) + z phi(z)
-            cdf = 0.5 * (1 + torch.erf(z * (1 / math.sqrt(2))))
-            pdf = torch.exp(-0.5 * z * z) * (1 / math.sqrt(2 * math.pi))
-            return z * cdf, cdf + z * pdf
-        if act.approximate == "tanh":  # z (1 + tanh(k (z + c z^3))) / 2
-            k, c = math.sqrt(2 / math.pi), 0.044715
-            t = torch.tanh(k * (z + c * z**3))
-            return 0.5 * z * (1 + t), 0.5 * (1 + t) + 0.5 * z * (1 - t * t) * k * (1 + 3 * c * z * z)
-    return None
+def _check_input(module: nn.Module, x: object, dim: int) -> torch.Tensor:
+    """``x`` of shape ``(batch, dim)`` in the dtype of ``module``'s parameters."""
+    x = check_batch(x, event_shape=(dim,))
+    dtype = next(module.parameters()).dtype
+    if x.dtype != dtype:
+        raise ValueError(f"x has dtype {x.dtype} but the model's parameters have dtype {dtype}; "
+                         "convert one of them (e.g. model.double() or x.float())")
+    return x
 
 
 class ScoreMLP(nn.Module):
@@ -81,107 +57,48 @@ class ScoreMLP(nn.Module):
     width ``hidden`` with a smooth activation, and a linear output layer.
 
     Besides ``forward`` it offers the fast exact path of
-    :func:`~ssm_lib.losses.sliced_score_matching` (see :mod:`ssm_lib.losses`):
-    :meth:`score_and_jvp` returns :math:`(s(x), \nabla_x s(x)\,v)` by carrying the tangent
-    through the network alongside the primal (forward-mode differentiation written out by
-    hand: for :math:`z = W h + b`, :math:`\dot z = W \dot h`; for :math:`a = \sigma(z)`,
-    :math:`\dot a = \sigma'(z)\,\dot z`), with the primal and tangent rows stacked into one
-    matrix product per layer; :meth:`projected_score_and_jvp` returns
-    :math:`(v^\top s, v^\top J v)` and saves most of the output layer by contracting
-    :math:`v` with it first (:math:`u = W_L^\top v`, :math:`v^\top s = u^\top h + v^\top b_L`,
-    :math:`v^\top J v = u^\top \dot h`). Both return ``NotImplemented`` (the loss then falls
-    back to double backpropagation) when the module was changed so that they would not
-    compute the same function as ``forward``: a subclass overriding ``forward``, forward
-    hooks, an edited ``net``, or an activation other than SiLU, softplus, tanh and GELU.
+    :func:`~ssm_lib.losses.sliced_score_matching` (see :mod:`ssm_lib.fast_path`):
+    :meth:`score_and_jvp` and :meth:`projected_score_and_jvp`. Both return ``None`` (the loss
+    then falls back to double backpropagation) when ``fast_path`` is ``False`` or the module
+    was changed so that they would not compute the same function as ``forward``: a subclass
+    overriding ``forward``, an edited ``net``, or an activation other than SiLU, softplus,
+    tanh and GELU. Forward hooks are not detected (see :mod:`ssm_lib.fast_path`): set
+    ``fast_path = False`` on a model whose hooks change its outputs.
     """
 
-    def __init__(self, dim: int, hidden: int = 128, depth: int = 3, activation: str = "silu"):
+    def __init__(self, dim: int, hidden: int = 128, depth: int = 3, activation: str = "silu",
+                 fast_path: bool = True):
         super().__init__()
-        self.dim, self.hidden, self.depth, self.activation = dim, hidden, depth, activation
-        self.net = _mlp(dim, dim, hidden, depth, activation)
+        self.dim = check_count(dim, "dim")
+        self.hidden, self.depth, self.activation = hidden, depth, activation
+        self.fast_path = check_flag(fast_path, "fast_path")
+        self.net = _mlp(self.dim, self.dim, hidden, depth, activation)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        _check_input(x, self.dim)
-        return self.net(x)
+        return self.net(_check_input(self, x, self.dim))
 
-    def _fast_layers(self) -> tuple[list[tuple[nn.Linear, nn.Module]], nn.Linear] | None:
-        """``([(linear, activation), ...], output_linear)`` when the fast path applies."""
-        if type(self).forward is not ScoreMLP.forward or not isinstance(self.net, nn.Sequential):
-            return None
-        if (nn.modules.module._global_forward_hooks or nn.modules.module._global_forward_pre_hooks
-                or any(m._forward_hooks or m._forward_pre_hooks for m in self.modules())):
-            return None
-        mods = list(self.net)
-        if len(mods) < 1 or len(mods) % 2 != 1 or any(type(m) is not nn.Linear for m in mods[::2]):
-            return None
-        pairs = list(zip(mods[:-1:2], mods[1::2], strict=True))
-        if any(type(a) not in (nn.SiLU, nn.Tanh, nn.Softplus, nn.GELU) for _, a in pairs):
-            return None
-        if any(type(a) is nn.GELU and a.approximate not in ("none", "tanh") for _, a in pairs):
-            return None
-        return pairs, mods[-1]
-
-    def _check_tangent(self, x: torch.Tensor, v: torch.Tensor) -> None:
-        _check_input(x, self.dim)
+    def _fast_layers(self, x: torch.Tensor, v: torch.Tensor) -> Layers | None:
+        _check_input(self, x, self.dim)
         if not isinstance(v, torch.Tensor) or v.shape != x.shape:
             got = tuple(v.shape) if isinstance(v, torch.Tensor) else type(v).__name__
             raise ValueError(f"v must be a tensor of the shape of x {tuple(x.shape)}, got {got}")
-
-    @staticmethod
-    def _hidden_pass(pairs: list[tuple[nn.Linear, nn.Module]], x: torch.Tensor, v: torch.Tensor
-                     ) -> torch.Tensor | None:
-        """Primal and tangent rows ``[h; h_dot]`` after the hidden layers, one product each."""
-        n = x.shape[0]
-        h = torch.cat([x, v.to(x.dtype)])
-        for lin, act in pairs:
-            z = h @ lin.weight.T
-            zp = z[:n] if lin.bias is None else z[:n] + lin.bias
-            out = _activation_and_slope(act, zp)
-            if out is None:
-                return None
-            a, slope = out
-            h = torch.cat([a, slope * z[n:]])
-        return h
-
-    def _stacked_hidden(self, x: torch.Tensor, v: torch.Tensor
-                        ) -> tuple[torch.Tensor, nn.Linear] | None:
-        """The last hidden layer's primal rows stacked on its tangent rows, and the output
-        layer; ``None`` when the fast path does not apply to this network."""
-        self._check_tangent(x, v)
-        layers = self._fast_layers()
-        if layers is None:
+        if not self.fast_path or type(self).forward is not ScoreMLP.forward:
             return None
-        pairs, last = layers
-        h = self._hidden_pass(pairs, x, v)
-        return None if h is None else (h, last)
+        return mlp_layers(self.net)
 
-    def score_and_jvp(self, x: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        r""":math:`(s(x), \nabla_x s(x)\, v)` in one stacked primal-and-tangent pass (or
-        ``NotImplemented``, see the class docstring). Differentiable in the parameters."""
-        stacked = self._stacked_hidden(x, v)
-        if stacked is None:
-            return NotImplemented
-        h, last = stacked
-        n = x.shape[0]
-        out = h @ last.weight.T
-        s = out[:n] if last.bias is None else out[:n] + last.bias
-        return s, out[n:]
+    def score_and_jvp(self, x: torch.Tensor, v: torch.Tensor
+                      ) -> tuple[torch.Tensor, torch.Tensor] | None:
+        r""":math:`(s(x), \nabla_x s(x)\, v)` in one stacked primal-and-tangent pass, or ``None``
+        (see the class docstring). Differentiable in the parameters."""
+        layers = self._fast_layers(x, v)
+        return None if layers is None else mlp_score_and_jvp(layers, x, v)
 
     def projected_score_and_jvp(self, x: torch.Tensor, v: torch.Tensor
-                                ) -> tuple[torch.Tensor, torch.Tensor]:
+                                ) -> tuple[torch.Tensor, torch.Tensor] | None:
         r""":math:`(v^\top s(x),\ v^\top \nabla_x s(x)\, v)`, each of shape ``(batch,)``, with
-        the output layer contracted with :math:`v` first (or ``NotImplemented``)."""
-        stacked = self._stacked_hidden(x, v)
-        if stacked is None:
-            return NotImplemented
-        h, last = stacked
-        n = x.shape[0]
-        v = v.to(x.dtype)
-        u = v @ last.weight  # rows u_i = W_L^T v_i
-        vs = (u * h[:n]).sum(1)
-        if last.bias is not None:
-            vs = vs + v @ last.bias
-        return vs, (u * h[n:]).sum(1)
+        the output layer contracted with :math:`v` first, or ``None``."""
+        layers = self._fast_layers(x, v)
+        return None if layers is None else mlp_projected_score_and_jvp(layers, x, v)
 
 
 class EnergyMLP(nn.Module):
@@ -191,12 +108,12 @@ class EnergyMLP(nn.Module):
 
     def __init__(self, dim: int, hidden: int = 128, depth: int = 3, activation: str = "silu"):
         super().__init__()
-        self.dim, self.hidden, self.depth, self.activation = dim, hidden, depth, activation
-        self.net = _mlp(dim, 1, hidden, depth, activation)
+        self.dim = check_count(dim, "dim")
+        self.hidden, self.depth, self.activation = hidden, depth, activation
+        self.net = _mlp(self.dim, 1, hidden, depth, activation)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        _check_input(x, self.dim)
-        return self.net(x).squeeze(-1)
+        return self.net(_check_input(self, x, self.dim)).squeeze(-1)
 
     def unnormalized_log_prob(self, x: torch.Tensor) -> torch.Tensor:
         r""":math:`-E_\theta(x) = \log p_\theta(x) + \log Z_\theta`."""
@@ -214,7 +131,8 @@ class EnergyScore:
     result can be differentiated again (with respect to ``x`` for the Jacobian terms of score
     matching, and with respect to the energy's parameters for training). Under
     ``torch.no_grad()`` (e.g. during sampling) it returns a detached tensor. The input is
-    never modified: when it does not require grad, a detached copy that does is used.
+    never modified: when it does not require grad, a detached copy that does is used. An
+    energy that does not depend on ``x`` (a constant) has score zero: zeros are returned.
     """
 
     def __init__(self, energy_fn: Callable[[torch.Tensor], torch.Tensor]):
@@ -223,6 +141,7 @@ class EnergyScore:
         self.energy_fn = energy_fn
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        check_batch(x)
         create_graph = torch.is_grad_enabled()
         with torch.enable_grad():
             x_in = x if x.requires_grad else x.detach().requires_grad_(True)
@@ -231,8 +150,11 @@ class EnergyScore:
                 got = tuple(energy.shape) if isinstance(energy, torch.Tensor) else type(energy).__name__
                 raise ValueError(f"energy_fn must return a tensor of shape (batch,) = "
                                  f"({x.shape[0]},), got {got}")
-            (grad,) = torch.autograd.grad(energy.sum(), x_in, create_graph=create_graph)
-        return -grad
+            if not energy.requires_grad:  # a constant energy
+                return torch.zeros_like(x)
+            (grad,) = torch.autograd.grad(energy.sum(), x_in, create_graph=create_graph,
+                                          allow_unused=True)
+        return torch.zeros_like(x) if grad is None else -grad
 
     def __repr__(self) -> str:
         return f"EnergyScore({self.energy_fn!r})"
@@ -251,16 +173,12 @@ class NoiseConditionalScoreMLP(nn.Module):
 
     def __init__(self, dim: int, hidden: int = 128, depth: int = 3, activation: str = "silu"):
         super().__init__()
-        self.dim = dim
-        self.net = _mlp(dim + 1, dim, hidden, depth, activation)
+        self.dim = check_count(dim, "dim")
+        self.net = _mlp(self.dim + 1, self.dim, hidden, depth, activation)
 
     def forward(self, x: torch.Tensor, sigma: torch.Tensor | float) -> torch.Tensor:
-        _check_input(x, self.dim)
-        sig = torch.as_tensor(sigma, dtype=x.dtype, device=x.device)
-        if sig.dim() == 0:
-            sig = sig.expand(x.shape[0])
-        if sig.shape != (x.shape[0],) or bool(torch.any(sig <= 0)):
-            raise ValueError(f"sigma must be positive, a number or a tensor of shape "
-                             f"({x.shape[0]},), got shape {tuple(sig.shape)}")
+        """The score at noise level ``sigma``: a positive number or a ``(batch,)`` tensor."""
+        _check_input(self, x, self.dim)
+        sig = check_noise_levels(sigma, x)
         h = torch.cat([x, sig.log().unsqueeze(-1)], dim=-1)
         return self.net(h) / sig.unsqueeze(-1)

@@ -18,6 +18,9 @@ import math
 
 import torch
 
+from ._checks import check_choice, check_count, check_fits_in_memory, check_generator
+from .devices import resolve_device
+
 PROJECTIONS = ("gaussian", "rademacher", "sphere")
 
 
@@ -37,32 +40,40 @@ def sample_projections(
         shape: shape of the returned tensor. The last ``event_dims`` axes form one vector
             :math:`v \in \mathbb{R}^d` (``d`` = their product); the leading axes index
             independent draws.
-        generator: source of randomness (``None``: torch's global generator).
+        generator: source of randomness, on ``device`` (``None``: torch's global generator).
         dtype, device: of the result (defaults: torch's default dtype, the generator's device
-            or the CPU).
+            or the CPU). A device that is not on this machine is a ``ValueError``.
         event_dims: how many trailing axes form one vector (only matters for ``"sphere"``,
             whose norm is taken over them).
 
     Returns:
         A tensor of shape ``shape``.
     """
-    if kind not in PROJECTIONS:
-        raise ValueError(f"kind must be one of {PROJECTIONS}, got {kind!r}")
-    shape = tuple(int(s) for s in shape)
-    if len(shape) < 1 or any(s < 1 for s in shape):
-        raise ValueError(f"shape must be a non-empty tuple of positive sizes, got {shape}")
-    if not 1 <= event_dims <= len(shape):
+    check_choice(kind, PROJECTIONS, "kind")
+    if not isinstance(shape, (tuple, list, torch.Size)) or len(shape) < 1:
+        raise ValueError(f"shape must be a non-empty tuple of positive sizes, got {shape!r}")
+    shape = tuple(check_count(size, "shape") for size in shape)
+    event_dims = check_count(event_dims, "event_dims")
+    if event_dims > len(shape):
         raise ValueError(f"event_dims must be between 1 and len(shape)={len(shape)}, got {event_dims}")
     dtype = dtype or torch.get_default_dtype()
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise ValueError(f"dtype must be a floating torch.dtype, got {dtype!r}")
+    check_generator(generator)
     if device is None:
         device = generator.device if generator is not None else torch.device("cpu")
+    else:
+        device = resolve_device(device)
+    check_generator(generator, device, what="the requested device")
+    check_fits_in_memory(math.prod(shape), dtype, device, "shape")
     if kind == "rademacher":
         bits = torch.randint(0, 2, shape, generator=generator, device=device)
         return (2 * bits - 1).to(dtype)
     v = torch.randn(shape, generator=generator, dtype=dtype, device=device)
     if kind == "gaussian":
         return v
-    # sphere of radius sqrt(d): normalise a Gaussian vector, then scale
-    axes = tuple(range(len(shape) - event_dims, len(shape)))
-    d = math.prod(shape[len(shape) - event_dims:])
-    return v / v.norm(dim=axes, keepdim=True) * math.sqrt(d)
+    # sphere of radius sqrt(d): normalise a Gaussian vector (flattened over the event axes,
+    # whatever their number), then scale
+    lead = shape[:len(shape) - event_dims]
+    flat = v.reshape(*lead, -1)
+    return (flat / flat.norm(dim=-1, keepdim=True) * math.sqrt(flat.shape[-1])).reshape(shape)

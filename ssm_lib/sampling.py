@@ -19,11 +19,20 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from ._checks import ScoreFn, call_score, check_batch, check_positive_float, check_positive_int
+from ._checks import (
+    ScoreFn,
+    call_score,
+    check_batch,
+    check_count,
+    check_finite,
+    check_flag,
+    check_generator,
+    check_number,
+)
 
 
 class SamplerDivergedError(RuntimeError):
-    """Raised when a sampler's state stops being finite."""
+    """Raised when a sampler's state stops being finite (from finite starting points)."""
 
 
 def _progress(**kwargs):
@@ -36,7 +45,27 @@ def _progress(**kwargs):
 def _check_finite(x: torch.Tensor, step: int, what: str) -> None:
     if not bool(torch.isfinite(x).all()):
         raise SamplerDivergedError(f"{what} diverged at step {step}: the samples are no longer "
-                                   "finite; use a smaller step_size")
+                                   "finite (the step is too large, or the score returned "
+                                   "non-finite values); try a smaller step_size")
+
+
+def _check_sigmas(sigmas: object) -> torch.Tensor:
+    """The annealing schedule as a float64 tensor of positive, finite, decreasing levels."""
+    if isinstance(sigmas, torch.Tensor):
+        if sigmas.dtype == torch.bool or sigmas.is_complex():
+            raise ValueError(f"sigmas must hold real numbers, got dtype {sigmas.dtype}")
+        sig = sigmas.detach().to("cpu", torch.float64).flatten()
+    else:
+        if isinstance(sigmas, (str, bytes)) or not hasattr(sigmas, "__len__"):
+            raise ValueError(f"sigmas must be a sequence of numbers, got {sigmas!r}")
+        sig = torch.tensor([check_number(v, "sigmas") for v in sigmas], dtype=torch.float64)  # type: ignore[union-attr]
+    if sig.numel() < 1:
+        raise ValueError("sigmas must hold at least one noise level")
+    if not bool(torch.isfinite(sig).all()):
+        raise ValueError(f"sigmas must be finite, got {sig.tolist()}")
+    if bool(torch.any(sig <= 0)) or bool(torch.any(sig[1:] >= sig[:-1])):
+        raise ValueError(f"sigmas must be positive and strictly decreasing, got {sig.tolist()}")
+    return sig
 
 
 def langevin_dynamics(
@@ -56,16 +85,24 @@ def langevin_dynamics(
         x0: initial particles ``(batch, *event_shape)``; not modified.
         step_size: :math:`\varepsilon > 0`.
         n_steps: number of updates.
-        generator: source of the noise :math:`z`.
+        generator: source of the noise :math:`z`, on the device of ``x0`` (``None``: torch's
+            global generator).
         return_trajectory: return all states, shape ``(n_steps + 1, batch, *event_shape)``.
         progress: show a progress bar.
 
     Returns:
         The final particles (or the trajectory), detached.
+
+    Raises:
+        ValueError: bad arguments, including non-finite values in ``x0`` (before any step).
+        SamplerDivergedError: the particles stopped being finite; the message names the step.
     """
     check_batch(x0, "x0")
-    eps = check_positive_float(step_size, "step_size")
-    check_positive_int(n_steps, "n_steps")
+    eps = check_number(step_size, "step_size", positive=True)
+    n_steps = check_count(n_steps, "n_steps")
+    check_generator(generator, x0.device, what="x0")
+    return_trajectory = check_flag(return_trajectory, "return_trajectory")
+    check_finite(x0, "x0")
     x = x0.detach().clone()
     traj = [x.clone()] if return_trajectory else None
     noise_scale = math.sqrt(2 * eps)
@@ -103,19 +140,21 @@ def annealed_langevin_dynamics(
         score_fn: noise-conditional score, called as ``score_fn(x, sigma)`` with ``sigma`` of
             shape ``(batch,)``.
         x0: initial particles; not modified.
-        sigmas: positive, strictly decreasing noise levels.
+        sigmas: positive, finite, strictly decreasing noise levels.
         step_size: :math:`\varepsilon > 0`, the step at the smallest level.
         n_steps_each: updates per level.
-        generator: source of the noise.
+        generator: source of the noise, on the device of ``x0`` (``None``: torch's global
+            generator).
         denoise: apply the final denoising step.
         progress: show a progress bar.
     """
     check_batch(x0, "x0")
-    eps = check_positive_float(step_size, "step_size")
-    check_positive_int(n_steps_each, "n_steps_each")
-    sig = torch.as_tensor(sigmas, dtype=torch.float64).flatten()
-    if sig.numel() < 1 or bool(torch.any(sig <= 0)) or bool(torch.any(sig[1:] >= sig[:-1])):
-        raise ValueError(f"sigmas must be positive and strictly decreasing, got {sig.tolist()}")
+    eps = check_number(step_size, "step_size", positive=True)
+    n_steps_each = check_count(n_steps_each, "n_steps_each")
+    check_generator(generator, x0.device, what="x0")
+    denoise = check_flag(denoise, "denoise")
+    sig = _check_sigmas(sigmas)
+    check_finite(x0, "x0")
     x = x0.detach().clone()
     sigma_last = float(sig[-1])
     total = sig.numel() * n_steps_each
@@ -126,14 +165,12 @@ def annealed_langevin_dynamics(
             level_t = torch.full((x.shape[0],), level, dtype=x.dtype, device=x.device)
             for _ in range(n_steps_each):
                 step += 1
-                s = score_fn(x, level_t)
-                if not isinstance(s, torch.Tensor) or s.shape != x.shape:
-                    raise ValueError(f"score_fn must return a tensor of shape {tuple(x.shape)}")
+                s = call_score(score_fn, x, level_t)
                 z = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
                 x = x + alpha * s.detach() + math.sqrt(2 * alpha) * z
                 _check_finite(x, step, "annealed Langevin dynamics")
                 bar.update(1)
         if denoise:
             level_t = torch.full((x.shape[0],), sigma_last, dtype=x.dtype, device=x.device)
-            x = x + sigma_last**2 * score_fn(x, level_t).detach()
+            x = x + sigma_last**2 * call_score(score_fn, x, level_t).detach()
     return x

@@ -9,12 +9,21 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from ._checks import ScoreFn, check_positive_float, check_positive_int
+from ._checks import (
+    ScoreFn,
+    check_batch,
+    check_count,
+    check_finite,
+    check_flag,
+    check_generator,
+    check_number,
+)
 from .losses import OBJECTIVES, Objective, make_objective
 
 
 class TrainingDivergedError(RuntimeError):
-    """Raised when the training loss stops being finite; the message names the step."""
+    """Raised when training diverges (a non-finite loss or gradient, or a blow-up); the
+    message names the step."""
 
 
 @dataclass
@@ -28,6 +37,10 @@ def _score_of(model: nn.Module) -> ScoreFn:
     return model.score if hasattr(model, "score") else model  # type: ignore[return-value]
 
 
+def _blow_up_reference(value: float) -> float:
+    return max(abs(value), 1.0)
+
+
 def fit(
     model: nn.Module,
     data: torch.Tensor | Callable[[int, torch.Generator], torch.Tensor],
@@ -36,71 +49,124 @@ def fit(
     n_steps: int,
     batch_size: int = 128,
     lr: float = 1e-3,
-    seed: int = 0,
+    seed: int | None = None,
+    generator: torch.Generator | None = None,
     score_fn: ScoreFn | None = None,
     progress: bool = True,
+    divergence_factor: float | None = 1e8,
     **objective_options,
 ) -> History:
-    """Train ``model`` with Adam on ``objective``.
+    r"""Train ``model`` with Adam on ``objective``.
 
     Args:
         model: the module whose parameters are trained.
-        data: a tensor ``(N, *event_shape)`` to draw minibatches from (with replacement), or a
-            sampler ``data(n, generator) -> (n, *event_shape)`` such as ``density.sample``.
+        data: a finite tensor ``(N, *event_shape)`` to draw minibatches from (uniformly, with
+            replacement), or a sampler ``data(n, generator) -> (n, *event_shape)`` such as
+            ``density.sample``.
         objective: a name from :data:`ssm_lib.losses.OBJECTIVES` (``objective_options`` are
             passed to :func:`ssm_lib.losses.make_objective`) or a callable
             ``f(score_fn, x, generator=...)``.
         n_steps, batch_size, lr: optimisation settings.
-        seed: seeds the generator used for minibatches, projections and noise.
+        seed: seeds a new generator (on the model's device) for minibatches, projections and
+            noise; default 0. torch's global generator is not used.
+        generator: use this ``torch.Generator`` (on the model's device) instead of a seed.
         score_fn: the score to train (default: ``model.score`` if it exists, else ``model``).
         progress: show a progress bar with the running loss.
+        divergence_factor: the blow-up threshold :math:`K` (``None``: no blow-up test). With
+            :math:`L_1, G_1` the loss and the gradient norm at step 1, training stops at step
+            :math:`t` when :math:`|L_t| > K \max(|L_1|, 1)` or
+            :math:`G_t > K \max(G_1, 1)`. The default, :math:`10^8`, flags a run whose loss
+            or gradient grew by eight orders of magnitude.
 
     Raises:
-        TrainingDivergedError: the loss became NaN or infinite; the message gives the step.
+        ValueError: bad arguments, including non-finite values in ``data`` (found before any
+            step) or in a batch drawn from a sampler (naming the step).
+        TrainingDivergedError: the loss or a gradient became NaN or infinite, or the run blew
+            up (see ``divergence_factor``); the message gives the step.
     """
-    check_positive_int(n_steps, "n_steps")
-    check_positive_int(batch_size, "batch_size")
-    check_positive_float(lr, "lr")
-    loss_fn = make_objective(objective, **objective_options) if isinstance(objective, str) else objective
-    if not callable(loss_fn):
+    n_steps = check_count(n_steps, "n_steps")
+    batch_size = check_count(batch_size, "batch_size")
+    lr = check_number(lr, "lr", positive=True)
+    progress = check_flag(progress, "progress")
+    if divergence_factor is not None:
+        divergence_factor = check_number(divergence_factor, "divergence_factor", positive=True)
+    if isinstance(objective, str):
+        loss_fn = make_objective(objective, **objective_options)
+    elif callable(objective):
+        if objective_options:
+            raise ValueError(f"options {sorted(objective_options)} are only for a named objective; "
+                             "bind them in the callable instead")
+        loss_fn = objective
+    else:
         raise ValueError(f"objective must be a name in {tuple(OBJECTIVES)} or a callable, got {objective!r}")
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     score = score_fn if score_fn is not None else _score_of(model)
+    if not callable(score):
+        raise ValueError(f"score_fn must be callable, got {type(score).__name__}")
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise ValueError("model has no trainable parameters")
     device = params[0].device
-    gen = torch.Generator(device=device)
-    gen.manual_seed(seed)
+    if generator is not None and seed is not None:
+        raise ValueError("give seed or generator, not both")
+    if generator is not None:
+        gen = check_generator(generator, device, what="the model")
+    else:
+        gen = torch.Generator(device=device)
+        gen.manual_seed(check_count(0 if seed is None else seed, "seed", 0))
     if isinstance(data, torch.Tensor):
-        if data.dim() < 2 or data.shape[0] < 1:
-            raise ValueError(f"data must have shape (N, *event_shape), got {tuple(data.shape)}")
-        data_on_device = data.to(device)
+        check_batch(data, "data")
+        check_finite(data, "data")
+        data_on_device = data.detach().to(device)
 
-        def draw(n: int) -> torch.Tensor:
+        def draw(n: int, step: int) -> torch.Tensor:
             idx = torch.randint(0, data_on_device.shape[0], (n,), generator=gen, device=device)
             return data_on_device[idx]
     elif callable(data):
-        def draw(n: int) -> torch.Tensor:
-            return data(n, gen).to(device)
+        def draw(n: int, step: int) -> torch.Tensor:
+            x = data(n, gen)
+            if not isinstance(x, torch.Tensor) or x.dim() < 2 or x.shape[0] != n:
+                got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+                raise ValueError(f"data(n, generator) must return a tensor of shape (n, *event_shape) "
+                                 f"with n = {n}, got {got}")
+            if not bool(torch.isfinite(x).all()):
+                raise ValueError(f"data(n, generator) returned non-finite values at step {step}")
+            return x.to(device)
     else:
         raise ValueError(f"data must be a tensor or a sampler callable, got {type(data).__name__}")
 
     opt = torch.optim.Adam(params, lr=lr)
     history = History()
+    ref_loss = ref_grad = math.inf
     model.train()
     from tqdm.auto import tqdm  # imported here: ``import ssm_lib`` stays light
 
     with tqdm(range(1, n_steps + 1), disable=not progress, desc="training", leave=False) as bar:
         for step in bar:
-            x = draw(batch_size)
+            x = draw(batch_size, step)
             opt.zero_grad(set_to_none=True)
             loss = loss_fn(score, x, generator=gen)
-            value = float(loss.detach())
-            if not math.isfinite(value):
+            if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
+                raise ValueError(f"objective must return a scalar tensor, got {loss!r}")
+            if loss.requires_grad:
+                loss.backward()
+            grads = [p.grad.detach().reshape(-1) for p in params if p.grad is not None]
+            grad_norm = torch.linalg.vector_norm(torch.cat(grads)) if grads else loss.new_zeros(())
+            value, gnorm = torch.stack([loss.detach().reshape(()), grad_norm.to(loss.dtype)]).tolist()
+            if not (math.isfinite(value) and math.isfinite(gnorm)):
+                what = "loss" if not math.isfinite(value) else "gradient norm"
                 raise TrainingDivergedError(
-                    f"training diverged at step {step}: the loss is {value}; lower lr or check "
-                    "the objective's settings")
-            loss.backward()
+                    f"training diverged at step {step}: the {what} is {value if what == 'loss' else gnorm}; "
+                    "lower lr or check the objective's settings")
+            if step == 1:
+                ref_loss, ref_grad = _blow_up_reference(value), _blow_up_reference(gnorm)
+            elif divergence_factor is not None and (abs(value) > divergence_factor * ref_loss
+                                                    or gnorm > divergence_factor * ref_grad):
+                raise TrainingDivergedError(
+                    f"training diverged at step {step}: the loss is {value:.3g} and the gradient norm "
+                    f"{gnorm:.3g}, more than divergence_factor = {divergence_factor:.3g} times their "
+                    f"step-1 scale ({ref_loss:.3g}, {ref_grad:.3g}); lower lr")
             opt.step()
             history.losses.append(value)
             if step % max(1, n_steps // 50) == 0:

@@ -104,5 +104,5 @@ def test_bad_parameters_name_the_argument(factory, name):
 
 
 def test_wrong_input_shape_is_a_clear_error():
-    with pytest.raises(ValueError, match=r"x must be a tensor of shape \(batch, 2\)"):
+    with pytest.raises(ValueError, match=r"x must have shape \(batch, 2\), got shape \(3, 3\)"):
         Banana().score(torch.zeros(3, 3))

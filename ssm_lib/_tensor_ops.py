@@ -1,0 +1,44 @@
+"""Small tensor operations shared by the losses and metrics: batch reductions, sums over the
+event dimensions, and private copies of an input."""
+
+from __future__ import annotations
+
+import torch
+
+
+def reduce(values: torch.Tensor, reduction: str) -> torch.Tensor:
+    """Apply a batch reduction (``"mean"``, ``"sum"`` or ``"none"``) to per-sample values of
+    shape ``(batch,)``."""
+    if reduction == "mean":
+        return values.mean()
+    if reduction == "sum":
+        return values.sum()
+    return values
+
+
+def event_sum(t: torch.Tensor) -> torch.Tensor:
+    """Sum over every dimension but the first (the event dimensions)."""
+    return t.reshape(t.shape[0], -1).sum(dim=1)
+
+
+def as_grad_input(x: torch.Tensor) -> torch.Tensor:
+    """A leaf with the values of ``x`` that requires grad, in its own storage: neither the
+    caller's ``x`` nor its ``requires_grad`` flag can be changed through it."""
+    return x.detach().clone().requires_grad_(True)
+
+
+def private_copy(x: torch.Tensor) -> torch.Tensor:
+    """A detached copy of ``x`` in its own storage (for a function that might modify it)."""
+    return x.detach().clone()
+
+
+def repeat_batch(x: torch.Tensor, n: int) -> torch.Tensor:
+    """``x`` repeated ``n`` times along a new leading axis, flattened into the batch axis."""
+    if n == 1:
+        return x
+    return x.unsqueeze(0).expand(n, *x.shape).reshape(n * x.shape[0], *x.shape[1:])
+
+
+def per_sample(t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """A ``(batch,)`` tensor reshaped to broadcast against ``x`` of shape ``(batch, *event)``."""
+    return t.reshape(-1, *([1] * (x.dim() - 1)))
