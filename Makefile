@@ -1,6 +1,6 @@
 # Two commands do all the set-up: `make book` and `make test` (see README.md).
 # Both create the virtual environment in .venv when it is missing and reinstall only when
-# requirements.lock or pyproject.toml changed.
+# requirements.lock, pyproject.toml or tools/pyproject.toml changed.
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
