@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from ._checks import check_batch, check_choice, check_count, check_flag, check_noise_levels
+from ._tensor_ops import as_grad_input
 from .fast_path import Layers, mlp_layers, mlp_projected_score_and_jvp, mlp_score_and_jvp
 
 ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
@@ -144,7 +145,7 @@ class EnergyScore:
         check_batch(x)
         create_graph = torch.is_grad_enabled()
         with torch.enable_grad():
-            x_in = x if x.requires_grad else x.detach().requires_grad_(True)
+            x_in = x if x.requires_grad else as_grad_input(x)
             energy = self.energy_fn(x_in)
             if not isinstance(energy, torch.Tensor) or energy.shape != (x.shape[0],):
                 got = tuple(energy.shape) if isinstance(energy, torch.Tensor) else type(energy).__name__

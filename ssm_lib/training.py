@@ -90,6 +90,8 @@ def fit(
     progress = check_flag(progress, "progress")
     if divergence_factor is not None:
         divergence_factor = check_number(divergence_factor, "divergence_factor", positive=True)
+        if divergence_factor <= 1:
+            raise ValueError(f"divergence_factor must be > 1 (or None), got {divergence_factor!r}")
     if isinstance(objective, str):
         loss_fn = make_objective(objective, **objective_options)
     elif callable(objective):
