@@ -132,12 +132,6 @@ def test_memory_budget_skips_exact_sm_once_predicted_too_large():
                       (4, "dsm"): bm.STATUS_SKIPPED, (4, "sm_loop"): bm.STATUS_SKIPPED}
 
 
-def test_time_training_step_is_one_row():
-    row = bm.time_training_step("ssm_fd", 3, hidden=8, depth=1, batch=2, repeats=2, warmup=1,
-                                memory=False)
-    assert row["variant"] == "ssm_fd" and row["n_repeats"] == 2 and row["peak_bytes"] is None
-
-
 def _row(variant, dim, t, peak=1000, device="cpu"):
     return {"variant": variant, "label": bm.VARIANTS[variant].label, "dim": dim, "device": device,
             "status": bm.STATUS_OK, "time_s": t, "ratio_dsm": None, "peak_bytes": peak}

@@ -25,7 +25,6 @@ papermill:
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import shutil
 import signal
@@ -126,23 +125,6 @@ def _keep_failed(staging: Path, out: Path, name: str, why: str) -> Path:
     return failed
 
 
-@contextlib.contextmanager
-def _stderr_to(path: Path):
-    """Send this process's file descriptor 2, and so the kernel's (which inherits it), to
-    ``path``: the kernel's start-up warnings and papermill's log stay out of the terminal.
-    Yields a stream on the original stderr (for the progress bar)."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        with open(path, "w") as log, os.fdopen(os.dup(saved), "w") as terminal:
-            os.dup2(log.fileno(), 2)
-            yield terminal
-    finally:
-        sys.stderr.flush()
-        os.dup2(saved, 2)
-        os.close(saved)
-
-
 def _interrupt(signum, frame):  # SIGTERM ends the run like Ctrl-C
     raise KeyboardInterrupt
 
@@ -150,6 +132,8 @@ def _interrupt(signum, frame):  # SIGTERM ends the run like Ctrl-C
 def run(args: argparse.Namespace, source: Path) -> int:
     import jupytext
     import papermill as pm
+
+    from booktools.stderr import native_stderr_to
 
     name, out = args.name, args.output_dir.resolve()
     staging = out / ".running" / name
@@ -161,7 +145,8 @@ def run(args: argparse.Namespace, source: Path) -> int:
     _kernel_environment()
     signal.signal(signal.SIGTERM, _interrupt)
     try:
-        with _stderr_to(staging / "kernel-stderr.log") as terminal:
+        # the kernel's start-up warnings and papermill's log go to a file, not the terminal
+        with native_stderr_to(staging / "kernel-stderr.log") as terminal:
             bar = {"file": terminal, "desc": name, "leave": False} if terminal.isatty() else False
             pm.execute_notebook(
                 nb, str(staging / f"{name}.ipynb"),

@@ -16,8 +16,7 @@ score-matching objective, side by side (``benchmarks/run.py``, ``make bench``; t
   are silenced; CUDA: the allocator's peak).
 * :func:`benchmark_sweep` -- several variants over several ``dim``, interleaved (every round
   runs each variant once, in a rotating order), with ratios to DSM from the same run, slow
-  cells skipped by a time budget; returns a list of row dicts. :func:`time_training_step` is
-  one row of it.
+  cells skipped by a time budget; returns a list of row dicts.
 * :func:`format_table`, :func:`write_results`, :func:`read_results`, :func:`check_targets`,
   :func:`format_targets`, :func:`machine_info`.
 
@@ -52,15 +51,12 @@ forward mode, for which ``torch.func.jvp`` performs about :math:`1.3\times` the 
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import csv
 import json
-import math
 import os
 import platform
 import statistics
-import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -69,6 +65,7 @@ from typing import Any
 
 import torch
 
+from booktools.stderr import native_stderr_to
 from ssm_lib.devices import resolve_device
 from ssm_lib.losses import OBJECTIVES, make_objective
 from ssm_lib.models import ScoreMLP
@@ -198,21 +195,6 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-@contextlib.contextmanager
-def _native_stderr_silenced():
-    """Send the process's file descriptor 2 to /dev/null for a while (native code writes there
-    directly, so redirecting ``sys.stderr`` is not enough). Exceptions propagate as usual."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "w") as null:
-            os.dup2(null.fileno(), 2)
-            yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-
-
 def peak_memory(fn: Callable[[], Any], device: str | torch.device = "cpu") -> int:
     """Peak bytes allocated on ``device`` while ``fn()`` runs, above the amount allocated when
     it starts (so the model, its optimiser state and the data, allocated before, do not count).
@@ -233,7 +215,7 @@ def peak_memory(fn: Callable[[], Any], device: str | torch.device = "cpu") -> in
         return int(torch.cuda.max_memory_allocated(dev) - base)
     from torch.profiler import ProfilerActivity, profile
 
-    with _native_stderr_silenced(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+    with native_stderr_to(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         fn()
     events = [e for e in prof.profiler.kineto_results.events()
               if e.name() == "[memory]" and e.device_type() == torch.autograd.DeviceType.CPU]
@@ -451,29 +433,6 @@ def benchmark_sweep(
                 if r["time_s"] is not None:
                     r["ratio_dsm"] = r["time_s"] / dsm["time_s"]
     return rows
-
-
-def time_training_step(
-    variant: str,
-    dim: int,
-    *,
-    hidden: int = 512,
-    depth: int = 3,
-    batch: int = 128,
-    device: str | torch.device = "cpu",
-    repeats: int = 15,
-    warmup: int = 3,
-    memory: bool = True,
-    seed: int = 0,
-) -> dict[str, Any]:
-    """Median time (and peak memory) of one training step of ``variant`` at ``dim``: one row
-    of :func:`benchmark_sweep` (no budget; ``ratio_dsm`` is ``None``; to compare variants,
-    use :func:`benchmark_sweep`, which interleaves them)."""
-    rows = benchmark_sweep([dim], [variant], hidden=hidden, depth=depth, batch=batch, device=device,
-                           repeats=repeats, warmup=warmup, budget_s=math.inf,
-                           memory_budget_bytes=math.inf, memory=memory,
-                           seed=seed)
-    return rows[0]
 
 
 def _fmt_bytes(n: int | None) -> str:
