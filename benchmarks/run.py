@@ -14,11 +14,12 @@ line and exit status 2 before anything is measured; Ctrl-C in one line and statu
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import sys
 import time
 from pathlib import Path
+
+from booktools.cli import Parser, UsageError, run_command, writable_folder
 
 RESULTS = Path(__file__).resolve().parent / "results"
 PROG = "run.py"
@@ -26,15 +27,6 @@ SIZES = {  # (default, --quick default)
     "dims": (None, [2, 8]), "hidden": (512, 16), "depth": (3, 2), "batch": (128, 8),
     "repeats": (21, 2), "warmup": (3, 1),
 }
-
-
-class UsageError(Exception):
-    """A mistake on the command line (exit status 2)."""
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # one line instead of usage + message
-        raise UsageError(message)
 
 
 def _number(kind, minimum, what):
@@ -57,7 +49,7 @@ SECONDS = _number(float, 1e-300, "a positive number")
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     from booktools import benchmark as bm
 
-    p = _Parser(prog=PROG, description=__doc__.split("\n\n")[0])
+    p = Parser(prog=PROG, description=__doc__.split("\n\n")[0])
     p.add_argument("--dims", type=POSITIVE, nargs="+",
                    help=f"event dimensions d (default: {' '.join(map(str, bm.DEFAULT_DIMS))})")
     p.add_argument("--variants", nargs="+", default=list(bm.VARIANTS), choices=list(bm.VARIANTS),
@@ -104,15 +96,7 @@ def check(args: argparse.Namespace) -> list[str]:
             resolve_device(device)
         except ValueError as err:
             raise UsageError(str(err)) from None
-    if args.out.exists() and not args.out.is_dir():
-        raise UsageError(f"--out {args.out} is a file, not a folder")
-    try:
-        args.out.mkdir(parents=True, exist_ok=True)
-        probe = args.out / f".write-test-{os.getpid()}"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as err:
-        raise UsageError(f"--out {args.out} cannot be written ({err.strerror})") from None
+    writable_folder(args.out, "--out")
     return devices
 
 
@@ -158,15 +142,11 @@ def run(args: argparse.Namespace, devices: list[str]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    try:
+    def body() -> int:
         args = parse_args(argv)
         return run(args, check(args))
-    except UsageError as err:
-        print(f"{PROG}: error: {err}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted; nothing was written", file=sys.stderr)
-        return 130
+
+    return run_command(PROG, body, "interrupted; nothing was written")
 
 
 if __name__ == "__main__":

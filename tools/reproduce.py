@@ -31,21 +31,14 @@ import signal
 import sys
 from pathlib import Path
 
+from booktools.cli import Parser, UsageError, run_command, writable_folder
+
 ROOT = Path(__file__).resolve().parents[1]
 PROG = "reproduce.py"
 
 
-class UsageError(Exception):
-    """A mistake on the command line (exit status 2)."""
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # one line instead of usage + message
-        raise UsageError(message)
-
-
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = _Parser(prog=PROG, description=__doc__.split("\n\n")[0])
+    p = Parser(prog=PROG, description=__doc__.split("\n\n")[0])
     p.add_argument("name", help="notebook name: notebooks/<name>.md")
     p.add_argument("--profile", default="quick", help="quick (CPU, minutes) or full (one GPU)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
@@ -69,16 +62,7 @@ def check(args: argparse.Namespace) -> Path:
         check_parameters(args.profile, args.device, args.seed)
     except ValueError as err:
         raise UsageError(str(err)) from None
-    out = args.output_dir
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"output location {out} is a file, not a folder")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / f".write-test-{os.getpid()}"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as err:
-        raise UsageError(f"output location {out} cannot be written ({err.strerror})") from None
+    writable_folder(args.output_dir, "--output-dir")
     return source
 
 
@@ -174,16 +158,11 @@ def run(args: argparse.Namespace, source: Path) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    try:
+    def body() -> int:
         args = parse_args(argv)
-        source = check(args)
-        return run(args, source)
-    except UsageError as err:
-        print(f"{PROG}: error: {err}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:  # before the kernel started
-        print(f"{PROG}: interrupted", file=sys.stderr)
-        return 130
+        return run(args, check(args))
+
+    return run_command(PROG, body)
 
 
 if __name__ == "__main__":
