@@ -90,4 +90,36 @@ def test_model_input_shape_error():
         ScoreMLP(3)(torch.zeros(2, 4))
     with pytest.raises(ValueError, match="energy_fn"):
         score_from_energy(lambda x: x)(torch.zeros(2, 3))
-    assert isinstance(Gaussian([0.0], [[1.0]]).score(torch.zeros(1, 1)), torch.Tensor)
+    # the standard normal's score is -x
+    torch.testing.assert_close(Gaussian([0.0], [[1.0]]).score(torch.tensor([[0.0], [2.0]])),
+                               torch.tensor([[0.0], [-2.0]]))
+
+
+def test_noise_conditional_output_is_divided_by_sigma():
+    # with the output layer's weights zeroed and its bias b, the network's output is b, so the
+    # score must be exactly b / sigma
+    torch.manual_seed(0)
+    model = NoiseConditionalScoreMLP(3, hidden=8, depth=2).double()
+    b = torch.tensor([1.0, -2.0, 0.5], dtype=torch.float64)
+    with torch.no_grad():
+        model.net[-1].weight.zero_()
+        model.net[-1].bias.copy_(b)
+    x = torch.randn(4, 3, dtype=torch.float64)
+    sigma = torch.tensor([0.1, 0.5, 1.0, 4.0], dtype=torch.float64)
+    torch.testing.assert_close(model(x, sigma), b / sigma[:, None], rtol=1e-14, atol=0)
+
+
+def test_noise_conditional_network_sees_log_sigma():
+    # sigma * s(x, sigma) is the raw network output; it must change with sigma (through the
+    # log-sigma input), by the amount the first layer's log-sigma column makes it change
+    torch.manual_seed(0)
+    model = NoiseConditionalScoreMLP(3, hidden=8, depth=1).double()
+    x = torch.randn(1, 3, dtype=torch.float64).expand(5, 3)
+    sigma = torch.logspace(-2, 1, 5, dtype=torch.float64)
+    raw = model(x, sigma) * sigma[:, None]
+    assert (raw - raw[0]).abs().max() > 1e-3
+    # independent evaluation of the same MLP on (x, log sigma), layer by layer
+    lin1, act, lin2 = model.net
+    h = torch.cat([x, sigma.log()[:, None]], dim=1)
+    expected = (act(h @ lin1.weight.T + lin1.bias) @ lin2.weight.T + lin2.bias) / sigma[:, None]
+    torch.testing.assert_close(model(x, sigma), expected, rtol=1e-12, atol=1e-14)

@@ -71,3 +71,25 @@ def test_annealed_bad_sigmas():
     with pytest.raises(ValueError, match="sigmas"):
         annealed_langevin_dynamics(lambda x, s: -x, torch.zeros(2, 2), sigmas=[0.1, 1.0],
                                    step_size=0.1, n_steps_each=2)
+
+
+def test_final_denoising_step_gives_tweedies_posterior_mean(gen):
+    # Data N(mu, s2); at noise level sigma the noisy law is N(mu, s2 + sigma^2). Starting the
+    # chain at that law (stationary, tiny steps), the denoised samples are Tweedie's posterior
+    # means E[x | x_noisy] = mu + s2 / (s2 + sigma^2) (x_noisy - mu), of variance
+    # s2^2 / (s2 + sigma^2): 1/6 here, against 3/2 without the final step.
+    mu, s2, sigma = 1.0, 0.5, 1.0
+
+    def score(x, sig):
+        return -(x - mu) / (s2 + sig[:, None] ** 2)
+
+    n = 40000
+    x0 = mu + (s2 + sigma**2) ** 0.5 * torch.randn(n, 1, generator=gen, dtype=torch.float64)
+    x = annealed_langevin_dynamics(score, x0, sigmas=[sigma], step_size=1e-4, n_steps_each=1,
+                                   generator=gen)
+    var = s2**2 / (s2 + sigma**2)
+    assert abs(x.mean().item() - mu) < 4 * (var / n) ** 0.5
+    assert abs(x.var().item() - var) < 4 * var * (2 / n) ** 0.5
+    raw = annealed_langevin_dynamics(score, x0, sigmas=[sigma], step_size=1e-4, n_steps_each=1,
+                                     generator=gen, denoise=False)
+    assert abs(raw.var().item() - (s2 + sigma**2)) < 4 * (s2 + sigma**2) * (2 / n) ** 0.5

@@ -61,3 +61,23 @@ def test_bad_arguments():
         make_objective("dsm")
     with pytest.raises(ValueError, match="data"):
         fit(model, "data.csv", "ssm", n_steps=1, progress=False)
+
+
+def test_minibatches_are_drawn_uniformly_from_all_the_data():
+    # data row i holds the value i: the drawn values reveal which rows minibatches come from
+    n, batch, steps = 100, 50, 20
+    data = torch.arange(n, dtype=torch.float32).reshape(n, 1)
+    drawn = []
+
+    def objective(score_fn, x, generator=None):
+        drawn.append(x.detach().reshape(-1).clone())
+        return score_fn(x).pow(2).mean()
+
+    torch.manual_seed(0)
+    fit(ScoreMLP(1, hidden=4, depth=1), data, objective, n_steps=steps, batch_size=batch, progress=False)
+    values = torch.cat(drawn)
+    assert values.numel() == batch * steps
+    # each tenth of the data gets about a tenth of the draws (binomial, 4 standard deviations)
+    counts = torch.bincount((values // (n // 10)).long(), minlength=10)
+    expected = values.numel() / 10
+    assert (counts - expected).abs().max() < 4 * (values.numel() * 0.1 * 0.9) ** 0.5, counts.tolist()
