@@ -13,6 +13,7 @@ The rules, applied by every public function:
 
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 import os
@@ -23,10 +24,6 @@ import torch
 ScoreFn = Callable[[torch.Tensor], torch.Tensor]
 
 REDUCTIONS = ("mean", "sum", "none")
-
-
-def _shape(x: object) -> object:
-    return tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
 
 
 def check_batch(x: object, name: str = "x", *, event_shape: tuple[int, ...] | None = None
@@ -73,6 +70,8 @@ def _as_scalar(value: object) -> object:
 
 def check_count(value: object, name: str, minimum: int = 1) -> int:
     """A whole number ``>= minimum`` of any numeric type, as an ``int``."""
+    if type(value) is int and value >= minimum:  # the common case, fast
+        return value
     v = _as_scalar(value)
     if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v) or v != int(v):
         raise ValueError(f"{name} must be a whole number >= {minimum}, got {value!r}")
@@ -81,12 +80,10 @@ def check_count(value: object, name: str, minimum: int = 1) -> int:
     return int(v)
 
 
-def check_positive_int(value: object, name: str) -> int:
-    return check_count(value, name, 1)
-
-
 def check_number(value: object, name: str, *, positive: bool = False) -> float:
     """A finite real number (``> 0`` when ``positive``) of any numeric type, as a ``float``."""
+    if type(value) is float and math.isfinite(value) and (value > 0 or not positive):  # fast path
+        return value
     v = _as_scalar(value)
     what = "a positive finite number" if positive else "a finite number"
     if isinstance(v, bool) or not isinstance(v, numbers.Real):
@@ -95,10 +92,6 @@ def check_number(value: object, name: str, *, positive: bool = False) -> float:
     if not math.isfinite(v) or (positive and v <= 0):
         raise ValueError(f"{name} must be {what}, got {value!r}")
     return v
-
-
-def check_positive_float(value: object, name: str) -> float:
-    return check_number(value, name, positive=True)
 
 
 def _same_device(a: torch.device, b: torch.device) -> bool:
@@ -132,9 +125,11 @@ def check_finite(t: torch.Tensor, name: str) -> torch.Tensor:
     return t
 
 
+@functools.cache
 def _available_bytes(device: torch.device) -> int | None:
+    """The device's total memory in bytes (``None``: unknown)."""
     if device.type == "cuda" and torch.cuda.is_available():
-        return int(torch.cuda.mem_get_info(device)[1])
+        return int(torch.cuda.get_device_properties(device).total_memory)
     if device.type == "cpu":
         try:
             return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
@@ -147,7 +142,7 @@ def check_fits_in_memory(n_elements: int, dtype: torch.dtype, device: torch.devi
                          copies: int = 1) -> None:
     """Fail at once, naming ``name``, when ``copies`` tensors of ``n_elements`` entries of
     ``dtype`` would exceed the device's total memory."""
-    need = n_elements * copies * torch.empty((), dtype=dtype).element_size()
+    need = n_elements * copies * dtype.itemsize
     have = _available_bytes(torch.device(device))
     if have is not None and need > have:
         raise ValueError(f"{name} is too large: the computation needs about {need / 2**30:.3g} GiB "
