@@ -6,8 +6,13 @@ Conventions, used by every module:
 * A score function maps ``(batch, *event_shape)`` to the same shape.
 * Projection vectors have :math:`\\mathbb E[vv^\\top] = I`.
 * Langevin steps are :math:`x \\leftarrow x + \\varepsilon s(x) + \\sqrt{2\\varepsilon} z`.
-* Losses sum over event dimensions and average over the batch unless told otherwise.
-* Randomness comes from an explicit ``torch.Generator`` or seed; inputs are never mutated.
+* Losses sum over event dimensions and average over the batch unless told otherwise; any
+  event shape works. They are differentiable in the score's parameters only (no gradient
+  flows into ``x``), and non-finite values in ``x`` propagate into the loss.
+* Randomness comes from an explicit ``torch.Generator`` (on the data's device) or seed;
+  ``generator=None`` means torch's global generator. Inputs are never mutated.
+* Bad input is a ``ValueError`` that names the argument. Objectives are listed by name in
+  :data:`ssm_lib.losses.OBJECTIVES`.
 """
 
 # ``plotting`` (matplotlib) is not imported here: ``from ssm_lib import plotting`` when needed.
