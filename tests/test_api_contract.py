@@ -285,11 +285,23 @@ def test_fit_with_a_generator_equals_fit_with_its_seed():
         _fit(seed=1, generator=_g())
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a second device")
-@pytest.mark.parametrize("name", ["ssm", "dsm", "perturb", "langevin", "annealed"])
-def test_a_generator_on_another_device_says_so(name):
-    with pytest.raises(ValueError, match=r"generator is on cuda.* but x0? is on cpu"):
-        GENERATOR_USERS[name](torch.Generator(device="cuda").manual_seed(0))
+class _ElsewhereGenerator(torch.Generator):
+    """A CPU generator that reports another device: the check must read the device."""
+
+    @property
+    def device(self) -> torch.device:
+        return torch.device("cuda", 0) if torch.device(super().device).type == "cpu" else torch.device("cpu")
+
+
+@pytest.mark.parametrize("name", ["ssm", "dsm", "perturb", "langevin", "annealed", "fit"])
+def test_a_generator_on_another_device_than_the_data_says_so(name):
+    with pytest.raises(ValueError, match=r"generator is on cuda:0 but (x|x0|the model) is on cpu"):
+        GENERATOR_USERS[name](_ElsewhereGenerator())
+
+
+def test_a_generator_on_another_device_than_requested_says_so():
+    with pytest.raises(ValueError, match=r"generator is on cuda:0 but the requested device is on cpu"):
+        sample_projections("gaussian", (2, 3), generator=_ElsewhereGenerator(), device="cpu")
 
 
 # ============================================================================ devices
