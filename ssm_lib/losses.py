@@ -178,7 +178,7 @@ def _projected_jacobian_forward(score_fn: ScoreFn, x: torch.Tensor, v: torch.Ten
         return call_score(score_fn, t)
 
     try:
-        s, jv = torch.func.jvp(f, (private_copy(x),), (v,))
+        s, jv = torch.func.jvp(f, (x.detach(),), (v,))
     except (RuntimeError, NotImplementedError) as func_err:
         try:
             with torch.enable_grad(), fwad.dual_level():
