@@ -37,8 +37,54 @@ def _score_of(model: nn.Module) -> ScoreFn:
     return model.score if hasattr(model, "score") else model  # type: ignore[return-value]
 
 
-def _blow_up_reference(value: float) -> float:
-    return max(abs(value), 1.0)
+def _minibatch_sampler(data: object, gen: torch.Generator, device: torch.device
+                       ) -> Callable[[int, int], torch.Tensor]:
+    """``draw(n, step)``: ``n`` rows drawn uniformly with replacement from a data tensor, or
+    ``n`` samples from a sampler ``data(n, generator)``, on ``device``."""
+    if isinstance(data, torch.Tensor):
+        check_batch(data, "data")
+        check_finite(data, "data")
+        data_on_device = data.detach().to(device)
+
+        def draw(n: int, step: int) -> torch.Tensor:
+            idx = torch.randint(0, data_on_device.shape[0], (n,), generator=gen, device=device)
+            return data_on_device[idx]
+        return draw
+    if callable(data):
+        def draw_from_sampler(n: int, step: int) -> torch.Tensor:
+            x = data(n, gen)
+            if not isinstance(x, torch.Tensor) or x.dim() < 2 or x.shape[0] != n:
+                got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+                raise ValueError(f"data(n, generator) must return a tensor of shape (n, *event_shape) "
+                                 f"with n = {n}, got {got}")
+            if not bool(torch.isfinite(x).all()):
+                raise ValueError(f"data(n, generator) returned non-finite values at step {step}")
+            return x.to(device)
+        return draw_from_sampler
+    raise ValueError(f"data must be a tensor or a sampler callable, got {type(data).__name__}")
+
+
+class _DivergenceMonitor:
+    """Stops a run whose loss or gradient norm is non-finite or has blown up (see
+    :func:`fit`, ``divergence_factor``)."""
+
+    def __init__(self, factor: float | None):
+        self.factor = factor
+        self.ref_loss = self.ref_grad = math.inf
+
+    def check(self, step: int, loss: float, grad_norm: float) -> None:
+        for what, value in (("loss", loss), ("gradient norm", grad_norm)):
+            if not math.isfinite(value):
+                raise TrainingDivergedError(f"training diverged at step {step}: the {what} is {value}; "
+                                            "lower lr or check the objective's settings")
+        if step == 1:
+            self.ref_loss, self.ref_grad = max(abs(loss), 1.0), max(grad_norm, 1.0)
+        elif self.factor is not None and (abs(loss) > self.factor * self.ref_loss
+                                          or grad_norm > self.factor * self.ref_grad):
+            raise TrainingDivergedError(
+                f"training diverged at step {step}: the loss is {loss:.3g} and the gradient norm "
+                f"{grad_norm:.3g}, more than divergence_factor = {self.factor:.3g} times their step-1 "
+                f"scale ({self.ref_loss:.3g}, {self.ref_grad:.3g}); lower lr")
 
 
 def fit(
@@ -117,30 +163,11 @@ def fit(
     else:
         gen = torch.Generator(device=device)
         gen.manual_seed(check_count(0 if seed is None else seed, "seed", 0))
-    if isinstance(data, torch.Tensor):
-        check_batch(data, "data")
-        check_finite(data, "data")
-        data_on_device = data.detach().to(device)
-
-        def draw(n: int, step: int) -> torch.Tensor:
-            idx = torch.randint(0, data_on_device.shape[0], (n,), generator=gen, device=device)
-            return data_on_device[idx]
-    elif callable(data):
-        def draw(n: int, step: int) -> torch.Tensor:
-            x = data(n, gen)
-            if not isinstance(x, torch.Tensor) or x.dim() < 2 or x.shape[0] != n:
-                got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-                raise ValueError(f"data(n, generator) must return a tensor of shape (n, *event_shape) "
-                                 f"with n = {n}, got {got}")
-            if not bool(torch.isfinite(x).all()):
-                raise ValueError(f"data(n, generator) returned non-finite values at step {step}")
-            return x.to(device)
-    else:
-        raise ValueError(f"data must be a tensor or a sampler callable, got {type(data).__name__}")
+    draw = _minibatch_sampler(data, gen, device)
 
     opt = torch.optim.Adam(params, lr=lr)
     history = History()
-    ref_loss = ref_grad = math.inf
+    monitor = _DivergenceMonitor(divergence_factor)
     model.train()
     from tqdm.auto import tqdm  # imported here: ``import ssm_lib`` stays light
 
@@ -156,19 +183,7 @@ def fit(
             grads = [p.grad.detach().reshape(-1) for p in params if p.grad is not None]
             grad_norm = torch.linalg.vector_norm(torch.cat(grads)) if grads else loss.new_zeros(())
             value, gnorm = torch.stack([loss.detach().reshape(()), grad_norm.to(loss.dtype)]).tolist()
-            if not (math.isfinite(value) and math.isfinite(gnorm)):
-                what = "loss" if not math.isfinite(value) else "gradient norm"
-                raise TrainingDivergedError(
-                    f"training diverged at step {step}: the {what} is {value if what == 'loss' else gnorm}; "
-                    "lower lr or check the objective's settings")
-            if step == 1:
-                ref_loss, ref_grad = _blow_up_reference(value), _blow_up_reference(gnorm)
-            elif divergence_factor is not None and (abs(value) > divergence_factor * ref_loss
-                                                    or gnorm > divergence_factor * ref_grad):
-                raise TrainingDivergedError(
-                    f"training diverged at step {step}: the loss is {value:.3g} and the gradient norm "
-                    f"{gnorm:.3g}, more than divergence_factor = {divergence_factor:.3g} times their "
-                    f"step-1 scale ({ref_loss:.3g}, {ref_grad:.3g}); lower lr")
+            monitor.check(step, value, gnorm)
             opt.step()
             history.losses.append(value)
             if step % max(1, n_steps // 50) == 0:
