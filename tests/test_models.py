@@ -91,3 +91,19 @@ def test_model_input_shape_error():
     with pytest.raises(ValueError, match="energy_fn"):
         score_from_energy(lambda x: x)(torch.zeros(2, 3))
     assert isinstance(Gaussian([0.0], [[1.0]]).score(torch.zeros(1, 1)), torch.Tensor)
+
+
+def test_energy_confinement_adds_a_quadratic_term():
+    torch.manual_seed(0)
+    free = EnergyMLP(3, hidden=8, depth=2).double()
+    confined = EnergyMLP(3, hidden=8, depth=2, confinement=0.7).double()
+    confined.net.load_state_dict(free.net.state_dict())
+    x = torch.randn(6, 3, dtype=torch.float64)
+    torch.testing.assert_close(confined(x), free(x) + 0.35 * (x**2).sum(-1))
+    torch.testing.assert_close(confined.score(x), free.score(x) - 0.7 * x)
+    # far out the confined energy grows like c |x|^2 / 2, so exp(-E) is integrable
+    far = torch.tensor([[0.0, 0.0, 50.0], [-60.0, 10.0, 0.0]], dtype=torch.float64)
+    assert (confined(far) > 0.3 * 0.7 * (far**2).sum(-1)).all()
+    for bad in (-1.0, float("nan"), "1"):
+        with pytest.raises(ValueError, match="confinement"):
+            EnergyMLP(2, confinement=bad)
