@@ -232,7 +232,7 @@ def sliced_score_matching(
 
     .. math::
 
-        J_\mathrm{SSM}(\theta) = \mathbb{E}_{p_v}\mathbb{E}_{p_\mathrm{data}(x)}\Big[
+        L_\mathrm{SSM}(\theta) = \mathbb{E}_{p_v}\mathbb{E}_{p_\mathrm{data}(x)}\Big[
             v^\top \nabla_x s_\theta(x)\, v + \tfrac12 \big(v^\top s_\theta(x)\big)^2\Big],
 
     estimated with ``n_projections`` = :math:`M` independent directions per sample:
@@ -284,7 +284,8 @@ def sliced_score_matching(
             ``(n_projections, *x.shape)``; when given, ``projection`` and ``generator`` are
             not used.
         fd_step: the step :math:`\varepsilon > 0` of ``"finite_difference"`` (``None``:
-            :math:`u^{1/3}` for the dtype of ``x``, about ``4.9e-3`` in float32 and ``6.1e-6``
+            :math:`\epsilon_{\mathrm{mach}}^{1/3}` with the machine epsilon of the dtype of ``x``
+            (``torch.finfo(dtype).eps``), about ``4.9e-3`` in float32 and ``6.1e-6``
             in float64, which balances the :math:`\varepsilon^2` bias against rounding).
             Only used by ``"finite_difference"``.
     """

@@ -20,7 +20,14 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from ._checks import check_batch, check_choice, check_count, check_flag, check_noise_levels
+from ._checks import (
+    check_batch,
+    check_choice,
+    check_count,
+    check_flag,
+    check_noise_levels,
+    check_number,
+)
 from ._tensor_ops import as_grad_input
 from .fast_path import Layers, mlp_layers, mlp_projected_score_and_jvp, mlp_score_and_jvp
 
@@ -105,16 +112,31 @@ class ScoreMLP(nn.Module):
 class EnergyMLP(nn.Module):
     r"""An energy network :math:`E_\theta:\mathbb R^d\to\mathbb R`, defining
     :math:`p_\theta(x) = e^{-E_\theta(x)}/Z_\theta`. ``forward`` returns the energies
-    ``(batch,)``; :meth:`score` returns :math:`-\nabla_x E_\theta(x)`."""
+    ``(batch,)``; :meth:`score` returns :math:`-\nabla_x E_\theta(x)`.
 
-    def __init__(self, dim: int, hidden: int = 128, depth: int = 3, activation: str = "silu"):
+    The network alone can grow at most linearly in :math:`\|x\|` (Lipschitz activations, a
+    linear last layer), so :math:`e^{-E_\theta}` need not be integrable and :math:`Z_\theta` may be
+    infinite. ``confinement`` :math:`c \ge 0` adds the fixed term
+    :math:`E_\theta(x) = \mathrm{net}(x) + \tfrac{c}{2}\|x\|^2`; with :math:`c > 0` the energy
+    grows quadratically and :math:`Z_\theta < \infty` for every :math:`\theta`. The default
+    ``0`` leaves the network unchanged."""
+
+    def __init__(self, dim: int, hidden: int = 128, depth: int = 3, activation: str = "silu",
+                 confinement: float = 0.0):
         super().__init__()
         self.dim = check_count(dim, "dim")
         self.hidden, self.depth, self.activation = hidden, depth, activation
+        self.confinement = check_number(confinement, "confinement")
+        if self.confinement < 0:
+            raise ValueError(f"confinement must be a finite number >= 0, got {confinement!r}")
         self.net = _mlp(self.dim, 1, hidden, depth, activation)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(_check_input(self, x, self.dim)).squeeze(-1)
+        x = _check_input(self, x, self.dim)
+        energy = self.net(x).squeeze(-1)
+        if self.confinement:
+            energy = energy + 0.5 * self.confinement * (x**2).sum(-1)
+        return energy
 
     def unnormalized_log_prob(self, x: torch.Tensor) -> torch.Tensor:
         r""":math:`-E_\theta(x) = \log p_\theta(x) + \log Z_\theta`."""

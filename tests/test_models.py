@@ -123,3 +123,19 @@ def test_noise_conditional_network_sees_log_sigma():
     h = torch.cat([x, sigma.log()[:, None]], dim=1)
     expected = (act(h @ lin1.weight.T + lin1.bias) @ lin2.weight.T + lin2.bias) / sigma[:, None]
     torch.testing.assert_close(model(x, sigma), expected, rtol=1e-12, atol=1e-14)
+
+
+def test_energy_confinement_adds_a_quadratic_term():
+    torch.manual_seed(0)
+    free = EnergyMLP(3, hidden=8, depth=2).double()
+    confined = EnergyMLP(3, hidden=8, depth=2, confinement=0.7).double()
+    confined.net.load_state_dict(free.net.state_dict())
+    x = torch.randn(6, 3, dtype=torch.float64)
+    torch.testing.assert_close(confined(x), free(x) + 0.35 * (x**2).sum(-1))
+    torch.testing.assert_close(confined.score(x), free.score(x) - 0.7 * x)
+    # far out the confined energy grows like c |x|^2 / 2, so exp(-E) is integrable
+    far = torch.tensor([[0.0, 0.0, 50.0], [-60.0, 10.0, 0.0]], dtype=torch.float64)
+    assert (confined(far) > 0.3 * 0.7 * (far**2).sum(-1)).all()
+    for bad in (-1.0, float("nan"), "1"):
+        with pytest.raises(ValueError, match="confinement"):
+            EnergyMLP(2, confinement=bad)
