@@ -41,7 +41,7 @@ import torch
 from torch import nn
 
 from ._checks import check_batch, check_choice, check_positive_float, check_positive_int
-from .curvature import SumOfBranches, hessian_diagonal
+from .curvature import SumOfBranches, hessian_diagonal, split_sqrt
 from .curvature import approx_backprop_score_matching as _approx_bp_loss
 from .curvature import curvature_propagation_score_matching as _cp_loss
 from .losses import denoising_score_matching, exact_score_matching, sliced_score_matching
@@ -85,13 +85,15 @@ class GaussianKernelLayer(nn.Module):
         s = self.bandwidth
         c = g * out.unsqueeze(1)  # (batch, K, M): weight of k_m's Hessian
         v = _rademacher(c.shape, c, generator)
-        rank_re = torch.einsum("bkm,bmf->bkf", c.clamp(min=0).sqrt() * v, d) / s
-        rank_im = torch.einsum("bkm,bmf->bkf", (-c).clamp(min=0).sqrt() * v, d) / s
+        c_pos, c_neg = split_sqrt(c)
+        rank_re = torch.einsum("bkm,bmf->bkf", c_pos * v, d) / s
+        rank_im = torch.einsum("bkm,bmf->bkf", c_neg * v, d) / s
         iso = -c.sum(-1, keepdim=True) / s  # (batch, K, 1): weight of the identity
         w = _rademacher(g.shape[:2] + inp.shape[-1:], c, generator)
         g_u = torch.einsum("bkm,bmf->bkf", g, jac)
-        s_re = torch.einsum("bkm,bmf->bkf", s_re, jac) + rank_re + iso.clamp(min=0).sqrt() * w
-        s_im = torch.einsum("bkm,bmf->bkf", s_im, jac) + rank_im + (-iso).clamp(min=0).sqrt() * w
+        iso_pos, iso_neg = split_sqrt(iso)
+        s_re = torch.einsum("bkm,bmf->bkf", s_re, jac) + rank_re + iso_pos * w
+        s_im = torch.einsum("bkm,bmf->bkf", s_im, jac) + rank_im + iso_neg * w
         return g_u, s_re, s_im
 
 
@@ -288,12 +290,12 @@ class DKEF(nn.Module):
                     xx = x + sigma * z
                 xe, _, dk = self._kernel_grads_autograd(xx, create_graph)
                 g0 = -xx / var
-                if objective == "exact":
-                    trace = 0
-                    for i in range(d):
-                        (h,) = torch.autograd.grad(dk[:, :, i].sum(), xe, create_graph=create_graph,
-                                                   retain_graph=True)
-                        trace = trace + h[:, :, i]
+                if objective == "exact":  # d backward passes, vectorised (torch.func.vmap)
+                    eye = torch.eye(d, dtype=x.dtype, device=x.device)
+                    basis = eye.reshape(d, 1, 1, d).expand(d, n, self.n_inducing, d)
+                    (h,) = torch.autograd.grad(dk, xe, basis, create_graph=create_graph, retain_graph=True,
+                                               is_grads_batched=True)
+                    trace = torch.einsum("inmi->nm", h)
                     G = torch.einsum("bmd,bnd->mn", dk, dk) / n
                     b = ((dk * g0.unsqueeze(1)).sum(-1) + trace).mean(0)
                     c = (0.5 * (g0 * g0).sum(-1)).mean() - d / var
@@ -364,13 +366,13 @@ class DKEFWithAlpha:
 
 def dkef_loss(model: DKEF, x: torch.Tensor, objective: str, alpha: torch.Tensor | None = None, *,
               generator: torch.Generator | None = None, sigma: float | None = None,
-              reduction: str = "mean") -> torch.Tensor:
+              reduction: str = "mean", exact_method: str = "vmap") -> torch.Tensor:
     """The objective's loss of the model (coefficients ``alpha``, default the stored ones) on
     ``x``, computed by the library's generic losses (not by the quadratic form)."""
     check_choice(objective, OBJECTIVES, "objective")
     view = model.with_alpha(model.alpha if alpha is None else alpha)
     if objective == "exact":
-        return exact_score_matching(view, x, reduction=reduction)
+        return exact_score_matching(view, x, reduction=reduction, method=exact_method)
     if objective in ("ssm", "ssm_vr"):
         return sliced_score_matching(view, x, variance_reduction=objective == "ssm_vr", generator=generator,
                                      reduction=reduction, method="backward")
@@ -384,6 +386,26 @@ def dkef_loss(model: DKEF, x: torch.Tensor, objective: str, alpha: torch.Tensor 
 
 
 # ---------------------------------------------------------------------- training and evaluation
+
+
+def training_step(model: DKEF, batch: torch.Tensor, objective: str, optimizer: torch.optim.Optimizer, *,
+                  clip: float = 100.0, generator: torch.Generator | None = None,
+                  sigma: float | None = None) -> float:
+    """One step of stage 1 on ``batch``: alpha from the first half's quadratic, the objective's
+    loss on the second half, backward through the solve, gradient norm clipped at ``clip``, an
+    optimiser step (skipped when the loss is not finite). Returns the loss."""
+    half = batch.shape[0] // 2
+    G, b, _ = model.alpha_system(batch[:half], objective, generator=generator, sigma=sigma)
+    alpha = model.solve_alpha(G, b)
+    loss = dkef_loss(model, batch[half:2 * half], objective, alpha, generator=generator, sigma=sigma)
+    if not torch.isfinite(loss):
+        return loss.item()
+    optimizer.zero_grad()
+    loss.backward()
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    nn.utils.clip_grad_norm_(params, clip)
+    optimizer.step()
+    return loss.item()
 
 
 @dataclass
@@ -429,26 +451,24 @@ def train_dkef(model: DKEF, train: torch.Tensor, val: torch.Tensor, objective: s
     hist = DKEFHistory()
     best, best_state = math.inf, copy.deepcopy(model.state_dict())
     n_train = train.shape[0]
-    idx_alpha = torch.randperm(n_train, generator=generator)[:n_alpha].to(train.device)
+
+    def perm(n: int) -> torch.Tensor:
+        dev = generator.device if generator is not None else torch.device("cpu")
+        return torch.randperm(n, generator=generator, device=dev).to(train.device)
+
+    idx_alpha = perm(n_train)[:n_alpha]
     iterator = range(steps)
     if progress:
         from tqdm.auto import tqdm
 
         iterator = tqdm(iterator, desc=objective, leave=False)
     for step in iterator:
-        idx = torch.randperm(n_train, generator=generator)[: 2 * half].to(train.device)
-        xa, xl = train[idx[:half]], train[idx[half:]]
-        G, b, _ = model.alpha_system(xa, objective, generator=generator, sigma=sigma)
-        alpha = model.solve_alpha(G, b)
-        loss = dkef_loss(model, xl, objective, alpha, generator=generator, sigma=sigma)
-        if not torch.isfinite(loss):
+        idx = perm(n_train)[: 2 * half]
+        loss = training_step(model, train[idx], objective, opt, clip=clip, generator=generator, sigma=sigma)
+        if not math.isfinite(loss):
             raise TrainingDivergedError(f"DKEF training with {objective!r} diverged at step {step} "
-                                        f"(loss {loss.item()})")
-        opt.zero_grad()
-        loss.backward()
-        nn.utils.clip_grad_norm_(params, clip)
-        opt.step()
-        hist.train.append(loss.item())
+                                        f"(loss {loss})")
+        hist.train.append(loss)
         if (step + 1) % val_every == 0 or step == steps - 1:
             model.fit_alpha(train[idx_alpha], objective, generator=generator, sigma=sigma)
             v = dkef_loss(model, val, objective, generator=generator, sigma=sigma).item()
@@ -470,7 +490,7 @@ def train_dkef(model: DKEF, train: torch.Tensor, val: torch.Tensor, objective: s
             p.requires_grad_(False)
         try:
             for _ in range(lambda_steps):
-                rows = torch.randperm(val.shape[0], generator=generator)[:100].to(val.device)
+                rows = perm(val.shape[0])[:100]
                 alpha = model.solve_alpha(G, b)
                 loss = dkef_loss(model, val[rows], objective, alpha, generator=generator, sigma=sigma)
                 if not torch.isfinite(loss):
