@@ -139,8 +139,18 @@ class HalfSquaredNorm(nn.Module):
         g_y = g[..., 0:1]
         jac = inp.unsqueeze(1)  # d y / d x
         v = _rademacher(g.shape[:2] + inp.shape[-1:], inp, generator)
-        return (g_y * jac, s_re[..., 0:1] * jac + g_y.clamp(min=0).sqrt() * v,
-                s_im[..., 0:1] * jac + (-g_y).clamp(min=0).sqrt() * v)
+        pos, neg = split_sqrt(g_y)
+        return g_y * jac, s_re[..., 0:1] * jac + pos * v, s_im[..., 0:1] * jac + neg * v
+
+
+def split_sqrt(m: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    r""":math:`(\sqrt{m_+}, \sqrt{m_-})`, the square roots of the positive and negative parts
+    of ``m``, with zero (not infinite) gradients where a part vanishes."""
+    pos, neg = m > 0, m < 0
+    one = torch.ones_like(m)
+    zero = torch.zeros_like(m)
+    return (torch.where(pos, torch.sqrt(torch.where(pos, m, one)), zero),
+            torch.where(neg, torch.sqrt(torch.where(neg, -m, one)), zero))
 
 
 def _rademacher(shape: Sequence[int], like: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
@@ -232,8 +242,9 @@ def _backward_cp(tape: list, g: torch.Tensor, s_re: torch.Tensor, s_im: torch.Te
             d1, d2 = d[0].unsqueeze(1), d[1].unsqueeze(1)
             m = d2 * g  # local curvature, diagonal
             v = _rademacher(g.shape, g, generator)
-            s_re = d1 * s_re + m.clamp(min=0).sqrt() * v
-            s_im = d1 * s_im + (-m).clamp(min=0).sqrt() * v
+            pos, neg = split_sqrt(m)
+            s_re = d1 * s_re + pos * v
+            s_im = d1 * s_im + neg * v
             g = d1 * g
         else:
             g, s_re, s_im = layer.cp_backward(inp, out, g, s_re, s_im, generator)
