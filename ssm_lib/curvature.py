@@ -21,7 +21,12 @@ connection). Any other module takes part by implementing two methods::
     cp_backward(inp, out, g, s_re, s_im, generator) -> (g_in, s_re_in, s_im_in)
 
 where ``inp``/``out`` are the module's input and output in the forward pass. A module that is
-neither known nor implements them raises a ``ValueError`` naming it.
+neither known nor implements them raises a ``ValueError`` naming it. A composite layer can run
+the sweep over its own sub-network with :func:`record_forward`, :func:`sweep_cp` and
+:func:`sweep_approx_bp`. For example, an additive coupling layer
+:math:`y = (x_1,\ x_2 + m(x_1))` passes :math:`(g_2, S_2)` of its second half through the sweep
+of :math:`m` and adds the result to :math:`(g_1, S_1)` for :math:`x_1`, while :math:`x_2`
+receives :math:`(g_2, S_2)` unchanged (the curvature of :math:`m` is added inside the sweep).
 
 **Approx BP** (Kingma & LeCun 2010, Sec. 3): with :math:`h_y \approx \operatorname{diag}
 \nabla^2_y E` at a layer's output, it keeps only diagonal terms:
@@ -249,6 +254,29 @@ def _backward_cp(tape: list, g: torch.Tensor, s_re: torch.Tensor, s_im: torch.Te
         else:
             g, s_re, s_im = layer.cp_backward(inp, out, g, s_re, s_im, generator)
     return g, s_re, s_im
+
+
+def record_forward(layers: nn.Module | Sequence[nn.Module], h: torch.Tensor) -> tuple[torch.Tensor, list]:
+    """Run ``layers`` on ``h`` and return ``(output, tape)``; the tape feeds
+    :func:`sweep_approx_bp` and :func:`sweep_cp`. For composite layers (see the module
+    docstring), e.g. the inner network of a coupling layer inside its ``cp_backward``."""
+    if isinstance(layers, nn.Module):
+        seq = _leaves(layers)
+    else:
+        seq = [leaf for layer in layers for leaf in _leaves(layer)]
+    return _forward(seq, h)
+
+
+def sweep_approx_bp(tape: list, g: torch.Tensor, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Approx BP's backward sweep over a tape: ``(g, h)`` at the output, both
+    ``(batch, K, width)``, to ``(g, h)`` at the input."""
+    return _backward_approx(tape, g, h)
+
+
+def sweep_cp(tape: list, g: torch.Tensor, s_re: torch.Tensor, s_im: torch.Tensor,
+             generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """CP's backward sweep over a tape: ``(g, S_re, S_im)`` at the output to the input."""
+    return _backward_cp(tape, g, s_re, s_im, generator)
 
 
 def as_layers(model: object) -> list[nn.Module]:
