@@ -166,7 +166,9 @@ class DKEF(nn.Module):
         for p in self.features.parameters():
             fan_in = p.shape[-1] if p.dim() == 2 else p.shape[0]
             with torch.no_grad():
-                p.copy_(torch.randn(p.shape, generator=generator, dtype=p.dtype) / math.sqrt(fan_in))
+                gen_device = generator.device if generator is not None else torch.device("cpu")
+                p.copy_(torch.randn(p.shape, generator=generator, dtype=p.dtype, device=gen_device)
+                        / math.sqrt(fan_in))
         self.features.to(dtype)
         self.log10_bandwidths = nn.Parameter(torch.tensor(log10_bandwidths[:n_kernels], dtype=dtype))
         self.kernel_logits = nn.Parameter(torch.zeros(n_kernels, dtype=dtype))
