@@ -71,3 +71,16 @@ def test_md5_and_bad_input(tmp_path):
         load_uci("whitewine", tmp_path)
     with pytest.raises(ValueError, match="name must be one of"):
         load_uci("iris", ROOT)
+
+
+def test_dequantisation_stays_within_the_grid_gap():
+    raw = read_uci("redwine", ROOT)[:, :-1]
+    from ssm_lib.datasets import dequantise
+
+    out = dequantise(raw, np.random.default_rng(0))
+    assert not np.shares_memory(out, raw) and np.array_equal(raw, read_uci("redwine", ROOT)[:, :-1])
+    for j in range(raw.shape[1]):
+        gap = np.median(np.diff(np.unique(raw[:, j])))
+        noise = out[:, j] - raw[:, j]
+        assert np.abs(noise).max() <= gap + 1e-12
+        assert noise.std() > 0.4 * gap  # uniform on [-gap, gap] has sd gap / sqrt(3)
