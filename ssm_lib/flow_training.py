@@ -87,6 +87,7 @@ def train_with_validation(
     eval_every: int | None = None,
     select: Callable[[nn.Module], float] | None = None,
     track: dict[str, Callable[[nn.Module], float]] | None = None,
+    track_every: int | dict[str, int] = 1,
     on_diverge: str = "raise",
     progress: bool = True,
 ) -> FlowRun:
@@ -103,7 +104,9 @@ def train_with_validation(
         select: ``select(model) -> float``, lower is better (default: ``objective`` on
             ``val_x`` with a generator re-seeded identically at every evaluation, so that
             stochastic objectives are compared on the same projections or noise).
-        track: further validation metrics ``name -> f(model) -> float`` for training curves.
+        track: further validation metrics ``name -> f(model) -> float`` for training curves,
+            taken at every ``track_every``-th evaluation (and the last one), ``nan`` elsewhere;
+            ``track_every`` may be a dict giving the period of each metric (default 1).
         on_diverge: ``"raise"`` (:class:`~ssm_lib.training.TrainingDivergedError` naming the
             step) or ``"stop"`` (end training, keep the best state, set ``diverged_at``).
     """
@@ -125,6 +128,9 @@ def train_with_validation(
     if eval_every is None:
         eval_every = steps_per_epoch
     check_positive_int(eval_every, "eval_every")
+    every = dict(track_every) if isinstance(track_every, dict) else {k: track_every for k in (track or {})}
+    for key in track or {}:
+        check_positive_int(every.setdefault(key, 1), "track_every")
     if select is None:
         val_seed = int(torch.randint(0, 2**62, (1,), generator=generator, device=device))
 
@@ -135,13 +141,15 @@ def train_with_validation(
     run = FlowRun(tracked={k: [] for k in (track or {})})
     best_state = copy.deepcopy(model.state_dict())
 
-    def evaluate(step: int) -> None:
+    def evaluate(step: int, last: bool = False) -> None:
         model.eval()
         value = select(model)
+        index = len(run.eval_steps)
         run.eval_steps.append(step)
         run.selection.append(value)
         for key, fn in (track or {}).items():
-            run.tracked[key].append(float(fn(model)))
+            now = last or index % every[key] == 0
+            run.tracked[key].append(float(fn(model)) if now else math.nan)
         if math.isfinite(value) and value < run.best_value:
             run.best_value, run.best_step = value, step
             best_state.update(copy.deepcopy(model.state_dict()))
@@ -175,10 +183,9 @@ def train_with_validation(
                 opt.step()
                 run.train_losses.append(value)
                 bar.update(1)
-                if step % eval_every == 0:
+                if step % eval_every == 0 and step < epochs * steps_per_epoch:
                     evaluate(step)
-        if run.eval_steps[-1] != step:
-            evaluate(step)
+        evaluate(step, last=True)
         return run
     finally:
         bar.close()

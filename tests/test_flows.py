@@ -148,12 +148,17 @@ def test_training_keeps_the_validation_best_checkpoint():
 
     before = val_nll(model)
     run = train_with_validation(model, flow_objective("mle"), data[:500], val, epochs=15, batch_size=50,
-                                lr=1e-2, generator=gen, select=val_nll, track={"nll": val_nll},
+                                lr=1e-2, generator=gen, select=val_nll,
+                                track={"nll": val_nll, "nll4": val_nll}, track_every={"nll4": 4},
                                 progress=False)
     assert run.best_value == min(run.selection)
     assert val_nll(model) == pytest.approx(run.best_value, abs=1e-6)
     assert run.best_value < before - 0.5
-    assert len(run.train_losses) == 15 * 10 and run.eval_steps[0] == 0 and run.eval_steps[-1] == 150
+    assert len(run.train_losses) == 15 * 10 and run.eval_steps == list(range(0, 151, 10))
+    assert run.tracked["nll"] == pytest.approx(run.selection)
+    four = [v for i, v in enumerate(run.tracked["nll4"]) if i % 4 == 0 or i == 15]
+    assert four == pytest.approx([v for i, v in enumerate(run.selection) if i % 4 == 0 or i == 15])
+    assert all(math.isnan(v) for i, v in enumerate(run.tracked["nll4"]) if i % 4 and i != 15)
     metrics = evaluate_flow(model, val, batch_size=40)
     assert metrics["log_prob"].shape == (100,) and metrics["sm_loss"].shape == (100,)
     assert float(-metrics["log_prob"].mean()) == pytest.approx(run.best_value, abs=1e-5)
