@@ -13,6 +13,7 @@ Conventions, used by every module:
 from . import densities, devices, losses, metrics, models, plotting, projections, sampling, training
 from .densities import Banana, Gaussian, GaussianMixture, Ring
 from .devices import make_generator, resolve_device
+from .flows import NICE
 from .losses import denoising_score_matching, exact_score_matching, sliced_score_matching
 from .metrics import fisher_divergence
 from .models import EnergyMLP, NoiseConditionalScoreMLP, ScoreMLP, score_from_energy
@@ -29,4 +30,5 @@ __all__ = [
     "langevin_dynamics", "losses", "make_generator", "metrics", "models", "plotting",
     "projections", "resolve_device", "sample_projections", "sampling", "score_from_energy",
     "sliced_score_matching", "training",
+    "NICE",
 ]

@@ -72,16 +72,11 @@ def verify_md5(path: str | Path, expected: str) -> Path:
 
 @dataclass
 class ImageData:
-    """A set of images as flat integer pixels.
-
-    Attributes:
-        pixels: ``(N, h*w)`` ``uint8`` tensor with values in ``0 .. levels-1``.
-        labels: ``(N,)`` class labels.
-        levels: number of grey levels :math:`L`.
-        shape: ``(h, w)`` of one image.
-        source: what was loaded, in words (printed and recorded by the experiments).
-        is_test: ``(N,)`` bools marking an official test split, or ``None`` when there is none.
-    """
+    """A set of images as flat integer pixels: ``pixels`` is an ``(N, h*w)`` ``uint8``
+    tensor with values in ``0 .. levels-1``, ``labels`` the ``(N,)`` class labels, ``levels``
+    the number of grey levels :math:`L`, ``shape`` the ``(h, w)`` of one image, ``source``
+    what was loaded, in words (printed and recorded by the experiments), and ``is_test``
+    ``(N,)`` bools marking an official test split (``None`` when there is none)."""
 
     pixels: torch.Tensor
     labels: torch.Tensor
