@@ -24,9 +24,9 @@ and, as the dequantisation bins (width :math:`1/L`) are disjoint, :math:`-\log_2
 \log_2 L` bits per dimension bounds the discrete model's code length from above (Theis, van
 den Oord & Bethge 2016). With the paper's clamp that bound does not hold exactly: the clamp
 maps every :math:`u < \alpha` to the same :math:`\alpha` (a point mass, about three quarters
-of MNIST's dequantised background pixels), so :func:`LogitTransform.bits_per_dim` is then
-the change-of-variables value at the clamped point, comparable with the flow literature only
-approximately.
+of MNIST's dequantised background pixels), so
+:meth:`ssm_lib.images.LogitTransform.bits_per_dim` is then the change-of-variables value at
+the clamped point, comparable with the flow literature only approximately.
 """
 
 from __future__ import annotations
