@@ -25,9 +25,9 @@ autograd so that every score-matching objective of :mod:`ssm_lib.losses` can dif
 it again, and maximum likelihood uses :func:`negative_log_likelihood`.
 
 The layers are exposed for estimators that propagate curvature through the network (CP,
-Approx BP): :attr:`NICE.couplings` (each with its ``fixed`` and ``shifted`` index buffers and
+Approx BP): ``NICE.couplings`` (each with its ``fixed`` and ``shifted`` index buffers and
 its MLP ``shift_net``, an ``nn.Sequential`` of ``nn.Linear`` and activation modules) and
-:attr:`NICE.scaling` (its ``log_scale`` parameter).
+``NICE.scaling`` (its ``log_scale`` parameter).
 """
 
 from __future__ import annotations

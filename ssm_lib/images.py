@@ -43,7 +43,7 @@ from ._checks import check_choice, check_positive_int
 
 #: md5 of the shipped MNIST file (``data/mnist/mnist-10k.npz``, see ``data/README.md``).
 MNIST_10K_MD5 = "174303664a26222d7525c27486889303"
-#: Default data folder: ``data/`` at the root of the repository.
+#: The default data folder, ``data/`` at the root of the repository.
 DATA_DIR = Path(__file__).resolve().parents[1] / "data"
 MNIST_SOURCES = ("shipped", "torchvision", "auto")
 SQUASHES = ("clamp", "affine")
