@@ -19,6 +19,7 @@ Conventions, used by every module:
 from . import densities, devices, grids, losses, metrics, models, projections, sampling, training
 from .densities import Banana, Gaussian, GaussianMixture, Ring
 from .devices import make_generator, resolve_device
+from .flows import NICE
 from .losses import (
     OBJECTIVES,
     denoising_score_matching,
@@ -37,7 +38,7 @@ __version__ = "0.1.0"
 __all__ = [
     "annealed_langevin_dynamics", "Banana", "denoising_score_matching", "densities", "devices",
     "EnergyMLP", "exact_score_matching", "fisher_divergence", "fit", "Gaussian", "GaussianMixture",
-    "grids", "langevin_dynamics", "losses", "make_generator", "make_objective", "metrics", "models",
+    "grids", "langevin_dynamics", "losses", "make_generator", "make_objective", "metrics", "models", "NICE",
     "NoiseConditionalScoreMLP", "OBJECTIVES", "projections", "resolve_device", "Ring",
     "sample_projections", "sampling", "score_from_energy", "ScoreMLP", "sliced_score_matching",
     "training", "TrainingDivergedError",

@@ -50,6 +50,7 @@ from ._checks import (
     check_reduction,
 )
 from ._tensor_ops import as_grad_input, event_sum, per_sample, private_copy, reduce, repeat_batch
+from .curvature import approx_backprop_score_matching, curvature_propagation_score_matching
 from .fast_path import model_fast_path
 from .projections import PROJECTIONS, sample_projections
 
@@ -411,6 +412,19 @@ def denoising_score_matching(
     return reduce(values, reduction)
 
 
+def negative_log_likelihood(model: Any, x: torch.Tensor, *, generator: torch.Generator | None = None,
+                            reduction: str = "mean") -> torch.Tensor:
+    r"""Maximum-likelihood objective :math:`-\log p_\theta(x)` for a model with an exact
+    ``log_prob`` (e.g. :class:`~ssm_lib.flows.NICE`); ``generator`` is accepted for the common
+    signature of the objectives and not used. Unlike the score-matching losses it takes the *model*, not a
+    score function."""
+    check_reduction(reduction)
+    log_prob = getattr(model, "log_prob", None)
+    if not callable(log_prob):
+        raise ValueError(f"model must have a log_prob method, got {type(model).__name__}")
+    return reduce(-log_prob(x), reduction)
+
+
 # --- the registry of objectives -----------------------------------------------------------
 
 Objective = Callable[..., torch.Tensor]
@@ -425,12 +439,21 @@ class ObjectiveSpec:
         label: the name to print in tables and legends.
         options: keyword arguments fixed by this entry (e.g. ``variance_reduction=True``).
         required: keyword arguments the caller must give (e.g. ``sigma`` for DSM).
+        takes: what the loss is called with: ``"score"``, a score function (``model.score``
+            or the score network itself), or ``"model"``, the model itself, for objectives
+            that need more than its score: the exact log-density for MLE, the layers of an
+            energy network for CP and Approx BP. :func:`objective_input` picks it.
     """
 
     loss: Objective
     label: str
     options: Mapping[str, Any] = field(default_factory=dict)
     required: tuple[str, ...] = ()
+    takes: str = "score"
+
+    def __post_init__(self) -> None:
+        if self.takes not in ("score", "model"):
+            raise ValueError(f"takes must be 'score' or 'model', got {self.takes!r}")
 
 
 #: Every objective by name. Adding an objective is one loss function with the signature
@@ -440,6 +463,9 @@ OBJECTIVES: dict[str, ObjectiveSpec] = {
     "ssm": ObjectiveSpec(sliced_score_matching, "SSM", {"variance_reduction": False}),
     "ssm_vr": ObjectiveSpec(sliced_score_matching, "SSM-VR", {"variance_reduction": True}),
     "dsm": ObjectiveSpec(denoising_score_matching, "DSM", required=("sigma",)),
+    "cp": ObjectiveSpec(curvature_propagation_score_matching, "CP", takes="model"),
+    "approx_bp": ObjectiveSpec(approx_backprop_score_matching, "Approx BP", takes="model"),
+    "mle": ObjectiveSpec(negative_log_likelihood, "MLE", takes="model"),
 }
 
 
@@ -463,3 +489,17 @@ def make_objective(name: str, **options: Any) -> Objective:
         raise ValueError(f"objective {name!r} fixes {', '.join(fixed)}; choose another objective "
                          f"(e.g. 'ssm' or 'ssm_vr') instead of passing it")
     return partial(spec.loss, **spec.options, **options)
+
+
+def objective_input(name: str, model: Any, score_fn: ScoreFn | None = None) -> Any:
+    """What the objective ``name`` is called with for ``model``: the model itself when its
+    entry takes a model (MLE, CP, Approx BP), else ``score_fn`` if given, else ``model.score``
+    when the model has one (energy networks, flows), else the model (a score network)."""
+    if not isinstance(name, str) or name not in OBJECTIVES:
+        raise ValueError(f"objective must be one of {tuple(OBJECTIVES)}, got {name!r}")
+    if OBJECTIVES[name].takes == "model":
+        return model
+    if score_fn is not None:
+        return score_fn
+    score = getattr(model, "score", None)
+    return score if callable(score) else model

@@ -18,7 +18,7 @@ from ._checks import (
     check_generator,
     check_number,
 )
-from .losses import OBJECTIVES, Objective, make_objective
+from .losses import OBJECTIVES, Objective, make_objective, objective_input
 
 
 class TrainingDivergedError(RuntimeError):
@@ -116,7 +116,8 @@ def fit(
         seed: seeds a new generator (on the model's device) for minibatches, projections and
             noise; default 0. torch's global generator is not used.
         generator: use this ``torch.Generator`` (on the model's device) instead of a seed.
-        score_fn: the score to train (default: ``model.score`` if it exists, else ``model``).
+        score_fn: the score to train (default: ``model.score`` if it exists, else ``model``);
+            objectives that take the model itself (MLE, CP, Approx BP) get ``model``.
         progress: show a progress bar with the running loss.
         divergence_factor: the blow-up threshold :math:`K` (``None``: no blow-up test). With
             :math:`L_1, G_1` the loss and the gradient norm at step 1, training stops at step
@@ -149,7 +150,10 @@ def fit(
         raise ValueError(f"objective must be a name in {tuple(OBJECTIVES)} or a callable, got {objective!r}")
     if not isinstance(model, nn.Module):
         raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    score = score_fn if score_fn is not None else _score_of(model)
+    if isinstance(objective, str):
+        score = objective_input(objective, model, score_fn)
+    else:
+        score = score_fn if score_fn is not None else _score_of(model)
     if not callable(score):
         raise ValueError(f"score_fn must be callable, got {type(score).__name__}")
     params = [p for p in model.parameters() if p.requires_grad]

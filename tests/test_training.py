@@ -54,6 +54,8 @@ def test_divergence_names_the_step():
 def test_bad_arguments():
     model = ScoreMLP(2, hidden=4, depth=1)
     with pytest.raises(ValueError, match="objective"):
+        fit(model, torch.randn(10, 2), "no_such_objective", n_steps=1, progress=False)
+    with pytest.raises(ValueError, match="log_prob"):  # MLE needs an exact log-density
         fit(model, torch.randn(10, 2), "mle", n_steps=1, progress=False)
     with pytest.raises(ValueError, match="n_steps"):
         fit(model, torch.randn(10, 2), "ssm", n_steps=0, progress=False)

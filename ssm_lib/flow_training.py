@@ -1,0 +1,195 @@
+r"""Training and evaluating a flow (e.g. :class:`~ssm_lib.flows.NICE`) on a fixed data set with
+any objective, selecting the checkpoint on validation data (as in Song et al. 2019, Sec. 5.2).
+
+An *objective* here is ``f(model, x, generator) -> scalar`` and takes the model (maximum
+likelihood needs ``model.log_prob``; the score-matching losses use ``model.score``).
+:func:`flow_objective` builds one by name.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from ._checks import check_choice, check_count, check_number
+from .losses import exact_score_matching, make_objective, objective_input
+from .training import TrainingDivergedError
+
+FlowObjective = Callable[[nn.Module, torch.Tensor, torch.Generator], torch.Tensor]
+
+
+def flow_objective(name: str, **options) -> FlowObjective:
+    r"""The objective ``name`` of :data:`ssm_lib.losses.OBJECTIVES` as ``f(model, x, generator)``
+    for a flow: MLE (``"mle"``) takes the model, the score-matching objectives its
+    ``model.score`` (see :func:`~ssm_lib.losses.objective_input`). ``options`` go to
+    :func:`~ssm_lib.losses.make_objective` (e.g. ``sigma`` for ``"dsm"``)."""
+    loss = make_objective(name, **options)
+    return lambda model, x, generator: loss(objective_input(name, model), x, generator=generator)
+
+
+@dataclass
+class FlowRun:
+    """What :func:`train_with_validation` did.
+
+    ``train_losses`` has one value per step; ``eval_steps`` the steps at which the validation
+    metrics were taken (``selection`` is the one that picks the checkpoint, ``tracked`` any
+    others); ``best_step`` the step of the kept checkpoint (0: the initial model);
+    ``diverged_at`` the step at which the loss stopped being finite (``None``: it did not)."""
+
+    train_losses: list[float] = field(default_factory=list)
+    eval_steps: list[int] = field(default_factory=list)
+    selection: list[float] = field(default_factory=list)
+    tracked: dict[str, list[float]] = field(default_factory=dict)
+    best_step: int = 0
+    best_value: float = math.inf
+    diverged_at: int | None = None
+    seconds: float = 0.0
+
+
+def train_with_validation(
+    model: nn.Module,
+    objective: FlowObjective,
+    train_x: torch.Tensor,
+    val_x: torch.Tensor,
+    *,
+    epochs: int,
+    batch_size: int = 128,
+    lr: float = 1e-3,
+    generator: torch.Generator,
+    eval_every: int | None = None,
+    select: Callable[[nn.Module], float] | None = None,
+    track: dict[str, Callable[[nn.Module], float]] | None = None,
+    track_every: int | dict[str, int] = 1,
+    on_diverge: str = "raise",
+    progress: bool = True,
+) -> FlowRun:
+    r"""Adam on ``objective`` over shuffled epochs of ``train_x``; every ``eval_every`` steps
+    (default: once per epoch) the model is scored on validation data and the best state so far
+    is kept; at the end the model holds the best state.
+
+    Args:
+        model: the flow; its parameters are trained.
+        objective: ``f(model, x, generator) -> scalar``, e.g. from :func:`flow_objective`.
+        train_x, val_x: ``(N, d)`` tensors (already on the model's device, or moved there).
+        epochs, batch_size, lr: optimisation settings.
+        generator: drives the shuffles and the objective's randomness (on the model's device).
+        select: ``select(model) -> float``, lower is better (default: ``objective`` on
+            ``val_x`` with a generator re-seeded identically at every evaluation, so that
+            stochastic objectives are compared on the same projections or noise).
+        track: further validation metrics ``name -> f(model) -> float`` for training curves,
+            taken at every ``track_every``-th evaluation (and the last one), ``nan`` elsewhere;
+            ``track_every`` may be a dict giving the period of each metric (default 1).
+        on_diverge: ``"raise"`` (:class:`~ssm_lib.training.TrainingDivergedError` naming the
+            step) or ``"stop"`` (end training, keep the best state, set ``diverged_at``).
+    """
+    check_count(epochs, "epochs")
+    check_count(batch_size, "batch_size")
+    check_number(lr, "lr", positive=True)
+    check_choice(on_diverge, ("raise", "stop"), "on_diverge")
+    for name, t in (("train_x", train_x), ("val_x", val_x)):
+        if not isinstance(t, torch.Tensor) or t.dim() != 2 or t.shape[0] < 1:
+            raise ValueError(f"{name} must be a tensor of shape (N, d), got "
+                             f"{tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__}")
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise ValueError("model has no trainable parameters")
+    device = params[0].device
+    train_x, val_x = train_x.to(device), val_x.to(device)
+    n = train_x.shape[0]
+    steps_per_epoch = math.ceil(n / batch_size)
+    if eval_every is None:
+        eval_every = steps_per_epoch
+    check_count(eval_every, "eval_every")
+    every = dict(track_every) if isinstance(track_every, dict) else {k: track_every for k in (track or {})}
+    for key in track or {}:
+        check_count(every.setdefault(key, 1), "track_every")
+    if select is None:
+        val_seed = int(torch.randint(0, 2**62, (1,), generator=generator, device=device))
+
+        def select(m: nn.Module) -> float:
+            g = torch.Generator(device=device).manual_seed(val_seed)
+            return float(objective(m, val_x, g).detach())
+
+    run = FlowRun(tracked={k: [] for k in (track or {})})
+    best_state = copy.deepcopy(model.state_dict())
+
+    def evaluate(step: int, last: bool = False) -> None:
+        model.eval()
+        value = select(model)
+        index = len(run.eval_steps)
+        run.eval_steps.append(step)
+        run.selection.append(value)
+        for key, fn in (track or {}).items():
+            now = last or index % every[key] == 0
+            run.tracked[key].append(float(fn(model)) if now else math.nan)
+        if math.isfinite(value) and value < run.best_value:
+            run.best_value, run.best_step = value, step
+            best_state.update(copy.deepcopy(model.state_dict()))
+        model.train()
+
+    start = time.perf_counter()
+    opt = torch.optim.Adam(params, lr=lr)
+    evaluate(0)
+    step = 0
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=epochs * steps_per_epoch, disable=not progress, leave=False, desc="training")
+    try:
+        for _ in range(epochs):
+            order = torch.randperm(n, generator=generator, device=device)
+            for i in range(steps_per_epoch):
+                x = train_x[order[i * batch_size:(i + 1) * batch_size]]
+                step += 1
+                opt.zero_grad(set_to_none=True)
+                loss = objective(model, x, generator)
+                value = float(loss.detach())
+                if not math.isfinite(value):
+                    message = (f"training diverged at step {step}: the loss is {value}; lower lr or "
+                               "check the objective's settings")
+                    if on_diverge == "raise":
+                        raise TrainingDivergedError(message)
+                    run.diverged_at = step
+                    print(message + f" (keeping the checkpoint of step {run.best_step})")
+                    return run
+                loss.backward()
+                opt.step()
+                run.train_losses.append(value)
+                bar.update(1)
+                if step % eval_every == 0 and step < epochs * steps_per_epoch:
+                    evaluate(step)
+        evaluate(step, last=True)
+        return run
+    finally:
+        bar.close()
+        model.load_state_dict(best_state)
+        model.eval()
+        run.seconds = time.perf_counter() - start
+
+
+def evaluate_flow(model: nn.Module, x: torch.Tensor, *, batch_size: int = 256, exact_method: str = "vmap",
+                  chunk_size: int | None = None, sm_loss: bool = True) -> dict[str, torch.Tensor]:
+    r"""Per-sample test metrics of a flow: ``log_prob`` (exact) and, when ``sm_loss``, the exact
+    score-matching loss :math:`\tfrac12\|s_\theta(x)\|^2 + \operatorname{tr}\nabla_x s_\theta(x)`
+    (Song et al. 2019, Eq. 2; :math:`d` backward passes per point), in batches. Both are
+    ``(N,)`` tensors on the CPU."""
+    check_count(batch_size, "batch_size")
+    logs, sms = [], []
+    model.eval()
+    for start in range(0, x.shape[0], batch_size):
+        xb = x[start:start + batch_size]
+        with torch.no_grad():
+            logs.append(model.log_prob(xb).cpu())
+        if sm_loss:
+            value = exact_score_matching(model.score, xb, method=exact_method, chunk_size=chunk_size,
+                                         reduction="none")
+            sms.append(value.detach().cpu())
+    out = {"log_prob": torch.cat(logs)}
+    if sm_loss:
+        out["sm_loss"] = torch.cat(sms)
+    return out

@@ -1,0 +1,173 @@
+r"""NICE, a normalising flow with an exact likelihood (Dinh, Krueger & Bengio 2015).
+
+A flow is an invertible map :math:`f: \mathbb R^d \to \mathbb R^d` from data :math:`x` to a
+latent :math:`z = f(x)` with a standard-normal prior, so by the change of variables
+
+.. math::
+
+    \log p_\theta(x) = \log \mathcal N\big(f(x); 0, I\big)
+        + \log\big|\det \nabla_x f(x)\big|.
+
+NICE composes *additive coupling layers* with a final *diagonal scaling*. A coupling layer
+splits the coordinates into a fixed set :math:`a` and a shifted set :math:`b` and adds to
+:math:`x_b` a function of :math:`x_a` computed by an MLP :math:`m`:
+
+.. math::
+
+    y_a = x_a, \qquad y_b = x_b + m(x_a), \qquad\text{inverse: } x_b = y_b - m(y_a).
+
+Its Jacobian is unit triangular, so its log-determinant is 0 (volume preserving). The scaling
+layer :math:`z = e^{\lambda} \odot y` contributes :math:`\sum_i \lambda_i`. Consecutive
+couplings alternate the roles of the even and the odd coordinates, so every coordinate is
+changed by some layer. With :math:`E_\theta = -\log p_\theta` (normalised, :math:`\log Z = 0`)
+the score is :math:`s_\theta = \nabla_x \log p_\theta = -\nabla_x f(x)^\top f(x)`, taken by
+autograd so that every score-matching objective of :mod:`ssm_lib.losses` can differentiate
+it again, and maximum likelihood uses :func:`negative_log_likelihood`.
+
+The layers are exposed for estimators that propagate curvature through the network (CP,
+Approx BP): ``NICE.couplings`` (each with its ``fixed`` and ``shifted`` index buffers and
+its MLP ``shift_net``, an ``nn.Sequential`` of ``nn.Linear`` and activation modules) and
+``NICE.scaling`` (its ``log_scale`` parameter).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from ._checks import check_choice, check_count
+from .models import ACTIVATIONS, EnergyScore, _mlp
+
+
+def _check_flow_input(x: object, dim: int, name: str = "x") -> torch.Tensor:
+    if not isinstance(x, torch.Tensor) or x.dim() != 2 or x.shape[1] != dim or x.shape[0] < 1:
+        got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+        raise ValueError(f"{name} must have shape (batch, {dim}) with batch >= 1, got {got}")
+    if not x.is_floating_point():
+        raise ValueError(f"{name} must have a floating dtype, got {x.dtype}")
+    return x
+
+
+class AdditiveCoupling(nn.Module):
+    r"""One additive coupling layer :math:`y_a = x_a,\ y_b = x_b + m(x_a)` (Dinh et al. 2015,
+    Eq. 6), with :math:`a` the coordinates of parity ``parity`` (0: even indices 0, 2, 4, ...;
+    1: odd ones) and :math:`b` the others. :math:`m` is an MLP with ``depth`` hidden layers
+    of width ``hidden`` (``depth + 1`` linear layers in all)."""
+
+    def __init__(self, dim: int, parity: int, hidden: int, depth: int, activation: str = "softplus"):
+        super().__init__()
+        check_count(dim, "dim")
+        if dim < 2:
+            raise ValueError(f"dim must be at least 2 for a coupling layer, got {dim}")
+        if parity not in (0, 1):
+            raise ValueError(f"parity must be 0 or 1, got {parity!r}")
+        self.dim, self.parity = dim, parity
+        idx = torch.arange(dim)
+        self.register_buffer("fixed", idx[parity::2].clone())
+        self.register_buffer("shifted", idx[1 - parity::2].clone())
+        self.shift_net = _mlp(len(self.fixed), len(self.shifted), hidden, depth, activation)
+
+    def shift(self, x: torch.Tensor) -> torch.Tensor:
+        r""":math:`m(x_a)`, of shape ``(batch, len(shifted))``."""
+        return self.shift_net(x.index_select(1, self.fixed))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Data side to latent side; the log-determinant is 0."""
+        return x.index_add(1, self.shifted, self.shift(x))
+
+    def inverse(self, y: torch.Tensor) -> torch.Tensor:
+        return y.index_add(1, self.shifted, self.shift(y), alpha=-1.0)
+
+
+class DiagonalScaling(nn.Module):
+    r"""The last layer of NICE, :math:`z = e^{\lambda}\odot y` with log-determinant
+    :math:`\sum_i \lambda_i` (Dinh et al. 2015, Sec. 3.3); :math:`\lambda` starts at 0."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        check_count(dim, "dim")
+        self.log_scale = nn.Parameter(torch.zeros(dim))
+
+    def forward(self, y: torch.Tensor) -> torch.Tensor:
+        return y * self.log_scale.exp()
+
+    def inverse(self, z: torch.Tensor) -> torch.Tensor:
+        return z * (-self.log_scale).exp()
+
+    def log_det(self) -> torch.Tensor:
+        return self.log_scale.sum()
+
+
+class NICE(nn.Module):
+    r"""NICE flow: ``n_couplings`` additive couplings alternating the even and odd halves, an
+    MLP per coupling, a diagonal scaling layer and a standard-normal prior.
+
+    The paper's MNIST model (Song et al. 2019, Sec. 5.2; from Dinh et al. 2015) is
+    ``NICE(784, hidden=1000, depth=4, n_couplings=4)``: four couplings whose MLPs have five
+    linear layers of 1000 softplus units.
+
+    Methods: :meth:`forward` (:math:`x \mapsto (z, \log|\det\nabla f|)`), :meth:`inverse`,
+    :meth:`log_prob` (exact), :meth:`energy` (:math:`= -\log p`), :meth:`score`
+    (:math:`\nabla_x\log p`, differentiable again) and :meth:`sample`.
+    """
+
+    def __init__(self, dim: int, hidden: int = 1000, depth: int = 4, n_couplings: int = 4,
+                 activation: str = "softplus"):
+        super().__init__()
+        check_count(dim, "dim")
+        check_count(hidden, "hidden")
+        check_count(depth, "depth")
+        check_count(n_couplings, "n_couplings")
+        check_choice(activation, tuple(ACTIVATIONS), "activation")
+        self.dim = dim
+        self.couplings = nn.ModuleList(
+            AdditiveCoupling(dim, i % 2, hidden, depth, activation) for i in range(n_couplings))
+        self.scaling = DiagonalScaling(dim)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        r"""``(z, log_det)``: the latent :math:`z = f(x)` and :math:`\log|\det\nabla_x f(x)|`
+        as a ``(batch,)`` tensor (the same for every point: only the scaling changes volume)."""
+        _check_flow_input(x, self.dim)
+        y = x
+        for layer in self.couplings:
+            y = layer(y)
+        z = self.scaling(y)
+        return z, self.scaling.log_det().expand(x.shape[0])
+
+    def inverse(self, z: torch.Tensor) -> torch.Tensor:
+        r""":math:`x = f^{-1}(z)`."""
+        _check_flow_input(z, self.dim, "z")
+        y = self.scaling.inverse(z)
+        for layer in reversed(self.couplings):
+            y = layer.inverse(y)
+        return y
+
+    def log_prob(self, x: torch.Tensor) -> torch.Tensor:
+        r"""Exact :math:`\log p_\theta(x) = -\tfrac12\|f(x)\|^2 - \tfrac d2\log 2\pi
+        + \sum_i\lambda_i`, shape ``(batch,)``."""
+        z, log_det = self(x)
+        return -0.5 * (z**2).sum(1) - 0.5 * self.dim * math.log(2 * math.pi) + log_det
+
+    def energy(self, x: torch.Tensor) -> torch.Tensor:
+        r""":math:`E_\theta(x) = -\log p_\theta(x)` (normalised: :math:`\log Z = 0`)."""
+        return -self.log_prob(x)
+
+    def score(self, x: torch.Tensor) -> torch.Tensor:
+        r""":math:`\nabla_x \log p_\theta(x)`, by autograd with ``create_graph`` when
+        gradients are enabled (see :class:`~ssm_lib.models.EnergyScore`)."""
+        _check_flow_input(x, self.dim)
+        return EnergyScore(self.energy)(x)
+
+    @torch.no_grad()
+    def sample(self, n: int, *, generator: torch.Generator | None = None,
+               temperature: float = 1.0) -> torch.Tensor:
+        r"""``n`` samples :math:`f^{-1}(\tau z)`, :math:`z\sim\mathcal N(0, I)` (``temperature``
+        :math:`\tau`; 1 samples the model itself)."""
+        check_count(n, "n")
+        if not (isinstance(temperature, (int, float)) and math.isfinite(temperature) and temperature > 0):
+            raise ValueError(f"temperature must be a positive number, got {temperature!r}")
+        p = self.scaling.log_scale
+        z = torch.randn(n, self.dim, generator=generator, dtype=p.dtype, device=p.device)
+        return self.inverse(temperature * z)
