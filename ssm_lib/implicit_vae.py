@@ -132,7 +132,8 @@ def implicit_elbo_loss(encoder: ImplicitEncoder, decoder: BernoulliDecoder, esti
 
         -\mathcal L = \mathbb E_{q_\phi(z|x)}[-\log p_\theta(x|z) - \log p(z)] - H[q_\phi(z|x)],
 
-    with the entropy's gradient from the estimated score through :func:`entropy_surrogate`.
+    with the entropy's gradient from the estimated score through
+    :func:`~ssm_lib.score_estimators.entropy_surrogate`.
     First the estimator learns from ``n_particles`` fresh draws per data point
     (``estimator.update``: one SSM-VR step for a score network conditioned on :math:`x`,
     nothing for a kernel estimator); then new draws are scored. The reconstruction term uses
