@@ -114,6 +114,16 @@ def test_spectral_threshold_keeps_the_leading_share():
     assert not torch.allclose(by_threshold, SpectralScoreEstimator(n_eigen=j + 1)(z))
 
 
+def test_spectral_with_every_eigenfunction_is_stein_without_ridge():
+    """With J = M eigenfunctions and no ridge, the Nystrom expansion at the samples collapses to
+    -K^{-1} <grad, K>, the Stein estimator with eta -> 0 (Shi et al. 2018, Section 3)."""
+    g = torch.Generator().manual_seed(12)
+    z = torch.randn(2, 12, 3, generator=g, dtype=D64)
+    spectral = SpectralScoreEstimator(n_eigen=12)(z)
+    stein = SteinScoreEstimator(eta=1e-12)(z)
+    torch.testing.assert_close(spectral, stein, rtol=1e-5, atol=1e-6)
+
+
 def _targets():
     cov = torch.tensor([[1.0, 0.6], [0.6, 0.8]], dtype=D64)
     mix = GaussianMixture(torch.tensor([0.5, 0.5], dtype=D64),
