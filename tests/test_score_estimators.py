@@ -242,11 +242,12 @@ def test_entropy_surrogate_with_estimated_scores(kind):
     elif kind == "spectral":
         score = SpectralScoreEstimator()(z)
     else:
-        est = _fit_network(z.detach().reshape(-1, 2), None, 0, steps=300, seed=10)
+        est = _fit_network(z.detach().reshape(-1, 2), None, 0, steps=600, seed=10)
         score = est(z)
     grad_mu, grad_a = torch.autograd.grad(entropy_surrogate(z, score), (mu, a))
     exact = _exact_entropy_grad(a)
     rel = ((-grad_a - exact).norm() / exact.norm()).item()
+    # measured: Stein 0.03, spectral 0.06, network 0.07-0.08 over network seeds 10-12
     assert rel < 0.15, (kind, rel, -grad_a, exact)
     assert (grad_mu.norm() / exact.norm()).item() < 0.15
 
