@@ -1,0 +1,228 @@
+r"""Variational and Wasserstein auto-encoders whose encoder is *implicit* (Song et al. 2019,
+Section 5.2), with the entropy term supplied by a score estimator, and an importance-weighted
+estimate of the test log-likelihood.
+
+Models (MLPs with ``tanh`` units, as in the paper's MNIST experiments):
+
+* :class:`ImplicitEncoder`: :math:`z = g_\phi(x, \epsilon)`, :math:`\epsilon\sim\mathcal N(0, I)`
+  fed in next to :math:`x`, so :math:`q_\phi(z|x)` can be sampled but has no density;
+* :class:`GaussianEncoder`: the explicit :math:`q_\phi(z|x) = \mathcal N(\mu_\phi(x),
+  \operatorname{diag}\sigma_\phi^2(x))` (the reference, and the proposal of the evaluation);
+* :class:`DeterministicEncoder` (WAE) and :class:`BernoulliDecoder` :math:`p_\theta(x|z)`.
+
+The prior is :math:`p(z) = \mathcal N(0, I)`. Losses average over the batch.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ._checks import check_count
+from .models import _mlp
+from .score_estimators import ScoreEstimator, entropy_surrogate
+
+__all__ = [
+    "BernoulliDecoder", "DeterministicEncoder", "GaussianEncoder", "ImplicitEncoder",
+    "fit_proposal", "gaussian_elbo_loss", "implicit_elbo_loss", "importance_weighted_log_likelihood",
+    "neg_log_prior", "wae_loss",
+]
+
+LOG_2PI = math.log(2 * math.pi)
+
+
+def neg_log_prior(z: torch.Tensor) -> torch.Tensor:
+    r""":math:`-\log\mathcal N(z; 0, I) = \tfrac12\|z\|^2 + \tfrac d2\log 2\pi`, over the last dim."""
+    return 0.5 * (z**2).sum(-1) + 0.5 * z.shape[-1] * LOG_2PI
+
+
+class ImplicitEncoder(nn.Module):
+    """:math:`z = g_\\phi([x, \\epsilon])` with :math:`\\epsilon\\sim\\mathcal N(0, I_e)`."""
+
+    def __init__(self, x_dim: int, z_dim: int, eps_dim: int | None = None, hidden: int = 256, depth: int = 2):
+        super().__init__()
+        self.x_dim, self.z_dim = check_count(x_dim, "x_dim"), check_count(z_dim, "z_dim")
+        self.eps_dim = z_dim if eps_dim is None else check_count(eps_dim, "eps_dim")
+        self.net = _mlp(self.x_dim + self.eps_dim, z_dim, hidden, depth, "tanh")
+
+    def forward(self, x: torch.Tensor, n_samples: int = 1, generator: torch.Generator | None = None
+                ) -> torch.Tensor:
+        """``n_samples`` draws of :math:`z|x` for each row of ``x (B, x_dim)``: ``(B, n, z_dim)``."""
+        b = x.shape[0]
+        eps = torch.randn(b, n_samples, self.eps_dim, generator=generator, dtype=x.dtype, device=x.device)
+        xe = torch.cat([x.unsqueeze(1).expand(b, n_samples, x.shape[-1]), eps], dim=-1)
+        return self.net(xe)
+
+
+class GaussianEncoder(nn.Module):
+    r""":math:`q_\phi(z|x) = \mathcal N(\mu_\phi(x), \operatorname{diag}\,e^{2\ell_\phi(x)})`."""
+
+    def __init__(self, x_dim: int, z_dim: int, hidden: int = 256, depth: int = 2):
+        super().__init__()
+        self.x_dim, self.z_dim = check_count(x_dim, "x_dim"), check_count(z_dim, "z_dim")
+        self.net = _mlp(x_dim, 2 * z_dim, hidden, depth, "tanh")
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(mean, log_std)``, each ``(B, z_dim)``."""
+        mean, log_std = self.net(x).chunk(2, dim=-1)
+        return mean, log_std
+
+    def sample_and_log_prob(self, x: torch.Tensor, n_samples: int = 1,
+                            generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Reparameterised draws ``z (B, n, z_dim)`` and :math:`\\log q_\\phi(z|x)` ``(B, n)``."""
+        mean, log_std = self(x)
+        eps = torch.randn(x.shape[0], n_samples, self.z_dim, generator=generator, dtype=x.dtype,
+                          device=x.device)
+        z = mean.unsqueeze(1) + eps * log_std.exp().unsqueeze(1)
+        log_q = -0.5 * (eps**2).sum(-1) - log_std.sum(-1, keepdim=True) - 0.5 * self.z_dim * LOG_2PI
+        return z, log_q
+
+
+class DeterministicEncoder(nn.Module):
+    """:math:`z = f_\\phi(x)` (the WAE encoder)."""
+
+    def __init__(self, x_dim: int, z_dim: int, hidden: int = 256, depth: int = 2):
+        super().__init__()
+        self.x_dim, self.z_dim = check_count(x_dim, "x_dim"), check_count(z_dim, "z_dim")
+        self.net = _mlp(x_dim, z_dim, hidden, depth, "tanh")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+class BernoulliDecoder(nn.Module):
+    r""":math:`p_\theta(x|z) = \prod_i \mathrm{Bernoulli}(x_i; \sigma(f_\theta(z)_i))`."""
+
+    def __init__(self, z_dim: int, x_dim: int, hidden: int = 256, depth: int = 2):
+        super().__init__()
+        self.x_dim, self.z_dim = check_count(x_dim, "x_dim"), check_count(z_dim, "z_dim")
+        self.net = _mlp(z_dim, x_dim, hidden, depth, "tanh")
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        """Logits, ``(*, x_dim)``."""
+        return self.net(z)
+
+    def log_likelihood(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """:math:`\\log p_\\theta(x|z)` for ``x (B, x_dim)`` and ``z (B, *, z_dim)``: shape ``(B, *)``."""
+        logits = self(z)
+        target = x.reshape(x.shape[0], *([1] * (z.dim() - 2)), x.shape[-1]).expand_as(logits)
+        return -F.binary_cross_entropy_with_logits(logits, target, reduction="none").sum(-1)
+
+
+def gaussian_elbo_loss(encoder: GaussianEncoder, decoder: BernoulliDecoder, x: torch.Tensor, *,
+                       generator: torch.Generator | None = None) -> torch.Tensor:
+    r"""Negative ELBO with the closed-form KL (Kingma & Welling 2014, Eq. 10):
+    :math:`-\mathbb E_q[\log p(x|z)] + \mathrm{KL}(q(z|x)\,\|\,\mathcal N(0, I))`."""
+    mean, log_std = encoder(x)
+    eps = torch.randn(mean.shape, generator=generator, dtype=x.dtype, device=x.device)
+    z = mean + eps * log_std.exp()
+    kl = 0.5 * (mean**2 + (2 * log_std).exp() - 1).sum(-1) - log_std.sum(-1)
+    return (-decoder.log_likelihood(x, z) + kl).mean()
+
+
+def implicit_elbo_loss(encoder: ImplicitEncoder, decoder: BernoulliDecoder, estimator: ScoreEstimator,
+                       x: torch.Tensor, *, n_particles: int = 1, generator: torch.Generator | None = None
+                       ) -> tuple[torch.Tensor, float | None]:
+    r"""A loss whose gradient is that of the negative ELBO of an implicit encoder,
+
+    .. math::
+
+        -\mathcal L = \mathbb E_{q_\phi(z|x)}[-\log p_\theta(x|z) - \log p(z)] - H[q_\phi(z|x)],
+
+    with the entropy's gradient from the estimated score through
+    :func:`~ssm_lib.score_estimators.entropy_surrogate`.
+    First the estimator learns from ``n_particles`` fresh draws per data point
+    (``estimator.update``: one SSM-VR step for a score network conditioned on :math:`x`,
+    nothing for a kernel estimator); then new draws are scored. The reconstruction term uses
+    the first draw of each point, the prior and entropy terms all of them (as the paper's code).
+
+    Returns ``(loss, info)``, ``info`` holding the batch's mean reconstruction term
+    ``"recon"`` (:math:`-\log p_\theta(x|z)`) and the estimator's training loss
+    ``"estimator_loss"`` (``None`` for kernel estimators). The loss's *value* is not the ELBO
+    (the entropy enters only through its gradient).
+    """
+    z_fit = encoder(x, n_particles, generator).detach()
+    est_loss = estimator.update(z_fit, x if estimator.uses_context else None)
+    z = encoder(x, n_particles, generator)                                  # (B, M, d)
+    score = estimator(z, x if estimator.uses_context else None)
+    recon = -decoder.log_likelihood(x, z[:, 0])
+    loss = recon.mean() + neg_log_prior(z).mean() + entropy_surrogate(z, score)
+    return loss, {"recon": float(recon.mean().detach()), "estimator_loss": est_loss}
+
+
+def wae_loss(encoder: DeterministicEncoder, decoder: BernoulliDecoder, estimator: ScoreEstimator,
+             x: torch.Tensor, *, lam: float = 10.0) -> tuple[torch.Tensor, float | None]:
+    r"""WAE loss (Tolstikhin et al. 2018) with a KL penalty between the aggregate posterior
+    :math:`q_\phi(z) = \mathbb E_x\,\delta(z - f_\phi(x))` and the prior,
+
+    .. math::
+
+        \mathbb E_x[c(x, \tilde x)] + \lambda\big(\mathbb E_{q}[-\log p(z)] - H[q_\phi(z)]\big),
+
+    the cost :math:`c` being the Bernoulli cross-entropy of the decoder (so that the decoder is
+    a likelihood whose NLL can be compared with the VAEs'), and the entropy's gradient from the
+    estimated score of the batch's codes, treated as one group of samples of :math:`q_\phi(z)`.
+    Returns ``(loss, info)`` as :func:`implicit_elbo_loss`.
+    """
+    est_loss = estimator.update(encoder(x).detach().unsqueeze(0))
+    z = encoder(x)
+    score = estimator(z.unsqueeze(0)).squeeze(0)
+    recon = -decoder.log_likelihood(x, z)
+    loss = recon.mean() + lam * (neg_log_prior(z).mean() + entropy_surrogate(z, score))
+    return loss, {"recon": float(recon.mean().detach()), "estimator_loss": est_loss}
+
+
+@torch.no_grad()
+def importance_weighted_log_likelihood(x: torch.Tensor, decoder: BernoulliDecoder, proposal: GaussianEncoder,
+                                       *, n_samples: int = 1000, chunk: int = 250,
+                                       generator: torch.Generator | None = None) -> torch.Tensor:
+    r"""The importance-weighted bound (Burda et al. 2016, Eq. 8) per data point,
+
+    .. math::
+
+        \log\frac1K\sum_{k=1}^K \frac{p_\theta(x|z_k)\,p(z_k)}{q(z_k|x)},\qquad z_k\sim q(\cdot|x),
+
+    whose expectation is a lower bound on :math:`\log p_\theta(x)` that tightens as
+    :math:`K` = ``n_samples`` grows; exact for every :math:`K` when :math:`q` is the posterior.
+    Returns a tensor of shape ``(B,)``.
+    """
+    k = check_count(n_samples, "n_samples")
+    logw = []
+    done = 0
+    while done < k:
+        n = min(chunk, k - done)
+        z, log_q = proposal.sample_and_log_prob(x, n, generator)
+        logw.append(decoder.log_likelihood(x, z) - neg_log_prior(z) - log_q)
+        done += n
+    return torch.logsumexp(torch.cat(logw, dim=1), dim=1) - math.log(k)
+
+
+def fit_proposal(decoder: BernoulliDecoder, data: torch.Tensor, *, steps: int, batch_size: int = 128,
+                 lr: float = 1e-3, hidden: int = 256, depth: int = 2,
+                 generator: torch.Generator | None = None, binarize: bool = True) -> GaussianEncoder:
+    r"""A Gaussian encoder fitted to a *frozen* decoder by maximising the ELBO on ``data``
+    (probabilities in [0, 1], binarised afresh each step when ``binarize``): the proposal of
+    :func:`importance_weighted_log_likelihood` for models without an encoder density."""
+    enc = GaussianEncoder(decoder.x_dim, decoder.z_dim, hidden, depth).to(data.device, data.dtype)
+    for p in decoder.parameters():
+        p.requires_grad_(False)
+    opt = torch.optim.Adam(enc.parameters(), lr=lr)
+    try:
+        for step in range(check_count(steps, "steps")):
+            idx = torch.randint(data.shape[0], (batch_size,), generator=generator, device=data.device)
+            xb = data[idx]
+            if binarize:
+                xb = torch.bernoulli(xb, generator=generator)
+            loss = gaussian_elbo_loss(enc, decoder, xb, generator=generator)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"fit_proposal diverged at step {step}")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+    finally:
+        for p in decoder.parameters():
+            p.requires_grad_(True)
+    return enc
