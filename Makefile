@@ -28,6 +28,7 @@ help:
 	@echo "make test     - lint with ruff and run every test (creating .venv if needed)"
 	@echo "make reproduce - run the experiment notebooks that changed (PROFILE=quick|full, DEVICE, SEED)"
 	@echo "make nbval    - re-run the executed notebooks (quick) and compare their key numbers"
+	@echo "make browser-test - open every page of the built book in headless Chromium (offline, 1400 and 400 px)"
 	@echo "make bench    - time a training step of every objective (table + benchmarks/results/*.json, .csv)"
 	@echo "make clean    - remove build outputs (not the virtual environment)"
 
@@ -80,6 +81,14 @@ pytest: $(STAMP)
 	$(BIN)/python -m pytest
 
 test: lint pytest nbval book-strict
+
+# Browser test (tests/browser): every page of _build/html in Debian's headless Chromium at 1400 and
+# 400 px, offline; screenshots in _build/screenshots/, counts in _build/browser/report.md.
+# Builds the book first only when there is none.
+.PHONY: browser-test
+browser-test: $(STAMP)
+	@test -f _build/html/index.html || $(MAKE) --no-print-directory book
+	$(BIN)/python -m pytest tests/browser -p no:cacheprovider -q
 
 # Benchmark (benchmarks/run.py, code in ssm_lib/benchmarking.py): a few minutes on a 2-core CPU;
 # BENCH_ARGS passes options, e.g. make bench BENCH_ARGS="--quick" or BENCH_ARGS="--dims 2 512".
