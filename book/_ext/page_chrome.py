@@ -11,19 +11,29 @@
   ``""``), which do not compare equal. sphinx-thebe's ``const THEBE_JS_URL = ...`` is such a
   script, so every page declared the constant twice: a SyntaxError on every page. At
   ``html-page-context`` the page's script list is de-duplicated (same file, same body).
+* **Equations that scroll visibly.** ``static/page_chrome.css`` gives a display equation that
+  is wider than the column (on a phone) a shadow at the edge where it continues, since phones
+  hide scrollbars until one scrolls.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from sphinx.application import Sphinx
 
+STATIC = Path(__file__).resolve().parent / "static"
 
-def one_search_box(app: Sphinx, config: Any) -> None:
+
+def adjust_config(app: Sphinx, config: Any) -> None:
+    """One search box (no navbar search field), and our stylesheet's folder."""
     options = config.html_theme_options
     if isinstance(options, dict):
         options.setdefault("navbar_persistent", [])
+    # Our stylesheet's folder; added here rather than as the book's _static folder, whose every
+    # .css and .js file Jupyter Book would add to every page.
+    config.html_static_path = [*config.html_static_path, str(STATIC)]
 
 
 def deduplicate_scripts(app: Sphinx, pagename: str, templatename: str, context: dict, doctree: Any) -> None:
@@ -42,6 +52,7 @@ def deduplicate_scripts(app: Sphinx, pagename: str, templatename: str, context: 
 
 
 def setup(app: Sphinx) -> dict[str, Any]:
-    app.connect("config-inited", one_search_box)
+    app.connect("config-inited", adjust_config)
+    app.add_css_file("page_chrome.css")
     app.connect("html-page-context", deduplicate_scripts, priority=900)
     return {"parallel_read_safe": True, "parallel_write_safe": True, "version": "1.0"}
