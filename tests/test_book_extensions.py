@@ -71,8 +71,8 @@ def test_experiment_pages_get_colab_and_binder_on_the_source() -> None:
 def test_inline_scripts_are_kept_once() -> None:
     from sphinx.builders.html._assets import _JavaScript
 
-    scripts = [_JavaScript(None, body="const A = 1"), _JavaScript("a.js"), _JavaScript("", body="const A = 1"),
-               _JavaScript("", body="let b"), _JavaScript("a.js")]
+    scripts = [_JavaScript(None, body="const A = 1"), _JavaScript("a.js"),
+               _JavaScript("", body="const A = 1"), _JavaScript("", body="let b"), _JavaScript("a.js")]
     context = {"script_files": scripts}
     page_chrome.deduplicate_scripts(None, "p", "page.html", context, None)
     assert [(s.filename, s.attributes.get("body")) for s in context["script_files"]] == [

@@ -144,7 +144,8 @@ def evaluate(raw: dict, events: Events, width: int, base_url: str, html_root: Pa
         ]
     found["dropdowns_not_opening"] = list(raw["dropdownsNotOpening"])
     if raw["searchBoxes"] > 1:
-        found["search_boxes"] = [f"{raw['searchBoxes']} search entries: " + " | ".join(raw["searchBoxLabels"])]
+        labels = " | ".join(raw["searchBoxLabels"])
+        found["search_boxes"] = [f"{raw['searchBoxes']} search entries: {labels}"]
     return found
 
 
