@@ -19,7 +19,8 @@ Rules (the thresholds are documented here and in the README of this folder):
   width every such equation fails. At the phone width an equation whose own box scrolls
   sideways (its scrollbar directly under it) is allowed and only counted in
   ``scrollable_equations``; one that is cut off or spills over the margin fails.
-* ``equations_over_number``: a display equation overlapping its equation number (desktop).
+* ``equations_over_number``: the visible part of a display equation (cut to its box where the
+  box scrolls) overlapping its equation number; fails at the desktop width.
 * ``wide_outputs``: printed cell output (``<pre>``) or an output table wider than its box, so
   part of it is hidden behind a scrollbar. Fails at the desktop width; at the phone width code
   boxes scroll sideways by design and the count is for information.

@@ -142,7 +142,10 @@ async (options) => {
     }
     const eqno = mathDiv.querySelector(".eqno");
     if (eqno && visible(eqno)) {
-      const a = formula.getBoundingClientRect();
+      // The part of the formula one sees: cut to its box where the box scrolls.
+      const f = formula.getBoundingClientRect();
+      const clip = scrollsX(box) ? box.getBoundingClientRect() : f;
+      const a = { left: Math.max(f.left, clip.left), right: Math.min(f.right, clip.right), top: f.top, bottom: f.bottom };
       const b = eqno.getBoundingClientRect();
       const overlap = a.right > b.left + 1 && a.left < b.right && a.bottom > b.top && a.top < b.bottom;
       if (overlap) out.equationsOverNumber.push(mathDiv.id || describe(mathDiv));
