@@ -21,12 +21,13 @@ repository's ``data/uci``), checks its md5, and returns train/validation/test sp
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from ._files import verify_md5
 
 #: name -> (file, md5, separator, header lines)
 UCI_FILES = {
@@ -51,14 +52,6 @@ class UCISplits:
     columns: int
 
 
-def md5sum(path: str | Path) -> str:
-    h = hashlib.md5()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def read_uci(name: str, root: str | Path) -> np.ndarray:
     """The raw table (float64, before preprocessing) after checking its md5."""
     if name not in UCI_FILES:
@@ -68,10 +61,7 @@ def read_uci(name: str, root: str | Path) -> np.ndarray:
     if not path.is_file():
         raise ValueError(f"root: no file {fname} in {Path(root).resolve()} (pass the folder that holds "
                          f"the UCI tables, e.g. the repository's data/uci)")
-    got = md5sum(path)
-    if got != md5:
-        raise ValueError(f"{path}: md5 {got} differs from the expected {md5}; the file is corrupted "
-                         f"or not the one documented in data/README.md")
+    verify_md5(path, md5)
     return np.loadtxt(path, delimiter=sep, skiprows=header, dtype=np.float64)
 
 

@@ -31,7 +31,6 @@ the clamped point, comparable with the flow literature only approximately.
 
 from __future__ import annotations
 
-import hashlib
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +39,7 @@ import numpy as np
 import torch
 
 from ._checks import check_choice, check_count
+from ._files import verify_md5
 
 #: md5 of the shipped MNIST file (``data/mnist/mnist-10k.npz``, see ``data/README.md``).
 MNIST_10K_MD5 = "174303664a26222d7525c27486889303"
@@ -47,27 +47,6 @@ MNIST_10K_MD5 = "174303664a26222d7525c27486889303"
 DATA_DIR = Path(__file__).resolve().parents[1] / "data"
 MNIST_SOURCES = ("shipped", "torchvision", "auto")
 SQUASHES = ("clamp", "affine")
-
-
-def file_md5(path: str | Path) -> str:
-    """The md5 hex digest of a file."""
-    digest = hashlib.md5()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def verify_md5(path: str | Path, expected: str) -> Path:
-    """Raise ``ValueError`` naming ``path`` when it is missing or its md5 is not ``expected``."""
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"path {str(path)!r} does not exist (expected a file with md5 {expected})")
-    got = file_md5(path)
-    if got != expected:
-        raise ValueError(f"path {str(path)!r} has md5 {got}, expected {expected}: the file is "
-                         "corrupted or not the one described in data/README.md")
-    return path
 
 
 @dataclass

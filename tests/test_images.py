@@ -8,14 +8,8 @@ import math
 import pytest
 import torch
 
-from ssm_lib.images import (
-    MNIST_10K_MD5,
-    LogitTransform,
-    file_md5,
-    load_digits_8x8,
-    load_mnist,
-    verify_md5,
-)
+from ssm_lib._files import file_md5, verify_md5
+from ssm_lib.images import MNIST_10K_MD5, LogitTransform, load_digits_8x8, load_mnist
 
 HAS_TORCHVISION = importlib.util.find_spec("torchvision") is not None
 
