@@ -22,7 +22,7 @@ couplings alternate the roles of the even and the odd coordinates, so every coor
 changed by some layer. With :math:`E_\theta = -\log p_\theta` (normalised, :math:`\log Z = 0`)
 the score is :math:`s_\theta = \nabla_x \log p_\theta = -\nabla_x f(x)^\top f(x)`, taken by
 autograd so that every score-matching objective of :mod:`ssm_lib.losses` can differentiate
-it again, and maximum likelihood uses :func:`negative_log_likelihood`.
+it again, and maximum likelihood uses :func:`~ssm_lib.losses.negative_log_likelihood`.
 
 The layers are exposed for estimators that propagate curvature through the network (CP,
 Approx BP): ``NICE.couplings`` (each with its ``fixed`` and ``shifted`` index buffers and
