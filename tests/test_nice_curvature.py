@@ -139,3 +139,16 @@ def test_float32_and_input_untouched():
     b = curvature_propagation_score_matching(model, x, generator=torch.Generator().manual_seed(0))
     c = approx_backprop_score_matching(model, x)
     assert a.item() == b.item() and torch.isfinite(c) and not x.requires_grad
+
+
+def test_registry_passes_the_flow_itself():
+    """``flow_objective("cp" / "approx_bp")`` trains NICE through the registry (takes='model')."""
+    from ssm_lib.flow_training import flow_objective
+
+    model = _nice(6, 2, seed=5)
+    x = _points(8, 6, 6)
+    via = flow_objective("cp")(model, x, torch.Generator().manual_seed(3))
+    direct = curvature_propagation_score_matching(model, x, generator=torch.Generator().manual_seed(3))
+    torch.testing.assert_close(via, direct)
+    torch.testing.assert_close(flow_objective("approx_bp")(model, x, torch.Generator()),
+                               approx_backprop_score_matching(model, x))
