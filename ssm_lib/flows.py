@@ -27,7 +27,11 @@ it again, and maximum likelihood uses :func:`~ssm_lib.losses.negative_log_likeli
 The layers are exposed for estimators that propagate curvature through the network (CP,
 Approx BP): ``NICE.couplings`` (each with its ``fixed`` and ``shifted`` index buffers and
 its MLP ``shift_net``, an ``nn.Sequential`` of ``nn.Linear`` and activation modules) and
-``NICE.scaling`` (its ``log_scale`` parameter).
+``NICE.scaling`` (its ``log_scale`` parameter). Both implement the layer protocol of
+:mod:`ssm_lib.curvature`, and :meth:`NICE.curvature_layers` lists the layers of the energy
+:math:`\tfrac12\|f(x)\|^2` (the log-determinant is constant in :math:`x`), so
+:func:`~ssm_lib.curvature.curvature_propagation_score_matching` and
+:func:`~ssm_lib.curvature.approx_backprop_score_matching` accept a NICE model.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ import torch
 from torch import nn
 
 from ._checks import check_choice, check_count
+from .curvature import HalfSquaredNorm, record_forward, sweep_approx_bp, sweep_cp
 from .models import ACTIVATIONS, EnergyScore, _mlp
 
 
@@ -80,6 +85,33 @@ class AdditiveCoupling(nn.Module):
     def inverse(self, y: torch.Tensor) -> torch.Tensor:
         return y.index_add(1, self.shifted, self.shift(y), alpha=-1.0)
 
+    # the layer protocol of ssm_lib.curvature. With J = I + P_b^T J_m P_a (P_a, P_b select the
+    # fixed and shifted coordinates), J^T g = g + P_a^T J_m^T g_b: the shifted half passes
+    # (g, h or S) through unchanged and the fixed half adds the sweep of m started from the
+    # shifted half's values (m's own curvature sum_k g_k Hess m_k is added inside that sweep).
+
+    def cp_backward(self, inp, out, g, s_re, s_im, generator):  # noqa: ANN001 - protocol signature
+        r"""CP through the coupling: exact propagation, :math:`S_x = J^\top S_y + F v` with the
+        local curvature of :math:`m` factorised inside :func:`~ssm_lib.curvature.sweep_cp`."""
+        _, tape = record_forward(self.shift_net, inp.index_select(1, self.fixed))
+        b = self.shifted
+        gm, rm, im = sweep_cp(tape, g.index_select(-1, b), s_re.index_select(-1, b),
+                              s_im.index_select(-1, b), generator)
+        a = self.fixed
+        return g.index_add(-1, a, gm), s_re.index_add(-1, a, rm), s_im.index_add(-1, a, im)
+
+    def approx_bp_backward(self, inp, out, g, h):  # noqa: ANN001 - protocol signature
+        r"""Approx BP through the coupling: :math:`h_{x_b} = h_{y_b}` (exact given
+        :math:`h_y`: the column of :math:`J` for a shifted coordinate is a unit vector) and
+        :math:`h_{x_a} = h_{y_a} + \text{(Approx BP of } m \text{ from } (g_{y_b}, h_{y_b}))`,
+        which drops the cross terms :math:`2\,\nabla^2_{ab}E\,J_m` and the off-diagonal
+        part of :math:`\nabla^2_{bb}E` (a biased estimate of the fixed half)."""
+        _, tape = record_forward(self.shift_net, inp.index_select(1, self.fixed))
+        b = self.shifted
+        gm, hm = sweep_approx_bp(tape, g.index_select(-1, b), h.index_select(-1, b))
+        a = self.fixed
+        return g.index_add(-1, a, gm), h.index_add(-1, a, hm)
+
 
 class DiagonalScaling(nn.Module):
     r"""The last layer of NICE, :math:`z = e^{\lambda}\odot y` with log-determinant
@@ -98,6 +130,17 @@ class DiagonalScaling(nn.Module):
 
     def log_det(self) -> torch.Tensor:
         return self.log_scale.sum()
+
+    # the layer protocol of ssm_lib.curvature: a linear, diagonal map (no curvature of its
+    # own), so both methods are exact through it: g_x = e^l g_y, h_x = e^{2l} h_y, S_x = e^l S_y
+
+    def cp_backward(self, inp, out, g, s_re, s_im, generator):  # noqa: ANN001 - protocol signature
+        scale = self.log_scale.exp()
+        return g * scale, s_re * scale, s_im * scale
+
+    def approx_bp_backward(self, inp, out, g, h):  # noqa: ANN001 - protocol signature
+        scale = self.log_scale.exp()
+        return g * scale, h * scale * scale
 
 
 class NICE(nn.Module):
@@ -135,6 +178,15 @@ class NICE(nn.Module):
             y = layer(y)
         z = self.scaling(y)
         return z, self.scaling.log_det().expand(x.shape[0])
+
+    def curvature_layers(self) -> list[nn.Module]:
+        r"""The layers of the energy :math:`\tfrac12\|f(x)\|^2` for the one-sweep Hessian
+        estimators of :mod:`ssm_lib.curvature` (CP, Approx BP): the couplings, the scaling and
+        :class:`~ssm_lib.curvature.HalfSquaredNorm`. It differs from :meth:`energy` by the
+        constant :math:`\tfrac d2\log 2\pi - \sum_i\lambda_i`, which has no gradient or
+        Hessian in :math:`x`, so the score-matching losses built on it are those of
+        :meth:`energy`."""
+        return [*self.couplings, self.scaling, HalfSquaredNorm()]
 
     def inverse(self, z: torch.Tensor) -> torch.Tensor:
         r""":math:`x = f^{-1}(z)`."""
