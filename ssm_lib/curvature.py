@@ -33,8 +33,10 @@ receives :math:`(g_2, S_2)` unchanged (the curvature of :math:`m` is added insid
 
 .. math::
 
-    y = Wx + b:\ \ g_x = W^\top g_y,\ \ h_x = (W\odot W)^\top h_y; \qquad
-    y = a(x):\ \ g_x = a'(x)\, g_y,\ \ h_x = a'(x)^2 h_y + a''(x)\, g_y.
+    \begin{aligned}
+    y &= Wx + b: & g_x &= W^\top g_y, & h_x &= (W\odot W)^\top h_y;\\
+    y &= a(x): & g_x &= a'(x)\, g_y, & h_x &= a'(x)^2 h_y + a''(x)\, g_y.
+    \end{aligned}
 
 Exact when every :math:`\nabla^2_y E` it meets is diagonal, e.g. for one hidden layer
 (``Linear, activation, Linear``); biased beyond, because

@@ -84,9 +84,11 @@ class Gaussian(Density):
 
     .. math::
 
-        \log p(x) = -\tfrac12 (x-\mu)^\top\Sigma^{-1}(x-\mu) - \log Z,\quad
-        Z = (2\pi)^{d/2}\,|\Sigma|^{1/2},\quad
-        \nabla_x \log p(x) = -\Sigma^{-1}(x - \mu).
+        \begin{aligned}
+        \log p(x) &= -\tfrac12 (x-\mu)^\top\Sigma^{-1}(x-\mu) - \log Z,\quad
+        Z = (2\pi)^{d/2}\,|\Sigma|^{1/2},\\
+        \nabla_x \log p(x) &= -\Sigma^{-1}(x - \mu).
+        \end{aligned}
     """
 
     def __init__(self, mean: Arraylike, cov: Arraylike):
@@ -186,9 +188,11 @@ class Banana(Density):
 
     .. math::
 
-        \log p(x) = \log\mathcal N(x_1; 0, \sigma_1^2) + \log\mathcal N(u; 0, \sigma_2^2),\quad
-        \nabla_x\log p(x) = \Big(-\frac{x_1}{\sigma_1^2} + \frac{2 b x_1 u}{\sigma_2^2},\;
+        \begin{aligned}
+        \log p(x) &= \log\mathcal N(x_1; 0, \sigma_1^2) + \log\mathcal N(u; 0, \sigma_2^2),\\
+        \nabla_x\log p(x) &= \Big(-\frac{x_1}{\sigma_1^2} + \frac{2 b x_1 u}{\sigma_2^2},\;
             -\frac{u}{\sigma_2^2}\Big).
+        \end{aligned}
     """
 
     def __init__(self, sigma1: float = 1.25, sigma2: float = 0.5, curvature: float = 0.6,

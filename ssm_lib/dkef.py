@@ -3,9 +3,11 @@ the density model of the paper's UCI and scalability experiments (Song et al. 20
 
 .. math::
 
-    \log \tilde p(x) = f(x) + \log q_0(x), \qquad
-    f(x) = \sum_{m=1}^{M} \alpha_m K(x, z_m), \qquad
-    K(x, z) = \sum_{j=1}^{J} w_j \exp\Big(-\frac{\|\phi_j(x) - \phi_j(z)\|^2}{2 s_j}\Big),
+    \begin{aligned}
+    \log \tilde p(x) &= f(x) + \log q_0(x), \qquad
+    f(x) = \sum_{m=1}^{M} \alpha_m K(x, z_m),\\
+    K(x, z) &= \sum_{j=1}^{J} w_j \exp\Big(-\frac{\|\phi_j(x) - \phi_j(z)\|^2}{2 s_j}\Big),
+    \end{aligned}
 
 with trainable inducing points :math:`z_m`, one learned feature network :math:`\phi_j` per
 kernel (an MLP with a linear skip connection), bandwidths :math:`s_j = 10^{\ell_j}`, mixture

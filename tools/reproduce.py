@@ -78,6 +78,27 @@ def _kernel_environment() -> None:
         filter(None, [os.environ.get("PYTHONWARNINGS"), "ignore:IProgress not found"]))
 
 
+def _tidy_for_readers(path: Path) -> None:
+    """Hide what is machinery, not content, in the executed notebook the book shows: the cell
+    papermill injects with the run's parameters gets the ``remove-cell`` tag (the notebook's own
+    ``parameters`` cell still shows the defaults), and the ``# NBVAL_CHECK_OUTPUT`` line of a
+    checked cell becomes the cell tag :data:`booktools.reference.CHECK_TAG`."""
+    import nbformat
+
+    from booktools.reference import CHECK_TAG, MARKER
+
+    nb = nbformat.read(path, as_version=4)
+    for cell in nb.cells:
+        tags = cell.metadata.setdefault("tags", [])
+        if "injected-parameters" in tags and "remove-cell" not in tags:
+            tags.append("remove-cell")
+        if cell.cell_type == "code" and cell.source.lstrip().startswith(MARKER):
+            cell.source = cell.source.lstrip()[len(MARKER):].lstrip("\n")
+            if CHECK_TAG not in tags:
+                tags.append(CHECK_TAG)
+    nbformat.write(nb, path)
+
+
 def _publish(staging: Path, out: Path, name: str) -> None:
     """Move a successful run's figures, results and notebook into place (the notebook last)."""
     figures, old = out / "figures" / name, out / "figures" / f".{name}.old"
@@ -153,6 +174,7 @@ def run(args: argparse.Namespace, source: Path) -> int:
         print(f"{PROG}: {name} failed: {why}; the previous result is unchanged, this run is in "
               f"{failed}", file=sys.stderr)
         return 1
+    _tidy_for_readers(staging / f"{name}.ipynb")
     _publish(staging, out, name)
     return 0
 

@@ -57,6 +57,7 @@ import json
 import os
 import platform
 import statistics
+import textwrap
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -448,8 +449,8 @@ def format_table(rows: Sequence[dict[str, Any]]) -> str:
     """A plain-text table of :func:`benchmark_sweep` rows: one line per (dim, variant) with
     the median step time, its ratio to DSM, the FLOP floor (forward units and ratio to DSM),
     the peak memory and the number of repeats."""
-    header = (f"{'device':<7} {'d':>5}  {'variant':<24} {'ms/step':>9} {'x DSM':>6} "
-              f"{'floor':>7} {'floor/DSM':>9} {'peak mem':>10} {'reps':>4}")
+    header = (f"{'device':<6} {'d':>5} {'variant':<24} {'ms/step':>8} {'x DSM':>6} "
+              f"{'floor':>7} {'x DSM':>6} {'peak mem':>9} {'reps':>4}")
     lines = [header, "-" * len(header)]
     prev = None
     for r in rows:
@@ -460,12 +461,12 @@ def format_table(rows: Sequence[dict[str, Any]]) -> str:
         units = f"{r['flop_units']:.1f}F"
         fr = "-" if r["flop_ratio_dsm"] is None else f"{r['flop_ratio_dsm']:.2f}"
         if r["status"] != STATUS_OK:
-            lines.append(f"{r['device']:<7} {r['dim']:>5}  {r['label']:<24} {r['status']:>16} "
-                         f"{units:>7} {fr:>9}")
+            lines.append(f"{r['device']:<6} {r['dim']:>5} {r['label']:<24} {r['status']:>15} "
+                         f"{units:>7} {fr:>6}")
             continue
         ratio = "-" if r["ratio_dsm"] is None else f"{r['ratio_dsm']:.2f}"
-        lines.append(f"{r['device']:<7} {r['dim']:>5}  {r['label']:<24} {r['time_s'] * 1e3:>9.1f} "
-                     f"{ratio:>6} {units:>7} {fr:>9} {_fmt_bytes(r['peak_bytes']):>10} "
+        lines.append(f"{r['device']:<6} {r['dim']:>5} {r['label']:<24} {r['time_s'] * 1e3:>8.1f} "
+                     f"{ratio:>6} {units:>7} {fr:>6} {_fmt_bytes(r['peak_bytes']):>9} "
                      f"{r['n_repeats']:>4}")
     return "\n".join(lines)
 
@@ -557,12 +558,15 @@ def check_targets(rows: Sequence[dict[str, Any]], *, dim: int = TARGET_DIM,
 
 
 def format_targets(results: Sequence[dict[str, Any]]) -> str:
-    """One line per target: holds / fails / n.a., the measured value and the limit."""
+    """One entry per target: holds / fails / n.a., the measured value and the limit, wrapped to
+    85 characters (the width of the book's output boxes)."""
     lines = []
     for t in results:
         mark = {True: "HOLDS", False: "FAILS", None: "n/a"}[t["holds"]]
         value = "-" if t["value"] is None else f"{t['value']:.3f}"
-        lines.append(f"[{mark:>5}] {t['target']}: {value} (limit {t['limit']})")
+        lines.append(textwrap.fill(f"[{mark:>5}] {t['target']}: {value} (limit {t['limit']})", width=85,
+                                   subsequent_indent=" " * 8, break_long_words=False,
+                                   break_on_hyphens=False))
     return "\n".join(lines)
 
 

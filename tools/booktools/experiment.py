@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+import textwrap
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -104,7 +105,9 @@ class Experiment:
     def check(self, condition: bool, message: str) -> None:
         """Assert a claim of the experiment; the message says what was expected and measured."""
         status = "PASS" if condition else "FAIL"
-        print(f"[{status}] {message}")
+        # wrapped to the book's ~85-character output width; the results file keeps one line
+        print(textwrap.fill(f"[{status}] {message}", width=85, subsequent_indent=" " * 7,
+                            break_long_words=False, break_on_hyphens=False))
         self.results.setdefault("checks", {})[message] = bool(condition)
         self.record()  # keep the JSON file in step with the checks made so far
         if not condition:
