@@ -100,7 +100,7 @@ lint: $(STAMP)
 pytest: $(STAMP)
 	$(BIN)/python -m pytest
 
-test: lint pytest outputs book-strict
+test: lint pytest outputs book-strict browser-test
 
 # Browser test (tests/browser): every page of _build/html in Debian's headless Chromium at 1400 and
 # 400 px, offline; screenshots in _build/screenshots/, counts in _build/browser/report.md.

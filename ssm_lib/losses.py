@@ -236,9 +236,16 @@ def sliced_score_matching(
         L_\mathrm{SSM}(\theta) = \mathbb{E}_{p_v}\mathbb{E}_{p_\mathrm{data}(x)}\Big[
             v^\top \nabla_x s_\theta(x)\, v + \tfrac12 \big(v^\top s_\theta(x)\big)^2\Big],
 
-    estimated with ``n_projections`` = :math:`M` independent directions per sample:
-    :math:`\frac1n\sum_i \frac1M\sum_m [v_{im}^\top \nabla_x s_\theta(x_i) v_{im}
-    + \frac12 (v_{im}^\top s_\theta(x_i))^2]`. With ``variance_reduction=True`` (SSM-VR) the
+    estimated with ``n_projections`` = :math:`M` independent directions per sample,
+
+    .. math::
+
+        \begin{aligned}
+        \hat L = \frac1n\sum_i \frac1M\sum_m \Big[&v_{im}^\top \nabla_x s_\theta(x_i)\, v_{im}\\
+            &+ \tfrac12 \big(v_{im}^\top s_\theta(x_i)\big)^2\Big].
+        \end{aligned}
+
+    With ``variance_reduction=True`` (SSM-VR) the
     second term is replaced by its exact expectation :math:`\tfrac12\|s_\theta(x)\|^2`, valid
     because :math:`\mathbb{E}[vv^\top] = I`. For every projection kind the objective equals
     :func:`exact_score_matching` in expectation over :math:`v`.
