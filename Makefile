@@ -104,10 +104,10 @@ test: lint pytest outputs book-strict browser-test
 
 # Browser test (tests/browser): every page of _build/html in Debian's headless Chromium at 1400 and
 # 400 px, offline; screenshots in _build/screenshots/, counts in _build/browser/report.md.
-# Builds the book first only when there is none.
+# Needs a built book (make book or make book-strict; make test builds it first).
 .PHONY: browser-test
 browser-test: $(STAMP)
-	@test -f _build/html/index.html || $(MAKE) --no-print-directory book
+	@test -f _build/html/index.html || { echo "browser-test: no book in _build/html; run make book first" >&2; exit 2; }
 	$(BIN)/python -m pytest tests/browser -p no:cacheprovider -q
 
 # Benchmark (benchmarks/run.py, code in tools/booktools/benchmark.py): a few minutes on a 2-core CPU;
