@@ -71,7 +71,7 @@ import torch
 from ._checks import check_choice, check_positive_int
 from .devices import resolve_device
 from .losses import denoising_score_matching, exact_score_matching, sliced_score_matching
-from .models import ScoreMLP
+from .models import EnergyMLP, ScoreMLP, score_from_energy
 
 Loss = Callable[[Callable[[torch.Tensor], torch.Tensor], torch.Tensor, torch.Generator], torch.Tensor]
 
@@ -86,6 +86,31 @@ class Method:
     objective: str
     variant: str | None
     description: str
+    network: str = "scoremlp"
+
+
+#: network kinds of the benchmark (see :func:`make_network`) and the prefixes of their rows
+NETWORKS: dict[str, str] = {"scoremlp": "", "sequential": "seq_", "energy": "ebm_"}
+NETWORK_LABELS: dict[str, str] = {"scoremlp": "", "sequential": "Seq: ", "energy": "EBM: "}
+
+
+def _generic_methods() -> list[Method]:
+    """Rows for generic networks (``nn.Sequential`` score net, energy model): exact SM with the
+    default arguments of each method, the default SSM and DSM, as a user would call them."""
+    out = []
+    for net in ("sequential", "energy"):
+        pre, lab = NETWORKS[net], NETWORK_LABELS[net]
+        out += [
+            Method(pre + "sm_auto", lab + "exact SM default", "sm", "auto",
+                   "exact_score_matching() with its defaults", net),
+            Method(pre + "sm_loop", lab + "exact SM (loop)", "sm", "loop",
+                   "exact_score_matching(method='loop')", net),
+            Method(pre + "sm_vmap", lab + "exact SM (vmap)", "sm", "vmap",
+                   "exact_score_matching(method='vmap'), default chunk", net),
+            Method(pre + "ssm", lab + "SSM default", "ssm", "auto", "sliced_score_matching()", net),
+            Method(pre + "dsm", lab + "DSM", "dsm", None, "denoising_score_matching(sigma=0.1)", net),
+        ]
+    return out
 
 
 #: Every benchmarked objective and method, by name.
@@ -107,6 +132,9 @@ METHODS: dict[str, Method] = {m.name: m for m in (
     Method("ssm_vr", "SSM-VR default", "ssm_vr", "auto",
            "sliced_score_matching(variance_reduction=True) default"),
     Method("dsm", "DSM", "dsm", None, "denoising_score_matching(sigma=0.1)"),
+    Method("sm_auto", "exact SM default", "sm", "auto",
+           "exact_score_matching() default: method='auto', chunk chosen by the library"),
+    *_generic_methods(),
 )}
 
 DEFAULT_METHODS: tuple[str, ...] = tuple(METHODS)
@@ -127,6 +155,27 @@ def vmap_chunk_size(dim: int, hidden: int, batch: int) -> int:
     them unless one ``(chunk, batch, max(dim, hidden))`` tensor would exceed
     :data:`VMAP_CHUNK_ELEMENTS` elements."""
     return max(1, min(dim, VMAP_CHUNK_ELEMENTS // (batch * max(dim, hidden))))
+
+
+def make_network(network: str, dim: int, *, hidden: int = 512, depth: int = 3
+                 ) -> tuple[torch.nn.Module, Callable[[torch.Tensor], torch.Tensor]]:
+    """``(module, score_fn)`` for a network kind of :data:`NETWORKS`: ``"scoremlp"`` (the
+    library's :class:`~ssm_lib.models.ScoreMLP`, SiLU, with its fast paths), ``"sequential"``
+    (a plain ``nn.Sequential`` of ``Linear`` + ``Softplus`` layers of the same sizes, as a user
+    would write it) or ``"energy"`` (an :class:`~ssm_lib.models.EnergyMLP` with softplus, its
+    score by :func:`~ssm_lib.models.score_from_energy`). Initialised from torch's global RNG."""
+    check_choice(network, tuple(NETWORKS), "network")
+    if network == "scoremlp":
+        model = ScoreMLP(dim, hidden=hidden, depth=depth)
+        return model, model
+    if network == "energy":
+        energy = EnergyMLP(dim, hidden=hidden, depth=depth, activation="softplus")
+        return energy, score_from_energy(energy)
+    layers: list[torch.nn.Module] = []
+    for n_in in [dim] + [hidden] * (depth - 1):
+        layers += [torch.nn.Linear(n_in, hidden), torch.nn.Softplus()]
+    seq = torch.nn.Sequential(*layers, torch.nn.Linear(hidden, dim))
+    return seq, seq
 
 
 def make_loss(method: str, *, sigma: float = 0.1, fd_step: float | None = None,
@@ -174,11 +223,20 @@ def flop_count(method: str, dim: int, *, hidden: int = 512, depth: int = 3, batc
         check_positive_int(value, name)
     m = _layer_flops(dim, hidden, depth, batch)
     f = sum(m)
+    if spec.network == "energy":
+        # EnergyMLP d -> h ... -> 1 (F counts its products, m[-1] the h -> 1 layer); its score
+        # -grad E costs F forward + F input-gradient, and each derivative level doubles again
+        m = m[:-1] + [2.0 * batch * hidden]
+        f = sum(m)
+        flops = {"dsm": 6 * f - 3 * m[-1],
+                 "sm": (6 * dim + 6) * f - dim * m[0] - (6 * dim + 3) * m[-1]
+                 }.get(spec.objective, 12 * f - m[0] - 9 * m[-1])
+        return {"flops": float(flops), "units": flops / f, "forward_flops": float(f)}
     if spec.objective == "dsm":
         flops = 3 * f - m[0]
     elif spec.objective == "sm":
         flops = (3 * dim + 3) * f - dim * m[0]
-    elif spec.variant in ("backward",) or method == "ssm_generic":
+    elif spec.variant in ("backward",) or method == "ssm_generic" or spec.network == "sequential":
         flops = 6 * f - m[0]
     elif spec.variant == "auto" and spec.objective == "ssm":
         flops = 6 * f - 2 * m[0] - 4 * m[-1]
@@ -246,13 +304,22 @@ def _make_cell(method: str, dim: int, *, hidden: int, depth: int, batch: int, de
                seed: int, lr: float, model: ScoreMLP | None = None) -> _Cell:
     gen = torch.Generator(device=device).manual_seed(seed)
     x = torch.randn(batch, dim, generator=gen, device=device)
-    if model is None:
+    network = METHODS[method].network
+    if network != "scoremlp":
         torch.manual_seed(seed)
-        model = ScoreMLP(dim, hidden=hidden, depth=depth)
-    model = copy.deepcopy(model).to(device)
-    score_fn = _Plain(model) if method == "ssm_generic" else model
-    chunk = vmap_chunk_size(dim, hidden, batch) if method == "sm_vmap" else None
-    loss_fn = make_loss(method, chunk_size=chunk)
+        model, score_fn = make_network(network, dim, hidden=hidden, depth=depth)
+        model = model.to(device)
+        if network == "energy":
+            score_fn = score_from_energy(model)
+        else:
+            score_fn = model
+    else:
+        if model is None:
+            torch.manual_seed(seed)
+            model = ScoreMLP(dim, hidden=hidden, depth=depth)
+        model = copy.deepcopy(model).to(device)
+        score_fn = _Plain(model) if method == "ssm_generic" else model
+    loss_fn = make_loss(method)  # exact SM with its default chunk, as a user calls it
     opt = torch.optim.Adam(model.parameters(), lr=lr)
 
     def work() -> None:
@@ -421,9 +488,10 @@ def benchmark_sweep(
             rows.append(row)
             if cell is not None:
                 say(f"d={dim} {name}: {row['time_s'] * 1e3:.1f} ms ({row['n_repeats']} repeats)")
-        dsm = next((r for r in rows if r["dim"] == dim and r["method"] == "dsm"
-                    and r["status"] == STATUS_OK), None)
         for r in rows:
+            dsm_name = NETWORKS[METHODS[r["method"]].network] + "dsm"
+            dsm = next((q for q in rows if q["dim"] == dim and q["method"] == dsm_name
+                        and q["status"] == STATUS_OK), None)
             if r["dim"] == dim and dsm is not None:
                 r["flop_ratio_dsm"] = r["flops"] / dsm["flops"]
                 if r["time_s"] is not None:
@@ -615,3 +683,123 @@ def read_results(path: str | Path) -> tuple[dict[str, Any], list[dict[str, Any]]
     if not isinstance(data, dict) or "rows" not in data:
         raise ValueError(f"path must be a benchmark JSON written by write_results, got {path}")
     return data.get("meta", {}), data["rows"]
+
+
+# --- exact SM: the library's default chunk against the loop and fixed chunks -----------------
+
+def exact_sm_variants(dim: int, chunks: Sequence[int] | None = None) -> dict[str, dict[str, Any]]:
+    """The exact-SM calls compared by :func:`exact_sm_defaults_sweep`, name -> keyword
+    arguments of :func:`~ssm_lib.losses.exact_score_matching`: ``"default"`` (no arguments),
+    ``"vmap"`` (``method="vmap"``, default chunk), ``"loop"``, and ``"chunk <c>"`` for each
+    fixed chunk ``c`` (default: 4, 16, 64 and 256 where below ``dim``, and ``dim`` itself)."""
+    if chunks is None:
+        chunks = [4**k for k in range(1, 5) if 4**k < dim] + [dim]
+    out: dict[str, dict[str, Any]] = {"default": {}, "vmap": {"method": "vmap"},
+                                      "loop": {"method": "loop"}}
+    for c in sorted({min(int(c), dim) for c in chunks}):
+        out[f"chunk {c}"] = {"method": "vmap", "chunk_size": c}
+    return out
+
+
+def exact_sm_defaults_sweep(
+    configs: Iterable[dict[str, Any]],
+    *,
+    chunks: Sequence[int] | None = None,
+    device: str | torch.device = "cpu",
+    repeats: int = 5,
+    budget_s: float = 10.0,
+    seed: int = 0,
+    progress: Callable[[str], None] | None = None,
+) -> list[dict[str, Any]]:
+    """Time exact SM's default (``exact_score_matching(score_fn, x)``) against the loop, the
+    ``"vmap"`` method with its default chunk, and fixed chunks, side by side.
+
+    Each config is a dict with ``network`` (a key of :data:`NETWORKS`), ``dim``, ``hidden``,
+    ``depth`` and ``batch``. Every variant (:func:`exact_sm_variants`) runs ``zero_grad``, the
+    loss and ``backward`` on the same network and batch: one untimed step (a variant whose
+    step exceeds ``budget_s`` is dropped), then ``repeats`` rounds in which every variant takes
+    one timed step, in an order rotated each round. Returns one row per config: ``times``
+    (variant -> median seconds), ``plan`` (the method and chunk the default chose),
+    ``best_chunk``/``best_chunk_s`` (the fastest fixed chunk), ``loop_s``, ``default_s``,
+    ``vmap_s`` and ``default_vs_best`` = default / min(loop, best fixed chunk) (likewise
+    ``vmap_vs_best``)."""
+    from . import _exact_chunking
+
+    check_positive_int(repeats, "repeats")
+    dev = resolve_device(device)
+    say = progress or (lambda _msg: None)
+    rows = []
+    # the first vmap call of a process builds its batching rules (seconds): not in any cell
+    warm = torch.nn.Linear(2, 2).to(dev)
+    exact_score_matching(warm, torch.zeros(1, 2, device=dev), method="vmap").backward()
+    for cfg in configs:
+        net_kind, dim = cfg["network"], int(cfg["dim"])
+        hidden, depth, batch = int(cfg["hidden"]), int(cfg.get("depth", 3)), int(cfg["batch"])
+        torch.manual_seed(seed)
+        model, score_fn = make_network(net_kind, dim, hidden=hidden, depth=depth)
+        model = model.to(dev)
+        score_fn = score_from_energy(model) if net_kind == "energy" else model
+        x = torch.randn(batch, dim, generator=torch.Generator(device=dev).manual_seed(seed), device=dev)
+        with torch.enable_grad(), _exact_chunking.count_saved_bytes() as saved:
+            score_fn(x.detach().requires_grad_(True))
+        row_bytes = saved.nbytes + 2 * x.numel() * x.element_size()
+        plan = _exact_chunking.plan("auto", dim, row_bytes, dev)
+
+        def make_step(kwargs: dict[str, Any], model: torch.nn.Module = model,
+                      score_fn: Callable[[torch.Tensor], torch.Tensor] = score_fn,
+                      x: torch.Tensor = x) -> Callable[[], None]:
+            def step() -> None:
+                model.zero_grad(set_to_none=False)
+                exact_score_matching(score_fn, x, **kwargs).backward()
+            return step
+
+        steps, times = {}, {}
+        for name, kwargs in exact_sm_variants(dim, chunks).items():
+            steps[name] = make_step(kwargs)
+            if _timed(steps[name], dev) > budget_s:
+                del steps[name]
+                say(f"{net_kind} d={dim}: {name} skipped (> {budget_s} s)")
+                continue
+            times[name] = []
+        order = list(steps)
+        for r in range(repeats):
+            for name in order[r % len(order):] + order[:r % len(order)]:
+                times[name].append(_timed(steps[name], dev))
+        med = {name: statistics.median(ts) for name, ts in times.items()}
+        fixed = {int(n.split()[1]): t for n, t in med.items() if n.startswith("chunk ")}
+        best_c = min(fixed, key=fixed.get) if fixed else None
+        best = min([t for t in (med.get("loop"), fixed.get(best_c) if best_c else None) if t])
+        row = {"network": net_kind, "dim": dim, "hidden": hidden, "depth": depth, "batch": batch,
+               "device": str(dev), "threads": torch.get_num_threads(), "row_bytes": row_bytes,
+               "plan": {"method": plan.method, "chunk": plan.chunk, "budget_bytes": plan.budget_bytes},
+               "times": med, "n_repeats": repeats, "loop_s": med.get("loop"),
+               "default_s": med.get("default"), "vmap_s": med.get("vmap"), "best_chunk": best_c,
+               "best_chunk_s": fixed.get(best_c) if best_c else None,
+               "default_vs_best": med["default"] / best if "default" in med else None,
+               "vmap_vs_best": med["vmap"] / best if "vmap" in med else None,
+               "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None}
+        rows.append(row)
+        say(format_exact_sm_defaults([row], header=False))
+    return rows
+
+
+def format_exact_sm_defaults(rows: Sequence[dict[str, Any]], header: bool = True) -> str:
+    """One line per :func:`exact_sm_defaults_sweep` row: the default's choice and time, the
+    ``"vmap"`` method's default, the loop, the best and the full (``chunk = d``) fixed chunk,
+    in ms, and the default's ratio to the best of the loop and the fixed chunks."""
+    def ms(t: float | None) -> str:
+        return "-" if t is None else f"{t * 1e3:.0f}"
+
+    head = (f"{'network':<10} {'d':>5} {'h':>5} {'B':>4} {'thr':>3} {'default':>12} {'ms':>7} "
+            f"{'vmap':>7} {'loop':>7} {'best chunk':>13} {'chunk=d':>7} {'dflt/best':>9} {'vmap/best':>9}")
+    lines = [head, "-" * len(head)] if header else []
+    for r in rows:
+        p = r["plan"]
+        choice = "loop" if p["method"] == "loop" else f"vmap {p['chunk']}"
+        best = "-" if r["best_chunk"] is None else f"{ms(r['best_chunk_s'])} ({r['best_chunk']})"
+        full = r["times"].get(f"chunk {r['dim']}")
+        lines.append(f"{r['network']:<10} {r['dim']:>5} {r['hidden']:>5} {r['batch']:>4} {r['threads']:>3} "
+                     f"{choice:>12} {ms(r['default_s']):>7} {ms(r['vmap_s']):>7} {ms(r['loop_s']):>7} "
+                     f"{best:>13} {ms(full):>7} {r['default_vs_best'] or math.nan:>9.2f} "
+                     f"{r['vmap_vs_best'] or math.nan:>9.2f}")
+    return "\n".join(lines)

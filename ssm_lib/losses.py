@@ -33,6 +33,7 @@ import math
 import torch
 import torch.autograd.forward_ad as fwad
 
+from . import _exact_chunking
 from ._checks import (
     ScoreFn,
     as_grad_input,
@@ -47,7 +48,7 @@ from ._checks import (
 )
 from .projections import PROJECTIONS, sample_projections
 
-EXACT_METHODS = ("loop", "vmap")
+EXACT_METHODS = ("auto", "loop", "vmap")
 SSM_METHODS = ("auto", "backward", "forward", "finite_difference")
 
 
@@ -68,14 +69,27 @@ def _grad(output: torch.Tensor, inputs: torch.Tensor, grad_outputs: torch.Tensor
     return g
 
 
-def jacobian_trace(score_fn: ScoreFn, x: torch.Tensor, *, method: str = "loop",
-                   chunk_size: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def jacobian_trace(score_fn: ScoreFn, x: torch.Tensor, *, method: str = "auto",
+                   chunk_size: int | None = None, memory_budget: float | None = None
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
     r"""The score and the exact trace of its Jacobian, :math:`\operatorname{tr}\nabla_x s(x)`.
 
     ``method="loop"`` takes one backward pass per event dimension (:math:`d` passes, the
-    textbook cost); ``method="vmap"`` computes the same diagonal with the :math:`d` backward
-    passes vectorised into batched ones (``torch.autograd.grad(..., is_grads_batched=True)``,
-    which runs on ``torch.func.vmap``), ``chunk_size`` basis vectors at a time (``None``: all).
+    textbook cost); ``method="vmap"`` computes the same diagonal with the passes vectorised
+    into batched ones (``torch.autograd.grad(..., is_grads_batched=True)``, which runs on
+    ``torch.func.vmap``), ``chunk_size`` basis vectors at a time. Both do the same arithmetic;
+    ``"vmap"`` saves per-pass overhead but works on tensors ``chunk_size`` times larger, so it
+    is faster than the loop only while one batched pass fits the budget below: with a chunk
+    that is too large for the machine it can be several times *slower* than the loop (on a
+    CPU, once a batched pass outgrows the caches), and with ``chunk_size=1`` it is a slightly
+    slower loop.
+
+    ``chunk_size=None`` lets the library choose (:mod:`ssm_lib._exact_chunking`): the largest
+    chunk whose batched pass, estimated from the tensors one forward pass saves, fits a byte
+    budget: on a CPU 32 MiB (about a cache, where the batched pass was measured fastest), on
+    CUDA a quarter of the free device memory, and never more than ``memory_budget`` bytes when
+    given. ``method="auto"`` (default) runs ``"vmap"`` with that chunk, and the loop where
+    the chunk would be a single row (one pass already fills the budget, or :math:`d = 1`).
 
     Returns:
         ``(s, trace)`` with ``s`` of the shape of ``x`` and ``trace`` of shape ``(batch,)``.
@@ -84,19 +98,25 @@ def jacobian_trace(score_fn: ScoreFn, x: torch.Tensor, *, method: str = "loop",
     check_choice(method, EXACT_METHODS, "method")
     if chunk_size is not None:
         check_positive_int(chunk_size, "chunk_size")
+    if memory_budget is not None:
+        check_positive_float(memory_budget, "memory_budget")
     check_batch(x)
     x_ = as_grad_input(x)
     batch, dim = x.shape[0], x[0].numel()
     with torch.enable_grad():
-        s = call_score(score_fn, x_)
+        with _exact_chunking.count_saved_bytes() as saved:
+            s = call_score(score_fn, x_)
         s_flat = s.reshape(batch, dim)
-        if method == "loop":
+        row_bytes = saved.nbytes + x.numel() * x.element_size() + s.numel() * s.element_size()
+        plan = _exact_chunking.plan(method, dim, row_bytes, x.device, chunk_size=chunk_size,
+                                    memory_budget=memory_budget)
+        if plan.method == "loop":
             trace = x.new_zeros(batch)
             for i in range(dim):
                 g = _grad(s_flat[:, i], x_)
                 trace = trace + g.reshape(batch, dim)[:, i]
             return s, trace
-        step = dim if chunk_size is None else chunk_size
+        step = plan.chunk
         trace = x.new_zeros(batch)
         for start in range(0, dim, step):
             idx = torch.arange(start, min(start + step, dim), device=x.device)
@@ -113,9 +133,10 @@ def exact_score_matching(
     score_fn: ScoreFn,
     x: torch.Tensor,
     *,
-    method: str = "loop",
+    method: str = "auto",
     reduction: str = "mean",
     chunk_size: int | None = None,
+    memory_budget: float | None = None,
 ) -> torch.Tensor:
     r"""Hyvärinen's score-matching objective (Hyvärinen 2005; Song et al. 2019, Eq. 2).
 
@@ -131,13 +152,18 @@ def exact_score_matching(
     Args:
         score_fn: maps ``(batch, *event_shape)`` to a tensor of the same shape.
         x: data batch ``(batch, *event_shape)``.
-        method: ``"loop"`` (one backward pass per dimension) or ``"vmap"`` (the same passes,
-            vectorised; faster, more memory).
+        method: ``"auto"`` (default: ``"vmap"`` with the chunk chosen from the byte budget,
+            the loop where that chunk is one row), ``"loop"`` (one backward pass per
+            dimension) or ``"vmap"`` (the passes batched, ``chunk_size`` at a time; faster than
+            the loop only with a chunk that suits the machine, see :func:`jacobian_trace`).
         reduction: ``"mean"``, ``"sum"`` or ``"none"``.
-        chunk_size: for ``"vmap"``, how many Jacobian rows to vectorise at once.
+        chunk_size: for ``"vmap"`` (and ``"auto"``), how many Jacobian rows to vectorise at
+            once (``None``: chosen from the byte budget, see :func:`jacobian_trace`).
+        memory_budget: optional cap in bytes on the estimated size of one batched pass.
     """
     check_reduction(reduction)
-    s, trace = jacobian_trace(score_fn, x, method=method, chunk_size=chunk_size)
+    s, trace = jacobian_trace(score_fn, x, method=method, chunk_size=chunk_size,
+                              memory_budget=memory_budget)
     per_sample = 0.5 * event_sum(s**2) + trace
     return reduce(per_sample, reduction)
 

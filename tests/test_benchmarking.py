@@ -44,6 +44,8 @@ def _counted_step_flops(method: str, dim: int, hidden: int, depth: int, batch: i
     torch.manual_seed(0)
     model = ScoreMLP(dim, hidden=hidden, depth=depth)
     score_fn = bm._Plain(model) if method == "ssm_generic" else model
+    if bm.METHODS[method].network != "scoremlp":
+        _, score_fn = bm.make_network(bm.METHODS[method].network, dim, hidden=hidden, depth=depth)
     loss_fn = bm.make_loss(method)
     x = torch.randn(batch, dim)
     gen = torch.Generator().manual_seed(0)
@@ -62,7 +64,8 @@ def test_flop_floor_matches_the_dispatched_matrix_products(method, sizes):
         assert floor["flops"] <= counted <= 1.5 * floor["flops"]
     else:
         assert counted == floor["flops"]
-    m = [2 * batch * a * b for a, b in zip([dim] + [hidden] * depth, [hidden] * depth + [dim],
+    n_out = 1 if bm.METHODS[method].network == "energy" else dim
+    m = [2 * batch * a * b for a, b in zip([dim] + [hidden] * depth, [hidden] * depth + [n_out],
                                            strict=True)]
     assert floor["forward_flops"] == sum(m)
     assert floor["units"] == pytest.approx(floor["flops"] / sum(m))

@@ -1,0 +1,149 @@
+r"""How exact score matching batches its :math:`d` backward passes (``method`` and ``chunk_size``
+of :func:`ssm_lib.losses.jacobian_trace` left to the library).
+
+Exact score matching needs the :math:`d` diagonal entries of :math:`\nabla_x s(x)`, one backward
+pass (a vector-Jacobian product with a basis vector :math:`e_i`) per entry. The ``"vmap"`` path
+stacks ``chunk`` of these passes into one batched pass. Every pass costs the same arithmetic
+either way; what changes is the size of the tensors each operation touches: a batched pass of
+``chunk`` rows works on tensors ``chunk`` times those of one pass.
+
+*The size of one pass.* While the score is evaluated, the tensors autograd saves for the
+backward pass are counted (a :func:`torch.autograd.graph.saved_tensors_hooks` pair that only
+adds up bytes), leaving out parameters, which every pass shares. Adding the input and the score
+themselves (a pass reads a basis vector and writes an input gradient, each of the shape of
+``x``) gives :math:`R`, the bytes of one backward pass on the batch: about
+:math:`B\,(d + d + \sum_l c_l h_l)` values for a batch of :math:`B` and layers of width
+:math:`h_l` that save :math:`c_l` tensors each.
+
+*The rule* (:func:`plan`): ``chunk`` is the largest number of rows whose batched pass fits a
+byte budget, :math:`\mathrm{chunk} = \min\big(d, \max(1, \lfloor \mathrm{budget}/R \rfloor)\big)`, with
+
+* CPU: budget = the smaller of :data:`CPU_CHUNK_BYTES` and :data:`MEMORY_FRACTION` of the
+  memory available (``psutil.virtual_memory().available``). The first is a cache size, not a
+  memory limit: once one batched pass no longer fits the processor's caches, each operation
+  streams its operands from main memory and the batched pass gets *slower* than the same rows
+  one at a time (measured in ``benchmarks/results/exact_sm_defaults-*.txt``).
+* CUDA: budget = :data:`MEMORY_FRACTION` of the free device memory
+  (``torch.cuda.mem_get_info``). A GPU is limited by kernel launches, not by caches, so the
+  largest chunk that fits is the fastest.
+* A ``memory_budget`` given by the caller (bytes) caps the budget on every device.
+
+``method="auto"`` takes that chunk with ``"vmap"``, except where a batched pass would hold a
+single row (one pass already fills the budget, or :math:`d = 1`): there it runs the plain loop,
+which does the same passes without the cost of building basis vectors and batching.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import torch
+
+#: CPU byte budget of one batched pass (about the size of a last-level cache); see the module
+#: docstring and ``benchmarks/results/exact_sm_defaults-*.txt`` for the measurements behind it.
+CPU_CHUNK_BYTES = 32 * 2**20
+#: share of the available memory (CPU) or free device memory (CUDA) one batched pass may use
+MEMORY_FRACTION = 0.25
+
+
+@dataclass(frozen=True)
+class ExactPlan:
+    """What :func:`ssm_lib.losses.jacobian_trace` runs: ``method`` (``"loop"`` or ``"vmap"``),
+    ``chunk`` (rows per batched pass; 1 for the loop), ``row_bytes`` (:math:`R`, the estimated
+    bytes of one backward pass on the batch) and ``budget_bytes`` (what ``chunk * row_bytes``
+    was held under)."""
+
+    method: str
+    chunk: int
+    row_bytes: int
+    budget_bytes: int
+
+
+class SavedBytes:
+    """Adds up the bytes of the tensors autograd saves while it is active (see
+    :func:`count_saved_bytes`). Leaf tensors that require grad (parameters, the input itself)
+    and views of them are left out, and a tensor saved twice counts once."""
+
+    def __init__(self) -> None:
+        self.nbytes = 0
+        self._seen: set[tuple[int, tuple[int, ...]]] = set()
+
+    def pack(self, t: torch.Tensor) -> torch.Tensor:
+        base = t if t._base is None else t._base
+        if not (base.is_leaf and base.requires_grad):  # parameters (and views of them) are shared
+            key = (t.data_ptr(), tuple(t.shape))
+            if key not in self._seen:
+                self._seen.add(key)
+                self.nbytes += t.numel() * t.element_size()
+        return t
+
+
+@contextmanager
+def count_saved_bytes() -> Iterator[SavedBytes]:
+    """Context manager yielding a :class:`SavedBytes` that counts what autograd saves inside."""
+    counter = SavedBytes()
+    with torch.autograd.graph.saved_tensors_hooks(counter.pack, _unpack):
+        yield counter
+
+
+def _unpack(t: torch.Tensor) -> torch.Tensor:
+    return t
+
+
+def available_memory(device: torch.device) -> int:
+    """Bytes of memory available for new tensors on ``device``: ``torch.cuda.mem_get_info``'s
+    free memory on CUDA; ``psutil.virtual_memory().available`` elsewhere (falling back to
+    ``/proc/meminfo``'s ``MemAvailable``, then to 4 GiB when neither can be read)."""
+    if device.type == "cuda":
+        free, _total = torch.cuda.mem_get_info(device)
+        return int(free)
+    try:
+        import psutil
+
+        return int(psutil.virtual_memory().available)
+    except Exception:  # noqa: BLE001 - psutil missing or unsupported platform
+        pass
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 4 * 2**30
+
+
+def budget_bytes(device: torch.device, memory_budget: float | None = None) -> int:
+    """The byte budget of one batched pass on ``device`` (the rule in the module docstring)."""
+    budget = int(MEMORY_FRACTION * available_memory(device))
+    if device.type == "cpu":
+        budget = min(budget, CPU_CHUNK_BYTES)
+    if memory_budget is not None:
+        budget = min(budget, int(memory_budget))
+    return max(budget, 0)
+
+
+def plan(method: str, dim: int, row_bytes: int, device: torch.device, *,
+         chunk_size: int | None = None, memory_budget: float | None = None) -> ExactPlan:
+    """Choose the method and chunk of exact score matching.
+
+    Args:
+        method: ``"auto"``, ``"loop"`` or ``"vmap"``.
+        dim: :math:`d`, the number of Jacobian rows.
+        row_bytes: :math:`R`, the estimated bytes of one backward pass on the batch.
+        device: where the passes run.
+        chunk_size: an explicit chunk (then only ``"auto"`` looks at it: it is used as given).
+        memory_budget: optional cap in bytes on ``chunk * row_bytes``.
+    """
+    row_bytes = max(int(row_bytes), 1)
+    budget = budget_bytes(device, memory_budget)
+    if chunk_size is not None:
+        chunk = min(chunk_size, dim)
+    else:
+        chunk = min(dim, max(1, budget // row_bytes))
+        chunk = -(-dim // -(-dim // chunk))  # equal chunks: no small remainder pass
+    if method == "loop" or (method == "auto" and chunk_size is None and chunk <= 1):
+        return ExactPlan("loop", 1, row_bytes, budget)
+    return ExactPlan("vmap", chunk, row_bytes, budget)
