@@ -15,22 +15,34 @@ themselves (a pass reads a basis vector and writes an input gradient, each of th
 :math:`B\,(d + d + \sum_l c_l h_l)` values for a batch of :math:`B` and layers of width
 :math:`h_l` that save :math:`c_l` tensors each.
 
-*The rule* (:func:`plan`): ``chunk`` is the largest number of rows whose batched pass fits a
-byte budget, :math:`\mathrm{chunk} = \min\big(d, \max(1, \lfloor \mathrm{budget}/R \rfloor)\big)`, with
+*The rule* (:func:`plan`, with :math:`B` the batch size):
 
-* CPU: budget = the smaller of :data:`CPU_CHUNK_BYTES` and :data:`MEMORY_FRACTION` of the
-  memory available (``psutil.virtual_memory().available``). The first is a cache size, not a
-  memory limit: once one batched pass no longer fits the processor's caches, each operation
-  streams its operands from main memory and the batched pass gets *slower* than the same rows
-  one at a time (measured in ``benchmarks/results/exact_sm_defaults-*.txt``).
+.. math::
+
+    \mathrm{chunk} = \min\Big(d,\ \max\big(1, \lfloor \mathrm{budget}/R \rfloor\big),\
+        \lceil 512/B \rceil\ \text{(CPU only)}\Big),
+
+then evened out over the passes (``ceil(d / ceil(d / chunk))``, so that no small remainder
+pass is left), where
+
+* CPU: budget = the smaller of :data:`CPU_CHUNK_BYTES` (32 MiB) and :data:`MEMORY_FRACTION`
+  of the available memory (``psutil.virtual_memory().available``), and at most
+  :data:`CPU_TARGET_ROWS` (512) rows of the batched matrix products. Batching pays on a CPU
+  because each operation runs once on ``chunk * B`` rows instead of ``chunk`` times on ``B``
+  rows: the per-operation overhead (dispatch, autograd bookkeeping) is paid once, and matrix
+  products on taller matrices run more efficiently. Both gains are used up at a few hundred
+  rows; larger chunks only add memory traffic (tensors of ``chunk * B * width`` values that no
+  longer stay in cache) and make the batched pass *slower* -- several times slower than the
+  loop with all :math:`d` rows at once. Measured in ``benchmarks/results/exact_sm_defaults/``.
 * CUDA: budget = :data:`MEMORY_FRACTION` of the free device memory
-  (``torch.cuda.mem_get_info``). A GPU is limited by kernel launches, not by caches, so the
-  largest chunk that fits is the fastest.
+  (``torch.cuda.mem_get_info``), no row limit: a GPU running a small pass is limited by
+  kernel launches, so the largest chunk that fits is the fastest.
 * A ``memory_budget`` given by the caller (bytes) caps the budget on every device.
 
-``method="auto"`` takes that chunk with ``"vmap"``, except where a batched pass would hold a
-single row (one pass already fills the budget, or :math:`d = 1`): there it runs the plain loop,
-which does the same passes without the cost of building basis vectors and batching.
+``method="auto"`` takes that chunk with ``"vmap"``, except where it is a single row (one pass
+already fills the budget, a batch of at least 512 on a CPU, or :math:`d = 1`): there it runs
+the plain loop, which does the same passes without building basis vectors and batching (a
+``"vmap"`` chunk of one row was measured slower than the loop).
 """
 
 from __future__ import annotations
@@ -42,8 +54,10 @@ from dataclasses import dataclass
 import torch
 
 #: CPU byte budget of one batched pass (about the size of a last-level cache); see the module
-#: docstring and ``benchmarks/results/exact_sm_defaults-*.txt`` for the measurements behind it.
+#: docstring and ``benchmarks/results/exact_sm_defaults/`` for the measurements behind it.
 CPU_CHUNK_BYTES = 32 * 2**20
+#: CPU: rows (chunk x batch) of the matrix products of one batched pass that are enough
+CPU_TARGET_ROWS = 512
 #: share of the available memory (CPU) or free device memory (CUDA) one batched pass may use
 MEMORY_FRACTION = 0.25
 
@@ -125,7 +139,7 @@ def budget_bytes(device: torch.device, memory_budget: float | None = None) -> in
     return max(budget, 0)
 
 
-def plan(method: str, dim: int, row_bytes: int, device: torch.device, *,
+def plan(method: str, dim: int, row_bytes: int, device: torch.device, *, batch: int = 1,
          chunk_size: int | None = None, memory_budget: float | None = None) -> ExactPlan:
     """Choose the method and chunk of exact score matching.
 
@@ -134,7 +148,9 @@ def plan(method: str, dim: int, row_bytes: int, device: torch.device, *,
         dim: :math:`d`, the number of Jacobian rows.
         row_bytes: :math:`R`, the estimated bytes of one backward pass on the batch.
         device: where the passes run.
-        chunk_size: an explicit chunk (then only ``"auto"`` looks at it: it is used as given).
+        batch: the batch size :math:`B` (on a CPU the chunk is at most
+            ``ceil(CPU_TARGET_ROWS / batch)``).
+        chunk_size: an explicit chunk, used as given by ``"vmap"`` and ``"auto"``.
         memory_budget: optional cap in bytes on ``chunk * row_bytes``.
     """
     row_bytes = max(int(row_bytes), 1)
@@ -143,6 +159,8 @@ def plan(method: str, dim: int, row_bytes: int, device: torch.device, *,
         chunk = min(chunk_size, dim)
     else:
         chunk = min(dim, max(1, budget // row_bytes))
+        if device.type == "cpu":
+            chunk = min(chunk, -(-CPU_TARGET_ROWS // max(int(batch), 1)))
         chunk = -(-dim // -(-dim // chunk))  # equal chunks: no small remainder pass
     if method == "loop" or (method == "auto" and chunk_size is None and chunk <= 1):
         return ExactPlan("loop", 1, row_bytes, budget)

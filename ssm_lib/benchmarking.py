@@ -7,7 +7,12 @@ appendix of the book. Public API:
   ``"sm_loop"``, ``"sm_vmap"`` (exact SM), ``"ssm_backward"``, ``"ssm_forward"``,
   ``"ssm_fd"``, ``"ssm_fast"`` (the default ``method="auto"``, i.e. :class:`~ssm_lib.models.ScoreMLP`'s own
   fast path), ``"ssm_generic"`` (``method="auto"`` on the same MLP hidden behind a plain
-  function, so without the fast path), ``"ssm_vr"`` and ``"dsm"``.
+  function, so without the fast path), ``"ssm_vr"``, ``"dsm"`` and ``"sm_auto"`` (exact SM with
+  its defaults), all on :class:`~ssm_lib.models.ScoreMLP`; then the same calls as a user makes
+  them on generic networks (:func:`make_network`): ``"seq_*"`` on a plain ``nn.Sequential``
+  score network and ``"ebm_*"`` on an energy model through
+  :func:`~ssm_lib.models.score_from_energy` (``sm_auto``, ``sm_loop``, ``sm_vmap``, ``ssm``,
+  ``dsm``). Exact SM always runs with its default chunk.
 * :func:`make_loss` -- ``loss(score_fn, x, generator) -> scalar`` for a method name.
 * :func:`flop_count` -- the matrix-product FLOPs of one step (the arithmetic floor), also in
   *forward units* (one forward pass of the MLP on the batch = 1 unit).
@@ -21,12 +26,15 @@ appendix of the book. Public API:
   run, slow cells skipped by a time budget; returns a list of row dicts.
 * :func:`format_table`, :func:`write_results`, :func:`read_results`, :func:`check_targets`,
   :func:`machine_info`.
+* :func:`exact_sm_defaults_sweep`, :func:`format_exact_sm_defaults` -- exact SM's default
+  (method and chunk chosen by the library) against the loop and fixed chunks
+  (``benchmarks/exact_sm_defaults.py``).
 
 Each row of :func:`benchmark_sweep` is a dict with keys ``method``, ``label``, ``dim``,
 ``device``, ``status`` (``"ok"`` or ``"skipped (> budget)"``), ``time_s`` (median seconds
 per step), ``time_q1_s``/``time_q3_s`` (quartiles), ``n_repeats``, ``ratio_dsm`` (median
-time / DSM's median time at the same ``dim``), ``peak_bytes``, ``flops``, ``flop_units``
-and ``flop_ratio_dsm``; numbers are ``None`` for skipped cells.
+time / the median time of DSM on the same network kind at the same ``dim``), ``peak_bytes``,
+``flops``, ``flop_units`` and ``flop_ratio_dsm``; numbers are ``None`` for skipped cells.
 
 FLOP floors (``L = depth + 1`` linear layers :math:`W_l` of sizes
 :math:`d\to h\to\dots\to h\to d`; :math:`m_l = 2 B\, n^\mathrm{in}_l n^\mathrm{out}_l` the
@@ -45,6 +53,12 @@ unit). Only matrix products are counted (elementwise work is :math:`O(Bh)` per l
 * Exact SM: :math:`F` forward plus :math:`d` vector-Jacobian products (:math:`dF`) and the
   backward of all of them (:math:`2dF - d\,m_1`), plus :math:`2F`:
   :math:`(3d + 3)F - d\,m_1`.
+
+Energy model (:class:`~ssm_lib.models.EnergyMLP`, layers :math:`d\to h\to\dots\to h\to 1`,
+:math:`F` its forward pass, :math:`m_L` its :math:`h\to 1` layer): the score costs :math:`2F`;
+DSM :math:`6F - 3m_L`, SSM :math:`12F - m_1 - 9m_L`, exact SM
+:math:`(6d + 6)F - d\,m_1 - (6d + 3)\,m_L`. The ``nn.Sequential`` rows count as ScoreMLP
+without its fast path.
 
 These are floors of the methods, met exactly by this library's implementations (checked in
 ``tests/test_benchmarking.py`` by counting the matrix products torch dispatches) except
@@ -118,7 +132,7 @@ METHODS: dict[str, Method] = {m.name: m for m in (
     Method("sm_loop", "exact SM (loop)", "sm", "loop",
            "exact_score_matching(method='loop'): d double-backward passes"),
     Method("sm_vmap", "exact SM (vmap)", "sm", "vmap",
-           "exact_score_matching(method='vmap'): the d passes batched"),
+           "exact_score_matching(method='vmap'): the d passes batched, default chunk"),
     Method("ssm_backward", "SSM backward", "ssm", "backward",
            "sliced_score_matching(method='backward'): double backprop"),
     Method("ssm_forward", "SSM forward", "ssm", "forward",
@@ -141,20 +155,11 @@ DEFAULT_METHODS: tuple[str, ...] = tuple(METHODS)
 DEFAULT_DIMS: tuple[int, ...] = (2, 16, 64, 128, 512, 2048)
 STATUS_OK = "ok"
 STATUS_SKIPPED = "skipped (> budget)"
-#: largest number of elements of one (chunk, batch, width) tensor of exact SM's vmap path
-VMAP_CHUNK_ELEMENTS = 2**21
 
 
 def _check_method(name: str) -> Method:
     check_choice(name, tuple(METHODS), "method")
     return METHODS[name]
-
-
-def vmap_chunk_size(dim: int, hidden: int, batch: int) -> int:
-    """Rows of the Jacobian that exact SM's ``"vmap"`` path vectorises at once here: all of
-    them unless one ``(chunk, batch, max(dim, hidden))`` tensor would exceed
-    :data:`VMAP_CHUNK_ELEMENTS` elements."""
-    return max(1, min(dim, VMAP_CHUNK_ELEMENTS // (batch * max(dim, hidden))))
 
 
 def make_network(network: str, dim: int, *, hidden: int = 512, depth: int = 3
@@ -186,7 +191,8 @@ def make_loss(method: str, *, sigma: float = 0.1, fd_step: float | None = None,
         method: a key of :data:`METHODS`.
         sigma: DSM noise level.
         fd_step: finite-difference step (``None``: the library's default).
-        chunk_size: exact SM ``"vmap"`` chunk (``None``: all rows at once).
+        chunk_size: exact SM chunk (``None``: the library's default, chosen from a byte
+            budget; see ``ssm_lib._exact_chunking``).
     """
     spec = _check_method(method)
     if spec.objective == "sm":
@@ -342,6 +348,16 @@ def _timed(step: Callable[[], None], device: torch.device) -> float:
     return time.perf_counter() - start
 
 
+def _timed_group(step: Callable[[], None], device: torch.device, n: int) -> float:
+    """Mean time of ``n`` consecutive calls of ``step``."""
+    _sync(device)
+    start = time.perf_counter()
+    for _ in range(n):
+        step()
+    _sync(device)
+    return (time.perf_counter() - start) / n
+
+
 def _quartiles(values: Sequence[float]) -> tuple[float, float, float]:
     if len(values) == 1:
         return values[0], values[0], values[0]
@@ -387,7 +403,8 @@ def benchmark_sweep(
     """Time one training step of each method at each ``dim``, side by side.
 
     For each ``dim``: every method gets a copy of the same freshly initialised
-    ``ScoreMLP(dim, hidden, depth)`` (SiLU), its own Adam optimiser and the same data batch;
+    ``ScoreMLP(dim, hidden, depth)`` (SiLU; the ``seq_*`` and ``ebm_*`` rows their own network
+    of :func:`make_network`, from the same seed), its own Adam optimiser and the same data batch;
     each runs ``warmup`` untimed steps, then ``repeats`` rounds in which every method takes one
     timed step, in an order rotated each round (interleaving, so that drifts in machine load
     hit all methods alike); the row reports the median. On CUDA each step ends with
@@ -708,6 +725,10 @@ def exact_sm_defaults_sweep(
     device: str | torch.device = "cpu",
     repeats: int = 5,
     budget_s: float = 10.0,
+    min_round_s: float = 20.0,
+    max_repeats: int = 31,
+    min_sample_s: float = 0.2,
+    drop_above: float = 1.3,
     seed: int = 0,
     progress: Callable[[str], None] | None = None,
 ) -> list[dict[str, Any]]:
@@ -718,7 +739,13 @@ def exact_sm_defaults_sweep(
     ``depth`` and ``batch``. Every variant (:func:`exact_sm_variants`) runs ``zero_grad``, the
     loss and ``backward`` on the same network and batch: one untimed step (a variant whose
     step exceeds ``budget_s`` is dropped), then ``repeats`` rounds in which every variant takes
-    one timed step, in an order rotated each round. Returns one row per config: ``times``
+    one timed sample, in an order rotated each round (at least ``repeats`` rounds, more for fast
+    configs: as many as take about ``min_round_s`` seconds in all, up to ``max_repeats``). A
+    sample is the mean of as many consecutive steps as take about ``min_sample_s``. After three
+    rounds, fixed chunks slower than ``drop_above`` times the fastest variant so far stop
+    (their median is then over three samples); the default, ``"vmap"`` and the loop run all
+    rounds.
+    Returns one row per config: ``times``
     (variant -> median seconds), ``plan`` (the method and chunk the default chose),
     ``best_chunk``/``best_chunk_s`` (the fastest fixed chunk), ``loop_s``, ``default_s``,
     ``vmap_s`` and ``default_vs_best`` = default / min(loop, best fixed chunk) (likewise
@@ -743,7 +770,7 @@ def exact_sm_defaults_sweep(
         with torch.enable_grad(), _exact_chunking.count_saved_bytes() as saved:
             score_fn(x.detach().requires_grad_(True))
         row_bytes = saved.nbytes + 2 * x.numel() * x.element_size()
-        plan = _exact_chunking.plan("auto", dim, row_bytes, dev)
+        plan = _exact_chunking.plan("auto", dim, row_bytes, dev, batch=batch)
 
         def make_step(kwargs: dict[str, Any], model: torch.nn.Module = model,
                       score_fn: Callable[[torch.Tensor], torch.Tensor] = score_fn,
@@ -753,18 +780,28 @@ def exact_sm_defaults_sweep(
                 exact_score_matching(score_fn, x, **kwargs).backward()
             return step
 
-        steps, times = {}, {}
+        steps, times, inner, round_s = {}, {}, {}, 0.0
         for name, kwargs in exact_sm_variants(dim, chunks).items():
             steps[name] = make_step(kwargs)
-            if _timed(steps[name], dev) > budget_s:
+            first = _timed(steps[name], dev)
+            if first > budget_s:
                 del steps[name]
                 say(f"{net_kind} d={dim}: {name} skipped (> {budget_s} s)")
                 continue
             times[name] = []
+            # fast steps are timed in groups of about min_sample_s, so that a scheduler
+            # time slice on a busy machine is not a large part of one sample
+            inner[name] = max(1, math.ceil(min_sample_s / max(first, 1e-9)))
+            round_s += first * inner[name]
         order = list(steps)
-        for r in range(repeats):
+        n_rounds = max(repeats, min(max_repeats, math.ceil(min_round_s / max(round_s, 1e-9))))
+        for r in range(n_rounds):
+            if r == 3:  # fixed chunks far behind the best leave the race: more rounds for the rest
+                lead = min(statistics.median(ts) for ts in times.values())
+                order = [n for n in order if not n.startswith("chunk ")
+                         or statistics.median(times[n]) <= drop_above * lead]
             for name in order[r % len(order):] + order[:r % len(order)]:
-                times[name].append(_timed(steps[name], dev))
+                times[name].append(_timed_group(steps[name], dev, inner[name]))
         med = {name: statistics.median(ts) for name, ts in times.items()}
         fixed = {int(n.split()[1]): t for n, t in med.items() if n.startswith("chunk ")}
         best_c = min(fixed, key=fixed.get) if fixed else None
@@ -772,26 +809,40 @@ def exact_sm_defaults_sweep(
         row = {"network": net_kind, "dim": dim, "hidden": hidden, "depth": depth, "batch": batch,
                "device": str(dev), "threads": torch.get_num_threads(), "row_bytes": row_bytes,
                "plan": {"method": plan.method, "chunk": plan.chunk, "budget_bytes": plan.budget_bytes},
-               "times": med, "n_repeats": repeats, "loop_s": med.get("loop"),
+               "times": med, "n_repeats": n_rounds, "loop_s": med.get("loop"),
                "default_s": med.get("default"), "vmap_s": med.get("vmap"), "best_chunk": best_c,
                "best_chunk_s": fixed.get(best_c) if best_c else None,
                "default_vs_best": med["default"] / best if "default" in med else None,
                "vmap_vs_best": med["vmap"] / best if "vmap" in med else None,
-               "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None}
+               "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+               # the default, "vmap" and the fixed chunk of the default's plan (or the loop) are
+               # the same computation: their spread shows the timing noise
+               "noise": _spread([med.get(n) for n in ("default", "vmap",
+                                                      "loop" if plan.method == "loop"
+                                                      else f"chunk {plan.chunk}")])}
         rows.append(row)
         say(format_exact_sm_defaults([row], header=False))
     return rows
 
 
+def _spread(values: Sequence[float | None]) -> float | None:
+    vals = [v for v in values if v]
+    return max(vals) / min(vals) if len(vals) >= 2 else None
+
+
 def format_exact_sm_defaults(rows: Sequence[dict[str, Any]], header: bool = True) -> str:
     """One line per :func:`exact_sm_defaults_sweep` row: the default's choice and time, the
     ``"vmap"`` method's default, the loop, the best and the full (``chunk = d``) fixed chunk,
-    in ms, and the default's ratio to the best of the loop and the fixed chunks."""
+    in ms, with ``R`` (the estimated MiB of one backward pass), the default's ratio to the
+    best of the loop and the fixed chunks, and ``noise``: max / min of the medians of the
+    variants that run the same computation as the default (``"vmap"``, and the fixed chunk or
+    loop it chose)."""
     def ms(t: float | None) -> str:
         return "-" if t is None else f"{t * 1e3:.0f}"
 
-    head = (f"{'network':<10} {'d':>5} {'h':>5} {'B':>4} {'thr':>3} {'default':>12} {'ms':>7} "
-            f"{'vmap':>7} {'loop':>7} {'best chunk':>13} {'chunk=d':>7} {'dflt/best':>9} {'vmap/best':>9}")
+    head = (f"{'network':<10} {'d':>5} {'h':>5} {'B':>4} {'thr':>3} {'reps':>4} {'R MiB':>6} "
+            f"{'default':>10} {'ms':>7} {'vmap':>7} {'loop':>7} {'best chunk':>13} {'chunk=d':>7} "
+            f"{'dflt/best':>9} {'vmap/best':>9} {'noise':>5}")
     lines = [head, "-" * len(head)] if header else []
     for r in rows:
         p = r["plan"]
@@ -799,7 +850,8 @@ def format_exact_sm_defaults(rows: Sequence[dict[str, Any]], header: bool = True
         best = "-" if r["best_chunk"] is None else f"{ms(r['best_chunk_s'])} ({r['best_chunk']})"
         full = r["times"].get(f"chunk {r['dim']}")
         lines.append(f"{r['network']:<10} {r['dim']:>5} {r['hidden']:>5} {r['batch']:>4} {r['threads']:>3} "
-                     f"{choice:>12} {ms(r['default_s']):>7} {ms(r['vmap_s']):>7} {ms(r['loop_s']):>7} "
+                     f"{r['n_repeats']:>4} {r['row_bytes'] / 2**20:>6.2f} "
+                     f"{choice:>10} {ms(r['default_s']):>7} {ms(r['vmap_s']):>7} {ms(r['loop_s']):>7} "
                      f"{best:>13} {ms(full):>7} {r['default_vs_best'] or math.nan:>9.2f} "
-                     f"{r['vmap_vs_best'] or math.nan:>9.2f}")
+                     f"{r['vmap_vs_best'] or math.nan:>9.2f} {r.get('noise') or math.nan:>5.2f}")
     return "\n".join(lines)

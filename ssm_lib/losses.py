@@ -77,19 +77,21 @@ def jacobian_trace(score_fn: ScoreFn, x: torch.Tensor, *, method: str = "auto",
     ``method="loop"`` takes one backward pass per event dimension (:math:`d` passes, the
     textbook cost); ``method="vmap"`` computes the same diagonal with the passes vectorised
     into batched ones (``torch.autograd.grad(..., is_grads_batched=True)``, which runs on
-    ``torch.func.vmap``), ``chunk_size`` basis vectors at a time. Both do the same arithmetic;
-    ``"vmap"`` saves per-pass overhead but works on tensors ``chunk_size`` times larger, so it
-    is faster than the loop only while one batched pass fits the budget below: with a chunk
-    that is too large for the machine it can be several times *slower* than the loop (on a
-    CPU, once a batched pass outgrows the caches), and with ``chunk_size=1`` it is a slightly
-    slower loop.
+    ``torch.func.vmap``), ``chunk_size`` basis vectors at a time. Both do the same arithmetic.
+    ``"vmap"`` saves per-operation overhead and runs taller matrix products, but works on
+    tensors ``chunk_size`` times larger: it is faster than the loop only with a chunk that
+    suits the machine. With too large a chunk it can be several times *slower* than the loop
+    (on a CPU, e.g. all :math:`d` rows at once for a few hundred dimensions), and with
+    ``chunk_size=1`` it is a slower loop.
 
-    ``chunk_size=None`` lets the library choose (:mod:`ssm_lib._exact_chunking`): the largest
-    chunk whose batched pass, estimated from the tensors one forward pass saves, fits a byte
-    budget: on a CPU 32 MiB (about a cache, where the batched pass was measured fastest), on
-    CUDA a quarter of the free device memory, and never more than ``memory_budget`` bytes when
-    given. ``method="auto"`` (default) runs ``"vmap"`` with that chunk, and the loop where
-    the chunk would be a single row (one pass already fills the budget, or :math:`d = 1`).
+    ``chunk_size=None`` lets the library choose (rule and measurements in
+    ``ssm_lib._exact_chunking``): with :math:`R` the bytes of one backward pass on the batch
+    (estimated from the tensors the forward pass saves) and :math:`B` the batch size,
+    ``chunk = min(d, budget // R)``, on a CPU also at most ``ceil(512 / B)`` (matrix products
+    of about 512 rows already run efficiently; larger ones only add memory traffic); the
+    budget is 32 MiB on a CPU, a quarter of the free device memory on CUDA, and at most
+    ``memory_budget`` bytes when given. ``method="auto"`` (default) runs ``"vmap"`` with that
+    chunk, and the loop where the chunk would be a single row.
 
     Returns:
         ``(s, trace)`` with ``s`` of the shape of ``x`` and ``trace`` of shape ``(batch,)``.
@@ -108,8 +110,8 @@ def jacobian_trace(score_fn: ScoreFn, x: torch.Tensor, *, method: str = "auto",
             s = call_score(score_fn, x_)
         s_flat = s.reshape(batch, dim)
         row_bytes = saved.nbytes + x.numel() * x.element_size() + s.numel() * s.element_size()
-        plan = _exact_chunking.plan(method, dim, row_bytes, x.device, chunk_size=chunk_size,
-                                    memory_budget=memory_budget)
+        plan = _exact_chunking.plan(method, dim, row_bytes, x.device, batch=batch,
+                                    chunk_size=chunk_size, memory_budget=memory_budget)
         if plan.method == "loop":
             trace = x.new_zeros(batch)
             for i in range(dim):

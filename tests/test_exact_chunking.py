@@ -97,6 +97,19 @@ def test_cuda_budget_from_mem_get_info(monkeypatch):
     assert calls and all(d == CUDA for d in calls)
 
 
+def test_cpu_chunk_stops_at_the_target_rows_but_cuda_does_not(monkeypatch):
+    monkeypatch.setattr(ec, "available_memory", lambda device: 2**40)
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (2**40, 2**41))
+    rows = ec.CPU_TARGET_ROWS
+    for batch in (16, 32, 100, 256):
+        p = ec.plan("auto", 4096, 1, CPU, batch=batch)
+        assert p.method == "vmap" and p.chunk * batch <= rows + batch and p.chunk >= rows // batch
+    assert ec.plan("auto", 4096, 1, CPU, batch=rows).method == "loop"  # a batch this large: loop
+    assert ec.plan("auto", 4096, 1, CUDA, batch=rows) == ec.ExactPlan("vmap", 4096, 1, 2**38)
+    # the byte budget still applies below the row limit
+    assert ec.plan("auto", 4096, ec.CPU_CHUNK_BYTES // 3, CPU, batch=16).chunk == 3
+
+
 def test_auto_method_rule():
     # the loop exactly where a batched pass would hold one row
     assert ec.plan("auto", 1, 10, CPU, memory_budget=10**9).method == "loop"
@@ -173,3 +186,19 @@ def test_default_method_is_auto_and_the_budget_is_checked():
     with pytest.raises(ValueError, match="method"):
         exact_score_matching(f, x, method="fastest")
     torch.testing.assert_close(exact_score_matching(f, x), exact_score_matching(f, x, method="loop"))
+
+
+def test_defaults_sweep_rows(tmp_path):
+    from ssm_lib import benchmarking as bm
+
+    cfgs = [dict(network=n, dim=5, hidden=6, depth=2, batch=3) for n in bm.NETWORKS]
+    rows = bm.exact_sm_defaults_sweep(cfgs, repeats=2, min_round_s=0.0, min_sample_s=0.0, budget_s=60.0)
+    assert [r["network"] for r in rows] == list(bm.NETWORKS)
+    for r in rows:
+        assert set(r["times"]) == {"default", "vmap", "loop", "chunk 4", "chunk 5"}
+        best = min(r["loop_s"], r["best_chunk_s"])
+        assert r["best_chunk_s"] == min(r["times"]["chunk 4"], r["times"]["chunk 5"])
+        assert r["default_vs_best"] == pytest.approx(r["default_s"] / best)
+        assert r["n_repeats"] == 2 and r["plan"]["method"] in ("loop", "vmap")
+    table = bm.format_exact_sm_defaults(rows)
+    assert len(table.splitlines()) == 2 + len(rows)
