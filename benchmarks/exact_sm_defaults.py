@@ -48,6 +48,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     p.add_argument("--default-threads-at", type=int, nargs="*", default=[6, 13],
                    help="indices of GRID rows to repeat with torch's default thread count")
+    p.add_argument("--rows", type=int, nargs="+", default=None,
+                   help="indices of GRID rows to measure (default: all); e.g. a closer look, more repeats")
     p.add_argument("--quick", action="store_true", help="tiny sizes, 2 repeats (a smoke test)")
     p.add_argument("--render", type=Path, default=None,
                    help="print the tables of a results .json written earlier, and exit")
@@ -66,6 +68,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     default_threads = torch.get_num_threads()
     grid = QUICK_GRID if args.quick else GRID
+    if args.rows is not None:
+        grid = [grid[i] for i in args.rows]
     repeats = 2 if args.quick else args.repeats
     lines: list[str] = []
 
@@ -94,7 +98,8 @@ def main(argv: list[str] | None = None) -> int:
     runs = [(args.threads, configs)]
     if args.threads is not None and not args.quick:
         extra = [configs[i] for i in args.default_threads_at if 0 <= i < len(configs)]
-        runs.append((default_threads, extra))
+        if extra:
+            runs.append((default_threads, extra))
     for threads, cfgs in runs:
         if threads is not None:
             torch.set_num_threads(threads)
