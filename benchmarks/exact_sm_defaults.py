@@ -35,7 +35,8 @@ RESULTS = Path(__file__).resolve().parent / "results" / "exact_sm_defaults"
 #: corners of widths 64-1024 and batches 16-256, and the case of the issue (width 256, batch 64)
 GRID = ([(net, d, 256, 32) for net in ("scoremlp", "sequential", "energy") for d in (2, 16, 64, 256)]
         + [("sequential", 2048, 64, 16), ("sequential", 64, 64, 16), ("scoremlp", 64, 512, 128),
-           ("sequential", 16, 1024, 256), ("energy", 16, 512, 128), ("sequential", 256, 256, 64)])
+           ("sequential", 16, 1024, 256), ("energy", 16, 512, 128), ("sequential", 256, 256, 64),
+           ("sequential", 64, 512, 128), ("energy", 64, 512, 128)])
 QUICK_GRID = [(net, d, 16, 8) for net in ("scoremlp", "sequential", "energy") for d in (2, 8)]
 
 

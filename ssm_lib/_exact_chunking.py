@@ -7,9 +7,9 @@ stacks ``chunk`` of these passes into one batched pass. Every pass costs the sam
 either way; what changes is the size of the tensors each operation touches: a batched pass of
 ``chunk`` rows works on tensors ``chunk`` times those of one pass.
 
-*The size of one pass.* While the score is evaluated, the tensors autograd saves for the
-backward pass are counted (a :func:`torch.autograd.graph.saved_tensors_hooks` pair that only
-adds up bytes), leaving out parameters, which every pass shares. Adding the input and the score
+*The size of one pass.* After the score is evaluated, the tensors its autograd graph saved
+for the backward pass are counted (:func:`saved_bytes`), leaving out parameters, which every
+pass shares. Adding the input and the score
 themselves (a pass reads a basis vector and writes an input gradient, each of the shape of
 ``x``) gives :math:`R`, the bytes of one backward pass on the batch: about
 :math:`B\,(d + d + \sum_l c_l h_l)` values for a batch of :math:`B` and layers of width
@@ -47,8 +47,6 @@ the plain loop, which does the same passes without building basis vectors and ba
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -75,35 +73,41 @@ class ExactPlan:
     budget_bytes: int
 
 
-class SavedBytes:
-    """Adds up the bytes of the tensors autograd saves while it is active (see
-    :func:`count_saved_bytes`). Leaf tensors that require grad (parameters, the input itself)
-    and views of them are left out, and a tensor saved twice counts once."""
+def saved_bytes(output: torch.Tensor) -> int:
+    """Bytes of the tensors that the autograd graph of ``output`` holds for its backward pass.
 
-    def __init__(self) -> None:
-        self.nbytes = 0
-        self._seen: set[tuple[int, tuple[int, ...]]] = set()
-
-    def pack(self, t: torch.Tensor) -> torch.Tensor:
-        base = t if t._base is None else t._base
-        if not (base.is_leaf and base.requires_grad):  # parameters (and views of them) are shared
-            key = (t.data_ptr(), tuple(t.shape))
-            if key not in self._seen:
-                self._seen.add(key)
-                self.nbytes += t.numel() * t.element_size()
-        return t
-
-
-@contextmanager
-def count_saved_bytes() -> Iterator[SavedBytes]:
-    """Context manager yielding a :class:`SavedBytes` that counts what autograd saves inside."""
-    counter = SavedBytes()
-    with torch.autograd.graph.saved_tensors_hooks(counter.pack, _unpack):
-        yield counter
-
-
-def _unpack(t: torch.Tensor) -> torch.Tensor:
-    return t
+    Walks the graph from ``output.grad_fn`` and adds up every tensor a node saved (its
+    ``_saved_*`` attributes), each once; leaf tensors that require grad (parameters, the input
+    itself) and views of them are left out, as every pass shares them. Reading the graph
+    after the fact, rather than hooking into it, keeps no reference that would outlive it."""
+    seen_nodes: set[int] = set()
+    seen_tensors: set[tuple[int, tuple[int, ...]]] = set()
+    total = 0
+    stack = [output.grad_fn] if output.grad_fn is not None else []
+    while stack:
+        node = stack.pop()
+        if id(node) in seen_nodes:
+            continue
+        seen_nodes.add(id(node))
+        for name in dir(node):
+            if not name.startswith("_saved_"):
+                continue
+            try:
+                value = getattr(node, name)
+            except RuntimeError:  # already freed
+                continue
+            for t in value if isinstance(value, (tuple, list)) else (value,):
+                if not isinstance(t, torch.Tensor):
+                    continue
+                base = t if t._base is None else t._base
+                if base.is_leaf and base.requires_grad:
+                    continue
+                key = (t.data_ptr(), tuple(t.shape))
+                if key not in seen_tensors:
+                    seen_tensors.add(key)
+                    total += t.numel() * t.element_size()
+        stack.extend(fn for fn, _ in node.next_functions if fn is not None)
+    return total
 
 
 def available_memory(device: torch.device) -> int:

@@ -767,9 +767,10 @@ def exact_sm_defaults_sweep(
         model = model.to(dev)
         score_fn = score_from_energy(model) if net_kind == "energy" else model
         x = torch.randn(batch, dim, generator=torch.Generator(device=dev).manual_seed(seed), device=dev)
-        with torch.enable_grad(), _exact_chunking.count_saved_bytes() as saved:
-            score_fn(x.detach().requires_grad_(True))
-        row_bytes = saved.nbytes + 2 * x.numel() * x.element_size()
+        with torch.enable_grad():
+            s = score_fn(x.detach().requires_grad_(True))
+        row_bytes = _exact_chunking.saved_bytes(s) + 2 * x.numel() * x.element_size()
+        del s
         plan = _exact_chunking.plan("auto", dim, row_bytes, dev, batch=batch)
 
         def make_step(kwargs: dict[str, Any], model: torch.nn.Module = model,

@@ -106,10 +106,10 @@ def jacobian_trace(score_fn: ScoreFn, x: torch.Tensor, *, method: str = "auto",
     x_ = as_grad_input(x)
     batch, dim = x.shape[0], x[0].numel()
     with torch.enable_grad():
-        with _exact_chunking.count_saved_bytes() as saved:
-            s = call_score(score_fn, x_)
+        s = call_score(score_fn, x_)
         s_flat = s.reshape(batch, dim)
-        row_bytes = saved.nbytes + x.numel() * x.element_size() + s.numel() * s.element_size()
+        row_bytes = (_exact_chunking.saved_bytes(s) if method != "loop" else 0) \
+            + x.numel() * x.element_size() + s.numel() * s.element_size()
         plan = _exact_chunking.plan(method, dim, row_bytes, x.device, batch=batch,
                                     chunk_size=chunk_size, memory_budget=memory_budget)
         if plan.method == "loop":

@@ -127,10 +127,26 @@ def test_row_bytes_count_the_saved_activations_not_the_parameters():
     b, d, h = 4, 3, 5
     net = nn.Sequential(nn.Linear(d, h), nn.SiLU(), nn.Linear(h, h), nn.Tanh(), nn.Linear(h, d)).double()
     x = torch.randn(b, d, dtype=torch.float64, requires_grad=True)
-    with ec.count_saved_bytes() as saved:
-        net(x)
     # SiLU input, second Linear's input, tanh's output (= third Linear's input): 3 (b, h) tensors
-    assert saved.nbytes == 3 * b * h * 8
+    assert ec.saved_bytes(net(x)) == 3 * b * h * 8
+    assert ec.saved_bytes(x + 1.0) == 0 and ec.saved_bytes(x) == 0  # nothing saved
+
+
+def test_counting_keeps_no_reference_to_the_graph():
+    import gc
+    import weakref
+
+    net = nn.Sequential(nn.Linear(3, 5), nn.Tanh())  # tanh saves its own output
+    x = torch.randn(4, 3, requires_grad=True)
+    gc.disable()
+    try:
+        y = net(x)
+        assert ec.saved_bytes(y) > 0
+        ref = weakref.ref(y)
+        del y
+        assert ref() is None  # freed at once, no reference cycle left for the garbage collector
+    finally:
+        gc.enable()
 
 
 @pytest.mark.parametrize("kind", ["scoremlp", "sequential", "energy"])
@@ -166,7 +182,9 @@ def test_every_choice_equals_the_loop_in_float64(kind, plans):
 
     ref_grads = grads_of(ref)
     settings = [dict(), dict(method="vmap"), dict(method="auto", memory_budget=1)]
-    settings += [dict(method="vmap", memory_budget=plans[0].row_bytes * k) for k in (1, 2, 3, 6)]
+    jacobian_trace(f, x, method="vmap")
+    row = plans[-1].row_bytes
+    settings += [dict(method="vmap", memory_budget=row * k) for k in (1, 2, 3, 6)]
     settings += [dict(method=m, chunk_size=c) for m in ("auto", "vmap") for c in (1, 3, 7, 50)]
     chosen = set()
     for kw in settings:
