@@ -91,7 +91,7 @@ def jacobian_trace(score_fn: ScoreFn, x: torch.Tensor, *, method: str = "auto",
     of about 512 rows already run efficiently; larger ones only add memory traffic); the
     budget is 32 MiB on a CPU, a quarter of the free device memory on CUDA, and at most
     ``memory_budget`` bytes when given. ``method="auto"`` (default) runs ``"vmap"`` with that
-    chunk, and the loop where the chunk would be a single row.
+    chunk, and the loop where the chunk would be a single row or :math:`d \le 2`.
 
     Returns:
         ``(s, trace)`` with ``s`` of the shape of ``x`` and ``trace`` of shape ``(batch,)``.
@@ -155,7 +155,7 @@ def exact_score_matching(
         score_fn: maps ``(batch, *event_shape)`` to a tensor of the same shape.
         x: data batch ``(batch, *event_shape)``.
         method: ``"auto"`` (default: ``"vmap"`` with the chunk chosen from the byte budget,
-            the loop where that chunk is one row), ``"loop"`` (one backward pass per
+            the loop where that chunk is one row or :math:`d \le 2`), ``"loop"`` (one backward pass per
             dimension) or ``"vmap"`` (the passes batched, ``chunk_size`` at a time; faster than
             the loop only with a chunk that suits the machine, see :func:`jacobian_trace`).
         reduction: ``"mean"``, ``"sum"`` or ``"none"``.

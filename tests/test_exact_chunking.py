@@ -110,9 +110,15 @@ def test_cpu_chunk_stops_at_the_target_rows_but_cuda_does_not(monkeypatch):
     assert ec.plan("auto", 4096, ec.CPU_CHUNK_BYTES // 3, CPU, batch=16).chunk == 3
 
 
-def test_auto_method_rule():
+def test_auto_method_rule(monkeypatch):
     # the loop exactly where a batched pass would hold one row
     assert ec.plan("auto", 1, 10, CPU, memory_budget=10**9).method == "loop"
+    monkeypatch.setattr(ec, "available_memory", lambda device: 2**30)  # no real CUDA needed
+    for dev in (CPU, CUDA):  # up to two rows: the loop, on every device
+        assert ec.plan("auto", ec.AUTO_LOOP_MAX_DIM, 10, dev).method == "loop"
+        assert ec.plan("vmap", ec.AUTO_LOOP_MAX_DIM, 10, dev).method == "vmap"
+        assert ec.plan("auto", ec.AUTO_LOOP_MAX_DIM + 1, 10, dev, batch=8) == ec.ExactPlan(
+            "vmap", ec.AUTO_LOOP_MAX_DIM + 1, 10, 2**28 if dev == CUDA else ec.CPU_CHUNK_BYTES)
     assert ec.plan("auto", 50, 1000, CPU, memory_budget=1999).method == "loop"
     p = ec.plan("auto", 50, 1000, CPU, memory_budget=2000)
     assert (p.method, p.chunk) == ("vmap", 2)
