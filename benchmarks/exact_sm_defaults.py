@@ -88,11 +88,12 @@ def main(argv: list[str] | None = None) -> int:
     rows_cap = _exact_chunking.CPU_TARGET_ROWS
     out(f"# rule: chunk = min(d, budget // R, CPU: ceil({rows_cap} / B)); R = bytes of one backward")
     out(f"# pass; budget: CPU min({cpu_mib} MiB, {frac:g} x available), CUDA {frac:g} x free;")
-    out("# auto: the loop where chunk = 1.")
+    out("# auto: the loop where chunk = 1 or d <= 2.")
     out("# one step = zero_grad + loss + backward; medians over rounds that interleave all variants;")
     out("# best chunk = fastest fixed chunk (4, 16, 64, 256 below d, and d); dflt/best = default /")
     out("# min(loop, best chunk); vmap = method='vmap' with its default chunk; noise = max/min of")
-    out("# the medians of the variants that run the default's own computation. Times in ms.")
+    out("# the medians of the variants that run the default's own computation (the loop it chose,")
+    out("# or vmap and the fixed chunk it chose). Times in ms.")
     start = time.perf_counter()
     configs = [dict(network=n, dim=d, hidden=h, batch=b, depth=3) for n, d, h, b in grid]
     all_rows = []

@@ -815,19 +815,19 @@ def exact_sm_defaults_sweep(
                "best_chunk_s": fixed.get(best_c) if best_c else None,
                "default_vs_best": med["default"] / best if "default" in med else None,
                "vmap_vs_best": med["vmap"] / best if "vmap" in med else None,
-               "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
-               # the default, "vmap" and the fixed chunk of the default's plan (or the loop) are
-               # the same computation: their spread shows the timing noise
-               "noise": _spread([med.get(n) for n in ("default", "vmap",
-                                                      "loop" if plan.method == "loop"
-                                                      else f"chunk {plan.chunk}")])}
+               "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None}
+        row["noise"] = _noise(row)
         rows.append(row)
         say(format_exact_sm_defaults([row], header=False))
     return rows
 
 
-def _spread(values: Sequence[float | None]) -> float | None:
-    vals = [v for v in values if v]
+def _noise(row: dict[str, Any]) -> float | None:
+    """max / min of the medians of the variants that run the default's own computation: the
+    loop when the default chose it, else ``"vmap"`` and the fixed chunk it chose."""
+    plan, t = row["plan"], row["times"]
+    same = ["loop"] if plan["method"] == "loop" else ["vmap", f"chunk {plan['chunk']}"]
+    vals = [t[n] for n in ["default", *same] if t.get(n)]
     return max(vals) / min(vals) if len(vals) >= 2 else None
 
 
@@ -854,5 +854,5 @@ def format_exact_sm_defaults(rows: Sequence[dict[str, Any]], header: bool = True
                      f"{r['n_repeats']:>4} {r['row_bytes'] / 2**20:>6.2f} "
                      f"{choice:>10} {ms(r['default_s']):>7} {ms(r['vmap_s']):>7} {ms(r['loop_s']):>7} "
                      f"{best:>13} {ms(full):>7} {r['default_vs_best'] or math.nan:>9.2f} "
-                     f"{r['vmap_vs_best'] or math.nan:>9.2f} {r.get('noise') or math.nan:>5.2f}")
+                     f"{r['vmap_vs_best'] or math.nan:>9.2f} {_noise(r) or math.nan:>5.2f}")
     return "\n".join(lines)
