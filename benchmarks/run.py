@@ -130,6 +130,9 @@ def run(args: argparse.Namespace, devices: list[str]) -> int:
           "training step (zero_grad, loss, backward, Adam step), ratio to DSM from the same run,")
     print("FLOP floor in forward-pass units F (matrix products only) and its ratio to DSM, peak "
           "working memory of loss + backward above the resident state (params, grads, Adam, data).")
+    print("Seq: rows use a plain nn.Sequential (Linear + Softplus, same sizes), EBM: rows an EnergyMLP "
+          "through score_from_energy; their ratios are to DSM on the same network. Exact SM runs with "
+          "its default chunk.")
     print(bm.format_table(all_rows))
     for device in dict.fromkeys(r["device"] for r in all_rows):
         print(f"\nTargets ({device}):")

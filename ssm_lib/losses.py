@@ -36,6 +36,7 @@ from typing import Any
 import torch
 import torch.autograd.forward_ad as fwad
 
+from . import _exact_chunking
 from ._checks import (
     ScoreFn,
     call_score,
@@ -54,7 +55,7 @@ from .curvature import approx_backprop_score_matching, curvature_propagation_sco
 from .fast_path import model_fast_path
 from .projections import PROJECTIONS, sample_projections
 
-EXACT_METHODS = ("loop", "vmap")
+EXACT_METHODS = ("auto", "loop", "vmap")
 SSM_METHODS = ("auto", "backward", "forward", "finite_difference")
 
 
@@ -75,14 +76,29 @@ def _grad(output: torch.Tensor, inputs: torch.Tensor, grad_outputs: torch.Tensor
     return g
 
 
-def jacobian_trace(score_fn: ScoreFn, x: torch.Tensor, *, method: str = "loop",
-                   chunk_size: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def jacobian_trace(score_fn: ScoreFn, x: torch.Tensor, *, method: str = "auto",
+                   chunk_size: int | None = None, memory_budget: float | None = None
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
     r"""The score and the exact trace of its Jacobian, :math:`\operatorname{tr}\nabla_x s(x)`.
 
     ``method="loop"`` takes one backward pass per event dimension (:math:`d` passes, the
-    textbook cost); ``method="vmap"`` computes the same diagonal with the :math:`d` backward
-    passes vectorised into batched ones (``torch.autograd.grad(..., is_grads_batched=True)``,
-    which runs on ``torch.func.vmap``), ``chunk_size`` basis vectors at a time (``None``: all).
+    textbook cost); ``method="vmap"`` computes the same diagonal with the passes vectorised
+    into batched ones (``torch.autograd.grad(..., is_grads_batched=True)``, which runs on
+    ``torch.func.vmap``), ``chunk_size`` basis vectors at a time. Both do the same arithmetic.
+    ``"vmap"`` saves per-operation overhead and runs taller matrix products, but works on
+    tensors ``chunk_size`` times larger: it is faster than the loop only with a chunk that
+    suits the machine. With too large a chunk it can be several times *slower* than the loop
+    (on a CPU, e.g. all :math:`d` rows at once for a few hundred dimensions), and with
+    ``chunk_size=1`` it is a slower loop.
+
+    ``chunk_size=None`` lets the library choose (rule and measurements in
+    ``ssm_lib._exact_chunking``): with :math:`R` the bytes of one backward pass on the batch
+    (estimated from the tensors the forward pass saves) and :math:`B` the batch size,
+    ``chunk = min(d, budget // R)``, on a CPU also at most ``ceil(512 / B)`` (matrix products
+    of about 512 rows already run efficiently; larger ones only add memory traffic); the
+    budget is 32 MiB on a CPU, a quarter of the free device memory on CUDA, and at most
+    ``memory_budget`` bytes when given. ``method="auto"`` (default) runs ``"vmap"`` with that
+    chunk, and the loop where the chunk would be a single row or :math:`d \le 2`.
 
     Returns:
         ``(s, trace)`` with ``s`` of the shape of ``x`` and ``trace`` of shape ``(batch,)``.
@@ -91,19 +107,25 @@ def jacobian_trace(score_fn: ScoreFn, x: torch.Tensor, *, method: str = "loop",
     check_choice(method, EXACT_METHODS, "method")
     if chunk_size is not None:
         chunk_size = check_count(chunk_size, "chunk_size")
+    if memory_budget is not None:
+        memory_budget = check_number(memory_budget, "memory_budget", positive=True)
     check_batch(x)
     x_ = as_grad_input(x)
     batch, dim = x.shape[0], x[0].numel()
     with torch.enable_grad():
         s = call_score(score_fn, x_)
         s_flat = s.reshape(batch, dim)
-        if method == "loop":
+        row_bytes = (_exact_chunking.saved_bytes(s) if method != "loop" else 0) \
+            + x.numel() * x.element_size() + s.numel() * s.element_size()
+        plan = _exact_chunking.plan(method, dim, row_bytes, x.device, batch=batch,
+                                    chunk_size=chunk_size, memory_budget=memory_budget)
+        if plan.method == "loop":
             trace = x.new_zeros(batch)
             for i in range(dim):
                 g = _grad(s_flat[:, i], x_)
                 trace = trace + g.reshape(batch, dim)[:, i]
             return s, trace
-        step = dim if chunk_size is None else chunk_size
+        step = plan.chunk
         trace = x.new_zeros(batch)
         for start in range(0, dim, step):
             idx = torch.arange(start, min(start + step, dim), device=x.device)
@@ -120,9 +142,10 @@ def exact_score_matching(
     score_fn: ScoreFn,
     x: torch.Tensor,
     *,
-    method: str = "loop",
+    method: str = "auto",
     reduction: str = "mean",
     chunk_size: int | None = None,
+    memory_budget: float | None = None,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     r"""Hyvärinen's score-matching objective (Hyvärinen 2005; Song et al. 2019, Eq. 2).
@@ -139,16 +162,21 @@ def exact_score_matching(
     Args:
         score_fn: maps ``(batch, *event_shape)`` to a tensor of the same shape.
         x: data batch ``(batch, *event_shape)``.
-        method: ``"loop"`` (one backward pass per dimension) or ``"vmap"`` (the same passes,
-            vectorised; faster, more memory).
+        method: ``"auto"`` (default: ``"vmap"`` with the chunk chosen from the byte budget,
+            the loop where that chunk is one row or :math:`d \le 2`), ``"loop"`` (one backward pass per
+            dimension) or ``"vmap"`` (the passes batched, ``chunk_size`` at a time; faster than
+            the loop only with a chunk that suits the machine, see :func:`jacobian_trace`).
         reduction: ``"mean"``, ``"sum"`` or ``"none"``.
-        chunk_size: for ``"vmap"``, how many Jacobian rows to vectorise at once.
+        chunk_size: for ``"vmap"`` (and ``"auto"``), how many Jacobian rows to vectorise at
+            once (``None``: chosen from the byte budget, see :func:`jacobian_trace`).
+        memory_budget: optional cap in bytes on the estimated size of one batched pass.
         generator: not used (the objective is deterministic); accepted so that every loss
             can be called as ``f(score_fn, x, generator=...)``.
     """
     check_reduction(reduction)
     check_generator(generator)
-    s, trace = jacobian_trace(score_fn, x, method=method, chunk_size=chunk_size)
+    s, trace = jacobian_trace(score_fn, x, method=method, chunk_size=chunk_size,
+                              memory_budget=memory_budget)
     per_sample = 0.5 * event_sum(s**2) + trace
     return reduce(per_sample, reduction)
 

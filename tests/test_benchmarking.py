@@ -48,6 +48,9 @@ def _counted_step_flops(variant: str, dim: int, hidden: int, depth: int, batch: 
     torch.manual_seed(0)
     model = ScoreMLP(dim, hidden=hidden, depth=depth)
     score_fn = bm._Plain(model) if bm.VARIANTS[variant].generic else model
+    network = bm.VARIANTS[variant].network
+    if network != "scoremlp":
+        _, score_fn = bm.make_network(network, dim, hidden=hidden, depth=depth)
     loss_fn = bm.make_loss(variant)
     x = torch.randn(batch, dim)
     gen = torch.Generator().manual_seed(0)
@@ -67,8 +70,9 @@ def test_flop_floor_matches_the_dispatched_matrix_products(variant, sizes):
     else:
         assert counted == floor["flops"]
     torch.manual_seed(0)
-    with MatmulFlops() as forward:  # one forward pass, counted
-        ScoreMLP(dim, hidden=hidden, depth=depth)(torch.randn(batch, dim))
+    module, _ = bm.make_network(bm.VARIANTS[variant].network, dim, hidden=hidden, depth=depth)
+    with MatmulFlops() as forward:  # one forward pass of the network (an energy model: E(x)), counted
+        module(torch.randn(batch, dim))
     assert floor["forward_flops"] == forward.flops
     assert floor["units"] == pytest.approx(floor["flops"] / forward.flops)
 

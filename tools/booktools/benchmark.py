@@ -7,7 +7,13 @@ score-matching objective, side by side (``benchmarks/run.py``, ``make bench``; t
   plain function): ``"sm_loop"``, ``"sm_vmap"`` (exact SM), ``"ssm_backward"``,
   ``"ssm_forward"``, ``"ssm_fd"``, ``"ssm_fast"`` (the default ``method="auto"``, i.e.
   ``ScoreMLP``'s own fast path), ``"ssm_generic"`` (``method="auto"`` on the same MLP behind a
-  plain function, so without the fast path), ``"ssm_vr"`` and ``"dsm"``.
+  plain function, so without the fast path), ``"ssm_vr"``, ``"dsm"`` and ``"sm_auto"`` (exact
+  SM with its defaults), all on ``ScoreMLP``; then the same calls as a user makes them on
+  generic networks (:func:`make_network`): ``"seq_*"`` on a plain ``nn.Sequential`` score
+  network and ``"ebm_*"`` on an energy model through :func:`~ssm_lib.models.score_from_energy`
+  (``sm_auto``, ``sm_loop``, ``sm_vmap``, ``ssm``, ``dsm``). Exact SM always runs with its
+  default chunk.
+* :func:`make_network` -- ``(module, score_fn)`` for a network kind of :data:`NETWORKS`.
 * :func:`make_loss` -- ``loss(score_fn, x, generator) -> scalar`` for a variant.
 * :func:`flop_count` -- the matrix-product FLOPs of one step (the arithmetic floor), also in
   *forward units* (one forward pass of the MLP on the batch = 1 unit).
@@ -19,12 +25,15 @@ score-matching objective, side by side (``benchmarks/run.py``, ``make bench``; t
   cells skipped by a time budget; returns a list of row dicts.
 * :func:`format_table`, :func:`write_results`, :func:`read_results`, :func:`check_targets`,
   :func:`format_targets`, :func:`machine_info`.
+* :func:`exact_sm_defaults_sweep`, :func:`format_exact_sm_defaults` -- exact SM's default
+  (method and chunk chosen by the library) against the loop and fixed chunks
+  (``benchmarks/exact_sm_defaults.py``).
 
 Each row of :func:`benchmark_sweep` is a dict with keys ``variant``, ``label``, ``dim``,
 ``device``, ``status`` (``"ok"`` or ``"skipped (> budget)"``), ``time_s`` (median seconds
 per step), ``time_q1_s``/``time_q3_s`` (quartiles), ``n_repeats``, ``ratio_dsm`` (median
-time / DSM's median time at the same ``dim``), ``peak_bytes``, ``flops``, ``flop_units``
-and ``flop_ratio_dsm``; numbers are ``None`` for skipped cells.
+time / the median time of DSM on the same network kind at the same ``dim``), ``peak_bytes``,
+``flops``, ``flop_units`` and ``flop_ratio_dsm``; numbers are ``None`` for skipped cells.
 
 FLOP floors (``L = depth + 1`` linear layers :math:`W_l` of sizes
 :math:`d\to h\to\dots\to h\to d`; :math:`m_l = 2 B\, n^\mathrm{in}_l n^\mathrm{out}_l` the
@@ -44,6 +53,12 @@ unit). Only matrix products are counted (elementwise work is :math:`O(Bh)` per l
   backward of all of them (:math:`2dF - d\,m_1`), plus :math:`2F`:
   :math:`(3d + 3)F - d\,m_1`.
 
+Energy model (:class:`~ssm_lib.models.EnergyMLP`, layers :math:`d\to h\to\dots\to h\to 1`,
+:math:`F` its forward pass, :math:`m_L` its :math:`h\to 1` layer): the score costs :math:`2F`;
+DSM :math:`6F - 3m_L`, SSM :math:`12F - m_1 - 9m_L`, exact SM
+:math:`(6d + 6)F - d\,m_1 - (6d + 3)\,m_L`. The ``nn.Sequential`` rows count as ScoreMLP
+without its fast path.
+
 These are floors, met exactly by ``ssm_lib``'s implementations (checked in
 ``tests/test_benchmarking.py`` by counting the matrix products torch dispatches) except
 forward mode, for which ``torch.func.jvp`` performs about :math:`1.3\times` the floor.
@@ -54,6 +69,7 @@ from __future__ import annotations
 import copy
 import csv
 import json
+import math
 import os
 import platform
 import statistics
@@ -67,9 +83,10 @@ from typing import Any
 import torch
 
 from booktools.stderr import native_stderr_to
+from ssm_lib import _exact_chunking
 from ssm_lib.devices import resolve_device
-from ssm_lib.losses import OBJECTIVES, make_objective
-from ssm_lib.models import ScoreMLP
+from ssm_lib.losses import OBJECTIVES, exact_score_matching, make_objective
+from ssm_lib.models import EnergyMLP, ScoreMLP, score_from_energy
 
 Loss = Callable[[Callable[[torch.Tensor], torch.Tensor], torch.Tensor, torch.Generator], torch.Tensor]
 
@@ -79,24 +96,47 @@ class Variant:
     """One row family of the benchmark: the objective ``objective`` (a key of
     :data:`ssm_lib.losses.OBJECTIVES`) computed with the loss's ``method=`` (``None``: the
     loss has none), on the model itself or, with ``generic``, on the model hidden behind a
-    plain function (so that no fast path applies). ``detail`` completes the registry's label."""
+    plain function (so that no fast path applies), on the network kind ``network`` (a key of
+    :data:`NETWORKS`). ``detail`` completes the registry's label."""
 
     name: str
     objective: str
     method: str | None
     detail: str
     generic: bool = False
+    network: str = "scoremlp"
 
     @property
     def label(self) -> str:
-        base = OBJECTIVES[self.objective].label
+        base = NETWORK_LABELS[self.network] + OBJECTIVES[self.objective].label
         return f"{base} ({self.detail})" if self.detail else base
+
+
+#: network kinds of the benchmark (see :func:`make_network`) and the prefixes of their rows
+NETWORKS: dict[str, str] = {"scoremlp": "", "sequential": "seq_", "energy": "ebm_"}
+NETWORK_LABELS: dict[str, str] = {"scoremlp": "", "sequential": "Seq: ", "energy": "EBM: "}
+
+
+def _generic_variants() -> list[Variant]:
+    """Rows for generic networks (``nn.Sequential`` score net, energy model): exact SM with the
+    default arguments of each method, the default SSM and DSM, as a user would call them."""
+    out = []
+    for net in ("sequential", "energy"):
+        pre = NETWORKS[net]
+        out += [
+            Variant(pre + "sm_auto", "exact", "auto", "default", network=net),
+            Variant(pre + "sm_loop", "exact", "loop", "loop", network=net),
+            Variant(pre + "sm_vmap", "exact", "vmap", "vmap", network=net),  # default chunk
+            Variant(pre + "ssm", "ssm", "auto", "default", network=net),
+            Variant(pre + "dsm", "dsm", None, "", network=net),
+        ]
+    return out
 
 
 #: Every benchmarked variant, by name.
 VARIANTS: dict[str, Variant] = {v.name: v for v in (
     Variant("sm_loop", "exact", "loop", "loop"),                 # d double-backward passes
-    Variant("sm_vmap", "exact", "vmap", "vmap"),                 # the d passes batched
+    Variant("sm_vmap", "exact", "vmap", "vmap"),                 # the d passes batched, default chunk
     Variant("ssm_backward", "ssm", "backward", "backward"),      # double backprop
     Variant("ssm_forward", "ssm", "forward", "forward"),         # torch.func.jvp
     Variant("ssm_fd", "ssm", "finite_difference", "finite diff."),   # default step
@@ -104,14 +144,14 @@ VARIANTS: dict[str, Variant] = {v.name: v for v in (
     Variant("ssm_generic", "ssm", "auto", "default, generic fn", generic=True),  # no fast path
     Variant("ssm_vr", "ssm_vr", "auto", "default"),
     Variant("dsm", "dsm", None, ""),                             # sigma = 0.1
+    Variant("sm_auto", "exact", "auto", "default"),              # method and chunk by the library
+    *_generic_variants(),
 )}
 
 DEFAULT_VARIANTS: tuple[str, ...] = tuple(VARIANTS)
 DEFAULT_DIMS: tuple[int, ...] = (2, 16, 64, 128, 512, 2048)
 STATUS_OK = "ok"
 STATUS_SKIPPED = "skipped (> budget)"
-#: largest number of elements of one (chunk, batch, width) tensor of exact SM's vmap path
-VMAP_CHUNK_ELEMENTS = 2**21
 
 
 def _variant(name: object) -> Variant:
@@ -126,11 +166,26 @@ def _positive_int(value: object, name: str) -> int:
     return value
 
 
-def vmap_chunk_size(dim: int, hidden: int, batch: int) -> int:
-    """Rows of the Jacobian that exact SM's ``"vmap"`` path vectorises at once here: all of
-    them unless one ``(chunk, batch, max(dim, hidden))`` tensor would exceed
-    :data:`VMAP_CHUNK_ELEMENTS` elements."""
-    return max(1, min(dim, VMAP_CHUNK_ELEMENTS // (batch * max(dim, hidden))))
+def make_network(network: str, dim: int, *, hidden: int = 512, depth: int = 3
+                 ) -> tuple[torch.nn.Module, Callable[[torch.Tensor], torch.Tensor]]:
+    """``(module, score_fn)`` for a network kind of :data:`NETWORKS`: ``"scoremlp"`` (the
+    library's :class:`~ssm_lib.models.ScoreMLP`, SiLU, with its fast paths), ``"sequential"``
+    (a plain ``nn.Sequential`` of ``Linear`` + ``Softplus`` layers of the same sizes, as a user
+    would write it) or ``"energy"`` (an :class:`~ssm_lib.models.EnergyMLP` with softplus, its
+    score by :func:`~ssm_lib.models.score_from_energy`). Initialised from torch's global RNG."""
+    if not isinstance(network, str) or network not in NETWORKS:
+        raise ValueError(f"network must be one of {tuple(NETWORKS)}, got {network!r}")
+    if network == "scoremlp":
+        model = ScoreMLP(dim, hidden=hidden, depth=depth)
+        return model, model
+    if network == "energy":
+        energy = EnergyMLP(dim, hidden=hidden, depth=depth, activation="softplus")
+        return energy, score_from_energy(energy)
+    layers: list[torch.nn.Module] = []
+    for n_in in [dim] + [hidden] * (depth - 1):
+        layers += [torch.nn.Linear(n_in, hidden), torch.nn.Softplus()]
+    seq = torch.nn.Sequential(*layers, torch.nn.Linear(hidden, dim))
+    return seq, seq
 
 
 def make_loss(variant: str, *, sigma: float = 0.1, fd_step: float | None = None,
@@ -142,7 +197,8 @@ def make_loss(variant: str, *, sigma: float = 0.1, fd_step: float | None = None,
         variant: a key of :data:`VARIANTS`.
         sigma: DSM noise level.
         fd_step: finite-difference step (``None``: the library's default).
-        chunk_size: exact SM ``"vmap"`` chunk (``None``: all rows at once).
+        chunk_size: exact SM chunk (``None``: the library's default, chosen from a byte
+            budget; see ``ssm_lib._exact_chunking``).
     """
     spec = _variant(variant)
     options: dict[str, Any] = {} if spec.method is None else {"method": spec.method}
@@ -178,11 +234,20 @@ def flop_count(variant: str, dim: int, *, hidden: int = 512, depth: int = 3, bat
         _positive_int(value, name)
     m = _layer_flops(dim, hidden, depth, batch)
     f = sum(m)
+    if spec.network == "energy":
+        # EnergyMLP d -> h ... -> 1 (F counts its products, m[-1] the h -> 1 layer); its score
+        # -grad E costs F forward + F input-gradient, and each derivative level doubles again
+        m = m[:-1] + [2.0 * batch * hidden]
+        f = sum(m)
+        flops = {"dsm": 6 * f - 3 * m[-1],
+                 "exact": (6 * dim + 6) * f - dim * m[0] - (6 * dim + 3) * m[-1]
+                 }.get(spec.objective, 12 * f - m[0] - 9 * m[-1])
+        return {"flops": float(flops), "units": flops / f, "forward_flops": float(f)}
     if spec.objective == "dsm":
         flops = 3 * f - m[0]
     elif spec.objective == "exact":
         flops = (3 * dim + 3) * f - dim * m[0]
-    elif spec.method == "backward" or spec.generic:
+    elif spec.method == "backward" or spec.generic or spec.network == "sequential":
         flops = 6 * f - m[0]
     elif spec.method == "auto" and spec.objective == "ssm":
         flops = 6 * f - 2 * m[0] - 4 * m[-1]
@@ -251,15 +316,19 @@ def _make_cell(variant: str, dim: int, *, hidden: int, depth: int, batch: int, d
                seed: int, lr: float, model: ScoreMLP | None = None) -> _Cell:
     gen = torch.Generator(device=device).manual_seed(seed)
     x = torch.randn(batch, dim, generator=gen, device=device)
-    if model is None:
-        torch.manual_seed(seed)
-        model = ScoreMLP(dim, hidden=hidden, depth=depth)
-    model = copy.deepcopy(model).to(device)
     spec = _variant(variant)
-    score_fn = _Plain(model) if spec.generic else model
-    chunk = vmap_chunk_size(dim, hidden, batch) if spec.method == "vmap" else None
-    loss_fn = make_loss(variant, chunk_size=chunk)
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    if spec.network != "scoremlp":
+        torch.manual_seed(seed)
+        model_, score_fn = make_network(spec.network, dim, hidden=hidden, depth=depth)
+        model_ = model_.to(device)  # in place: score_fn computes with the moved module
+    else:
+        if model is None:
+            torch.manual_seed(seed)
+            model = ScoreMLP(dim, hidden=hidden, depth=depth)
+        model_ = copy.deepcopy(model).to(device)
+        score_fn = _Plain(model_) if spec.generic else model_
+    loss_fn = make_loss(variant)  # exact SM with its default chunk, as a user calls it
+    opt = torch.optim.Adam(model_.parameters(), lr=lr)
 
     def work() -> None:
         opt.zero_grad(set_to_none=False)  # gradient buffers stay allocated between steps
@@ -279,6 +348,16 @@ def _timed(step: Callable[[], None], device: torch.device) -> float:
     step()
     _sync(device)
     return time.perf_counter() - start
+
+
+def _timed_group(step: Callable[[], None], device: torch.device, n: int) -> float:
+    """Mean time of ``n`` consecutive calls of ``step``."""
+    _sync(device)
+    start = time.perf_counter()
+    for _ in range(n):
+        step()
+    _sync(device)
+    return (time.perf_counter() - start) / n
 
 
 def _quartiles(values: Sequence[float]) -> tuple[float, float, float]:
@@ -325,7 +404,8 @@ def benchmark_sweep(
     """Time one training step of each variant at each ``dim``, side by side.
 
     For each ``dim``: every variant gets a copy of the same freshly initialised
-    ``ScoreMLP(dim, hidden, depth)`` (SiLU), its own Adam optimiser and the same data batch;
+    ``ScoreMLP(dim, hidden, depth)`` (SiLU; the ``seq_*`` and ``ebm_*`` rows their own network
+    of :func:`make_network`, from the same seed), its own Adam optimiser and the same data batch;
     each runs ``warmup`` untimed steps, then ``repeats`` rounds in which every variant takes one
     timed step, in an order rotated each round (interleaving, so that drifts in machine load
     hit all variants alike); the row reports the median. On CUDA each step ends with
@@ -426,9 +506,10 @@ def benchmark_sweep(
             rows.append(row)
             if cell is not None:
                 say(f"d={dim} {name}: {row['time_s'] * 1e3:.1f} ms ({row['n_repeats']} repeats)")
-        dsm = next((r for r in rows if r["dim"] == dim and r["variant"] == "dsm"
-                    and r["status"] == STATUS_OK), None)
         for r in rows:
+            dsm_name = NETWORKS[VARIANTS[r["variant"]].network] + "dsm"
+            dsm = next((q for q in rows if q["dim"] == dim and q["variant"] == dsm_name
+                        and q["status"] == STATUS_OK), None)
             if r["dim"] == dim and dsm is not None:
                 r["flop_ratio_dsm"] = r["flops"] / dsm["flops"]
                 if r["time_s"] is not None:
@@ -605,3 +686,157 @@ def read_results(path: str | Path) -> tuple[dict[str, Any], list[dict[str, Any]]
     if not isinstance(data, dict) or "rows" not in data:
         raise ValueError(f"path must be a benchmark JSON written by write_results, got {path}")
     return data.get("meta", {}), data["rows"]
+
+
+# --- exact SM: the library's default chunk against the loop and fixed chunks -----------------
+
+def exact_sm_variants(dim: int, chunks: Sequence[int] | None = None) -> dict[str, dict[str, Any]]:
+    """The exact-SM calls compared by :func:`exact_sm_defaults_sweep`, name -> keyword
+    arguments of :func:`~ssm_lib.losses.exact_score_matching`: ``"default"`` (no arguments),
+    ``"vmap"`` (``method="vmap"``, default chunk), ``"loop"``, and ``"chunk <c>"`` for each
+    fixed chunk ``c`` (default: 4, 16, 64 and 256 where below ``dim``, and ``dim`` itself)."""
+    if chunks is None:
+        chunks = [4**k for k in range(1, 5) if 4**k < dim] + [dim]
+    out: dict[str, dict[str, Any]] = {"default": {}, "vmap": {"method": "vmap"},
+                                      "loop": {"method": "loop"}}
+    for c in sorted({min(int(c), dim) for c in chunks}):
+        out[f"chunk {c}"] = {"method": "vmap", "chunk_size": c}
+    return out
+
+
+def exact_sm_defaults_sweep(
+    configs: Iterable[dict[str, Any]],
+    *,
+    chunks: Sequence[int] | None = None,
+    device: str | torch.device = "cpu",
+    repeats: int = 5,
+    budget_s: float = 10.0,
+    min_round_s: float = 20.0,
+    max_repeats: int = 31,
+    min_sample_s: float = 0.2,
+    drop_above: float = 1.3,
+    seed: int = 0,
+    progress: Callable[[str], None] | None = None,
+) -> list[dict[str, Any]]:
+    """Time exact SM's default (``exact_score_matching(score_fn, x)``) against the loop, the
+    ``"vmap"`` method with its default chunk, and fixed chunks, side by side.
+
+    Each config is a dict with ``network`` (a key of :data:`NETWORKS`), ``dim``, ``hidden``,
+    ``depth`` and ``batch``. Every variant (:func:`exact_sm_variants`) runs ``zero_grad``, the
+    loss and ``backward`` on the same network and batch: one untimed step (a variant whose
+    step exceeds ``budget_s`` is dropped), then ``repeats`` rounds in which every variant takes
+    one timed sample, in an order rotated each round (at least ``repeats`` rounds, more for fast
+    configs: as many as take about ``min_round_s`` seconds in all, up to ``max_repeats``). A
+    sample is the mean of as many consecutive steps as take about ``min_sample_s``. After three
+    rounds, fixed chunks slower than ``drop_above`` times the fastest variant so far stop
+    (their median is then over three samples); the default, ``"vmap"`` and the loop run all
+    rounds.
+    Returns one row per config: ``times``
+    (variant -> median seconds), ``plan`` (the method and chunk the default chose),
+    ``best_chunk``/``best_chunk_s`` (the fastest fixed chunk), ``loop_s``, ``default_s``,
+    ``vmap_s`` and ``default_vs_best`` = default / min(loop, best fixed chunk) (likewise
+    ``vmap_vs_best``)."""
+    _positive_int(repeats, "repeats")
+    dev = resolve_device(device)
+    say = progress or (lambda _msg: None)
+    rows = []
+    # the first vmap call of a process builds its batching rules (seconds): not in any cell
+    warm = torch.nn.Linear(2, 2).to(dev)
+    exact_score_matching(warm, torch.zeros(1, 2, device=dev), method="vmap").backward()
+    for cfg in configs:
+        net_kind, dim = cfg["network"], int(cfg["dim"])
+        hidden, depth, batch = int(cfg["hidden"]), int(cfg.get("depth", 3)), int(cfg["batch"])
+        torch.manual_seed(seed)
+        model, score_fn = make_network(net_kind, dim, hidden=hidden, depth=depth)
+        model = model.to(dev)
+        score_fn = score_from_energy(model) if net_kind == "energy" else model
+        x = torch.randn(batch, dim, generator=torch.Generator(device=dev).manual_seed(seed), device=dev)
+        with torch.enable_grad():
+            s = score_fn(x.detach().requires_grad_(True))
+        row_bytes = _exact_chunking.saved_bytes(s) + 2 * x.numel() * x.element_size()
+        del s
+        plan = _exact_chunking.plan("auto", dim, row_bytes, dev, batch=batch)
+
+        def make_step(kwargs: dict[str, Any], model: torch.nn.Module = model,
+                      score_fn: Callable[[torch.Tensor], torch.Tensor] = score_fn,
+                      x: torch.Tensor = x) -> Callable[[], None]:
+            def step() -> None:
+                model.zero_grad(set_to_none=False)
+                exact_score_matching(score_fn, x, **kwargs).backward()
+            return step
+
+        steps, times, inner, round_s = {}, {}, {}, 0.0
+        for name, kwargs in exact_sm_variants(dim, chunks).items():
+            steps[name] = make_step(kwargs)
+            first = _timed(steps[name], dev)
+            if first > budget_s:
+                del steps[name]
+                say(f"{net_kind} d={dim}: {name} skipped (> {budget_s} s)")
+                continue
+            times[name] = []
+            # fast steps are timed in groups of about min_sample_s, so that a scheduler
+            # time slice on a busy machine is not a large part of one sample
+            inner[name] = max(1, math.ceil(min_sample_s / max(first, 1e-9)))
+            round_s += first * inner[name]
+        order = list(steps)
+        n_rounds = max(repeats, min(max_repeats, math.ceil(min_round_s / max(round_s, 1e-9))))
+        for r in range(n_rounds):
+            if r == 3:  # fixed chunks far behind the best leave the race: more rounds for the rest
+                lead = min(statistics.median(ts) for ts in times.values())
+                order = [n for n in order if not n.startswith("chunk ")
+                         or statistics.median(times[n]) <= drop_above * lead]
+            for name in order[r % len(order):] + order[:r % len(order)]:
+                times[name].append(_timed_group(steps[name], dev, inner[name]))
+        med = {name: statistics.median(ts) for name, ts in times.items()}
+        fixed = {int(n.split()[1]): t for n, t in med.items() if n.startswith("chunk ")}
+        best_c = min(fixed, key=fixed.get) if fixed else None
+        best = min([t for t in (med.get("loop"), fixed.get(best_c) if best_c else None) if t])
+        row = {"network": net_kind, "dim": dim, "hidden": hidden, "depth": depth, "batch": batch,
+               "device": str(dev), "threads": torch.get_num_threads(), "row_bytes": row_bytes,
+               "plan": {"method": plan.method, "chunk": plan.chunk, "budget_bytes": plan.budget_bytes},
+               "times": med, "n_repeats": n_rounds, "loop_s": med.get("loop"),
+               "default_s": med.get("default"), "vmap_s": med.get("vmap"), "best_chunk": best_c,
+               "best_chunk_s": fixed.get(best_c) if best_c else None,
+               "default_vs_best": med["default"] / best if "default" in med else None,
+               "vmap_vs_best": med["vmap"] / best if "vmap" in med else None,
+               "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None}
+        row["noise"] = _noise(row)
+        rows.append(row)
+        say(format_exact_sm_defaults([row], header=False))
+    return rows
+
+
+def _noise(row: dict[str, Any]) -> float | None:
+    """max / min of the medians of the variants that run the default's own computation: the
+    loop when the default chose it, else ``"vmap"`` and the fixed chunk it chose."""
+    plan, t = row["plan"], row["times"]
+    same = ["loop"] if plan["method"] == "loop" else ["vmap", f"chunk {plan['chunk']}"]
+    vals = [t[n] for n in ["default", *same] if t.get(n)]
+    return max(vals) / min(vals) if len(vals) >= 2 else None
+
+
+def format_exact_sm_defaults(rows: Sequence[dict[str, Any]], header: bool = True) -> str:
+    """One line per :func:`exact_sm_defaults_sweep` row: the default's choice and time, the
+    ``"vmap"`` method's default, the loop, the best and the full (``chunk = d``) fixed chunk,
+    in ms, with ``R`` (the estimated MiB of one backward pass), the default's ratio to the
+    best of the loop and the fixed chunks, and ``noise``: max / min of the medians of the
+    variants that run the same computation as the default (``"vmap"``, and the fixed chunk or
+    loop it chose)."""
+    def ms(t: float | None) -> str:
+        return "-" if t is None else f"{t * 1e3:.0f}"
+
+    head = (f"{'network':<10} {'d':>5} {'h':>5} {'B':>4} {'thr':>3} {'reps':>4} {'R MiB':>6} "
+            f"{'default':>10} {'ms':>7} {'vmap':>7} {'loop':>7} {'best chunk':>13} {'chunk=d':>7} "
+            f"{'dflt/best':>9} {'vmap/best':>9} {'noise':>5}")
+    lines = [head, "-" * len(head)] if header else []
+    for r in rows:
+        p = r["plan"]
+        choice = "loop" if p["method"] == "loop" else f"vmap {p['chunk']}"
+        best = "-" if r["best_chunk"] is None else f"{ms(r['best_chunk_s'])} ({r['best_chunk']})"
+        full = r["times"].get(f"chunk {r['dim']}")
+        lines.append(f"{r['network']:<10} {r['dim']:>5} {r['hidden']:>5} {r['batch']:>4} {r['threads']:>3} "
+                     f"{r['n_repeats']:>4} {r['row_bytes'] / 2**20:>6.2f} "
+                     f"{choice:>10} {ms(r['default_s']):>7} {ms(r['vmap_s']):>7} {ms(r['loop_s']):>7} "
+                     f"{best:>13} {ms(full):>7} {r['default_vs_best'] or math.nan:>9.2f} "
+                     f"{r['vmap_vs_best'] or math.nan:>9.2f} {_noise(r) or math.nan:>5.2f}")
+    return "\n".join(lines)

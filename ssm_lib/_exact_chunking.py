@@ -1,0 +1,176 @@
+r"""How exact score matching batches its :math:`d` backward passes (``method`` and ``chunk_size``
+of :func:`ssm_lib.losses.jacobian_trace` left to the library).
+
+Exact score matching needs the :math:`d` diagonal entries of :math:`\nabla_x s(x)`, one backward
+pass (a vector-Jacobian product with a basis vector :math:`e_i`) per entry. The ``"vmap"`` path
+stacks ``chunk`` of these passes into one batched pass. Every pass costs the same arithmetic
+either way; what changes is the size of the tensors each operation touches: a batched pass of
+``chunk`` rows works on tensors ``chunk`` times those of one pass.
+
+*The size of one pass.* After the score is evaluated, the tensors its autograd graph saved
+for the backward pass are counted (:func:`saved_bytes`), leaving out parameters, which every
+pass shares. Adding the input and the score
+themselves (a pass reads a basis vector and writes an input gradient, each of the shape of
+``x``) gives :math:`R`, the bytes of one backward pass on the batch: about
+:math:`B\,(d + d + \sum_l c_l h_l)` values for a batch of :math:`B` and layers of width
+:math:`h_l` that save :math:`c_l` tensors each.
+
+*The rule* (:func:`plan`, with :math:`B` the batch size):
+
+.. math::
+
+    \mathrm{chunk} = \min\Big(d,\ \max\big(1, \lfloor \mathrm{budget}/R \rfloor\big),\
+        \lceil 512/B \rceil\ \text{(CPU only)}\Big),
+
+then evened out over the passes (``ceil(d / ceil(d / chunk))``, so that no small remainder
+pass is left), where
+
+* CPU: budget = the smaller of :data:`CPU_CHUNK_BYTES` (32 MiB) and :data:`MEMORY_FRACTION`
+  of the available memory (``psutil.virtual_memory().available``), and at most
+  :data:`CPU_TARGET_ROWS` (512) rows of the batched matrix products. Batching pays on a CPU
+  because each operation runs once on ``chunk * B`` rows instead of ``chunk`` times on ``B``
+  rows: the per-operation overhead (dispatch, autograd bookkeeping) is paid once, and matrix
+  products on taller matrices run more efficiently. Both gains are used up at a few hundred
+  rows; larger chunks only add memory traffic (tensors of ``chunk * B * width`` values that no
+  longer stay in cache) and make the batched pass *slower* -- several times slower than the
+  loop with all :math:`d` rows at once. Measured in ``benchmarks/results/exact_sm_defaults/``.
+* CUDA: budget = :data:`MEMORY_FRACTION` of the free device memory
+  (``torch.cuda.mem_get_info``), no row limit: a GPU running a small pass is limited by
+  kernel launches, so the largest chunk that fits is the fastest.
+* A ``memory_budget`` given by the caller (bytes) caps the budget on every device.
+
+``method="auto"`` takes that chunk with ``"vmap"``, except where it is a single row (one pass
+already fills the budget, a batch of at least 512 on a CPU) or :math:`d \le 2`: there it runs
+the plain loop, which does the same passes without building basis vectors and batching. (A
+``"vmap"`` chunk of one row was measured slower than the loop, and at :math:`d = 2` batching
+was up to 1.2 times slower for small networks, at most 6% faster for large ones.)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+#: CPU byte budget of one batched pass (about the size of a last-level cache); see the module
+#: docstring and ``benchmarks/results/exact_sm_defaults/`` for the measurements behind it.
+CPU_CHUNK_BYTES = 32 * 2**20
+#: CPU: rows (chunk x batch) of the matrix products of one batched pass that are enough
+CPU_TARGET_ROWS = 512
+#: ``method="auto"`` runs the loop up to this many dimensions (batching two rows saves less
+#: than building the basis vectors and the batched pass cost)
+AUTO_LOOP_MAX_DIM = 2
+#: share of the available memory (CPU) or free device memory (CUDA) one batched pass may use
+MEMORY_FRACTION = 0.25
+
+
+@dataclass(frozen=True)
+class ExactPlan:
+    """What :func:`ssm_lib.losses.jacobian_trace` runs: ``method`` (``"loop"`` or ``"vmap"``),
+    ``chunk`` (rows per batched pass; 1 for the loop), ``row_bytes`` (:math:`R`, the estimated
+    bytes of one backward pass on the batch) and ``budget_bytes`` (what ``chunk * row_bytes``
+    was held under)."""
+
+    method: str
+    chunk: int
+    row_bytes: int
+    budget_bytes: int
+
+
+def saved_bytes(output: torch.Tensor) -> int:
+    """Bytes of the tensors that the autograd graph of ``output`` holds for its backward pass.
+
+    Walks the graph from ``output.grad_fn`` and adds up every tensor a node saved (its
+    ``_saved_*`` attributes), each once; leaf tensors that require grad (parameters, the input
+    itself) and views of them are left out, as every pass shares them. Reading the graph
+    after the fact, rather than hooking into it, keeps no reference that would outlive it."""
+    seen_nodes: set[int] = set()
+    seen_tensors: set[tuple[int, tuple[int, ...]]] = set()
+    total = 0
+    stack = [output.grad_fn] if output.grad_fn is not None else []
+    while stack:
+        node = stack.pop()
+        if id(node) in seen_nodes:
+            continue
+        seen_nodes.add(id(node))
+        for name in dir(node):
+            if not name.startswith("_saved_"):
+                continue
+            try:
+                value = getattr(node, name)
+            except RuntimeError:  # already freed
+                continue
+            for t in value if isinstance(value, (tuple, list)) else (value,):
+                if not isinstance(t, torch.Tensor):
+                    continue
+                base = t if t._base is None else t._base
+                if base.is_leaf and base.requires_grad:
+                    continue
+                key = (t.data_ptr(), tuple(t.shape))
+                if key not in seen_tensors:
+                    seen_tensors.add(key)
+                    total += t.numel() * t.element_size()
+        stack.extend(fn for fn, _ in node.next_functions if fn is not None)
+    return total
+
+
+def available_memory(device: torch.device) -> int:
+    """Bytes of memory available for new tensors on ``device``: ``torch.cuda.mem_get_info``'s
+    free memory on CUDA; ``psutil.virtual_memory().available`` elsewhere (falling back to
+    ``/proc/meminfo``'s ``MemAvailable``, then to 4 GiB when neither can be read)."""
+    if device.type == "cuda":
+        free, _total = torch.cuda.mem_get_info(device)
+        return int(free)
+    try:
+        import psutil
+
+        return int(psutil.virtual_memory().available)
+    except Exception:  # noqa: BLE001 - psutil missing or unsupported platform
+        pass
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 4 * 2**30
+
+
+def budget_bytes(device: torch.device, memory_budget: float | None = None) -> int:
+    """The byte budget of one batched pass on ``device`` (the rule in the module docstring)."""
+    budget = int(MEMORY_FRACTION * available_memory(device))
+    if device.type == "cpu":
+        budget = min(budget, CPU_CHUNK_BYTES)
+    if memory_budget is not None:
+        budget = min(budget, int(memory_budget))
+    return max(budget, 0)
+
+
+def plan(method: str, dim: int, row_bytes: int, device: torch.device, *, batch: int = 1,
+         chunk_size: int | None = None, memory_budget: float | None = None) -> ExactPlan:
+    """Choose the method and chunk of exact score matching.
+
+    Args:
+        method: ``"auto"``, ``"loop"`` or ``"vmap"``.
+        dim: :math:`d`, the number of Jacobian rows.
+        row_bytes: :math:`R`, the estimated bytes of one backward pass on the batch.
+        device: where the passes run.
+        batch: the batch size :math:`B` (on a CPU the chunk is at most
+            ``ceil(CPU_TARGET_ROWS / batch)``).
+        chunk_size: an explicit chunk, used as given by ``"vmap"`` and ``"auto"``.
+        memory_budget: optional cap in bytes on ``chunk * row_bytes``.
+    """
+    row_bytes = max(int(row_bytes), 1)
+    budget = budget_bytes(device, memory_budget)
+    if chunk_size is not None:
+        chunk = min(chunk_size, dim)
+    else:
+        chunk = min(dim, max(1, budget // row_bytes))
+        if device.type == "cpu":
+            chunk = min(chunk, -(-CPU_TARGET_ROWS // max(int(batch), 1)))
+        chunk = -(-dim // -(-dim // chunk))  # equal chunks: no small remainder pass
+    if method == "loop" or (method == "auto" and chunk_size is None
+                            and (chunk <= 1 or dim <= AUTO_LOOP_MAX_DIM)):
+        return ExactPlan("loop", 1, row_bytes, budget)
+    return ExactPlan("vmap", chunk, row_bytes, budget)

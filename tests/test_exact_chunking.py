@@ -1,0 +1,228 @@
+"""How exact score matching picks its method and chunk (ssm_lib._exact_chunking): the chunk
+respects the byte budget on CPU and (mocked) CUDA, ``method="auto"`` picks as documented, and
+every choice gives the loop's result to rounding in float64. No timings here."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from ssm_lib import _exact_chunking as ec
+from ssm_lib import losses
+from ssm_lib.losses import exact_score_matching, jacobian_trace
+from ssm_lib.models import EnergyMLP, ScoreMLP, score_from_energy
+
+CPU = torch.device("cpu")
+CUDA = torch.device("cuda")
+MiB = 2**20
+
+
+def _sequential(d: int, h: int) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(d, h), nn.Softplus(), nn.Linear(h, h), nn.Softplus(),
+                         nn.Linear(h, d)).double()
+
+
+def _networks(d: int, h: int = 12):
+    torch.manual_seed(0)
+    energy = EnergyMLP(d, hidden=h, depth=2, activation="softplus").double()
+    return {"scoremlp": ScoreMLP(d, hidden=h, depth=2).double(), "sequential": _sequential(d, h),
+            "energy": score_from_energy(energy)}
+
+
+@pytest.fixture
+def plans(monkeypatch):
+    """Record every plan jacobian_trace makes."""
+    seen: list[ec.ExactPlan] = []
+    real = ec.plan
+
+    def spy(*args, **kwargs):
+        p = real(*args, **kwargs)
+        seen.append(p)
+        return p
+
+    monkeypatch.setattr(losses._exact_chunking, "plan", spy)
+    return seen
+
+
+@pytest.mark.parametrize("budget", [1, 100, 5000, 12345, 10**6])
+@pytest.mark.parametrize("dim", [1, 2, 7, 64, 300])
+def test_chunk_is_the_largest_equal_split_within_the_budget(budget, dim):
+    row = 97
+    p = ec.plan("vmap", dim, row, CPU, memory_budget=budget)
+    assert p.method == "vmap" and 1 <= p.chunk <= dim
+    assert p.chunk == 1 or p.chunk * row <= budget
+    # the fewest passes the budget allows, split evenly: one more pass would not be needed
+    n_passes = -(-dim // p.chunk)
+    fits = max(1, min(dim, budget // row))
+    assert n_passes == -(-dim // fits)
+
+
+def test_cpu_budget_is_the_cache_size_or_a_quarter_of_available_memory(monkeypatch):
+    monkeypatch.setattr(ec, "available_memory", lambda device: 2**40)
+    assert ec.budget_bytes(CPU) == ec.CPU_CHUNK_BYTES
+    assert ec.budget_bytes(CPU, memory_budget=3 * MiB) == 3 * MiB
+    monkeypatch.setattr(ec, "available_memory", lambda device: 8 * MiB)
+    assert ec.budget_bytes(CPU) == 2 * MiB  # a quarter of what is available
+    p = ec.plan("auto", 1000, MiB, CPU)
+    assert (p.method, p.chunk) == ("vmap", 2)
+
+
+def test_cpu_available_memory_comes_from_psutil(monkeypatch):
+    psutil = pytest.importorskip("psutil")
+
+    class Mem:
+        available = 40 * MiB
+
+    monkeypatch.setattr(psutil, "virtual_memory", lambda: Mem())
+    assert ec.available_memory(CPU) == 40 * MiB
+    assert ec.budget_bytes(CPU) == 10 * MiB
+
+
+def test_cuda_budget_from_mem_get_info(monkeypatch):
+    calls = []
+
+    def mem_get_info(device=None):
+        calls.append(device)
+        return 8 * 2**30, 80 * 2**30  # free, total
+
+    monkeypatch.setattr(torch.cuda, "mem_get_info", mem_get_info)
+    assert ec.budget_bytes(CUDA) == 2 * 2**30  # no cache cap on a GPU: a quarter of free memory
+    p = ec.plan("auto", 4096, 64 * MiB, CUDA)
+    assert (p.method, p.chunk) == ("vmap", 32) and p.chunk * p.row_bytes <= p.budget_bytes
+    p = ec.plan("auto", 4096, 64 * MiB, CUDA, memory_budget=200 * MiB)
+    assert (p.method, p.chunk) == ("vmap", 3)
+    p = ec.plan("auto", 4096, 4 * 2**30, CUDA)  # one pass is bigger than the budget
+    assert (p.method, p.chunk) == ("loop", 1)
+    assert calls and all(d == CUDA for d in calls)
+
+
+def test_cpu_chunk_stops_at_the_target_rows_but_cuda_does_not(monkeypatch):
+    monkeypatch.setattr(ec, "available_memory", lambda device: 2**40)
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (2**40, 2**41))
+    rows = ec.CPU_TARGET_ROWS
+    for batch in (16, 32, 100, 256):
+        p = ec.plan("auto", 4096, 1, CPU, batch=batch)
+        assert p.method == "vmap" and p.chunk * batch <= rows + batch and p.chunk >= rows // batch
+    assert ec.plan("auto", 4096, 1, CPU, batch=rows).method == "loop"  # a batch this large: loop
+    assert ec.plan("auto", 4096, 1, CUDA, batch=rows) == ec.ExactPlan("vmap", 4096, 1, 2**38)
+    # the byte budget still applies below the row limit
+    assert ec.plan("auto", 4096, ec.CPU_CHUNK_BYTES // 3, CPU, batch=16).chunk == 3
+
+
+def test_auto_method_rule(monkeypatch):
+    # the loop exactly where a batched pass would hold one row
+    assert ec.plan("auto", 1, 10, CPU, memory_budget=10**9).method == "loop"
+    monkeypatch.setattr(ec, "available_memory", lambda device: 2**30)  # no real CUDA needed
+    for dev in (CPU, CUDA):  # up to two rows: the loop, on every device
+        assert ec.plan("auto", ec.AUTO_LOOP_MAX_DIM, 10, dev).method == "loop"
+        assert ec.plan("vmap", ec.AUTO_LOOP_MAX_DIM, 10, dev).method == "vmap"
+        assert ec.plan("auto", ec.AUTO_LOOP_MAX_DIM + 1, 10, dev, batch=8) == ec.ExactPlan(
+            "vmap", ec.AUTO_LOOP_MAX_DIM + 1, 10, 2**28 if dev == CUDA else ec.CPU_CHUNK_BYTES)
+    assert ec.plan("auto", 50, 1000, CPU, memory_budget=1999).method == "loop"
+    p = ec.plan("auto", 50, 1000, CPU, memory_budget=2000)
+    assert (p.method, p.chunk) == ("vmap", 2)
+    # an explicit chunk is used as given, the explicit methods are never overridden
+    assert ec.plan("auto", 50, 1000, CPU, chunk_size=1, memory_budget=1).method == "vmap"
+    assert ec.plan("vmap", 50, 1000, CPU, memory_budget=1) == ec.ExactPlan("vmap", 1, 1000, 1)
+    assert ec.plan("loop", 50, 1, CPU, memory_budget=10**9).method == "loop"
+    assert ec.plan("vmap", 50, 1, CPU, chunk_size=80, memory_budget=1).chunk == 50
+
+
+def test_row_bytes_count_the_saved_activations_not_the_parameters():
+    b, d, h = 4, 3, 5
+    net = nn.Sequential(nn.Linear(d, h), nn.SiLU(), nn.Linear(h, h), nn.Tanh(), nn.Linear(h, d)).double()
+    x = torch.randn(b, d, dtype=torch.float64, requires_grad=True)
+    # SiLU input, second Linear's input, tanh's output (= third Linear's input): 3 (b, h) tensors
+    assert ec.saved_bytes(net(x)) == 3 * b * h * 8
+    assert ec.saved_bytes(x + 1.0) == 0 and ec.saved_bytes(x) == 0  # nothing saved
+
+
+def test_counting_keeps_no_reference_to_the_graph():
+    import gc
+    import weakref
+
+    net = nn.Sequential(nn.Linear(3, 5), nn.Tanh())  # tanh saves its own output
+    x = torch.randn(4, 3, requires_grad=True)
+    gc.disable()
+    try:
+        y = net(x)
+        assert ec.saved_bytes(y) > 0
+        ref = weakref.ref(y)
+        del y
+        assert ref() is None  # freed at once, no reference cycle left for the garbage collector
+    finally:
+        gc.enable()
+
+
+@pytest.mark.parametrize("kind", ["scoremlp", "sequential", "energy"])
+def test_trace_under_a_budget_respects_it(kind, plans):
+    d, b = 9, 5
+    f = _networks(d)[kind]
+    x = torch.randn(b, d, dtype=torch.float64)
+    jacobian_trace(f, x, method="vmap")
+    row = plans[-1].row_bytes
+    assert row >= 2 * b * d * 8  # at least the basis vector and the input gradient
+    for rows_allowed in (1, 2, 4, d):
+        jacobian_trace(f, x, memory_budget=rows_allowed * row + 1)
+        p = plans[-1]
+        assert p.row_bytes == row and p.budget_bytes == rows_allowed * row + 1
+        if rows_allowed == 1:
+            assert p.method == "loop"
+        else:
+            assert p.method == "vmap" and 2 <= p.chunk <= rows_allowed
+            assert p.chunk * p.row_bytes <= rows_allowed * row + 1
+
+
+@pytest.mark.parametrize("kind", ["scoremlp", "sequential", "energy"])
+def test_every_choice_equals_the_loop_in_float64(kind, plans):
+    d, b = 7, 4
+    torch.manual_seed(1)
+    x = torch.randn(b, d, dtype=torch.float64)
+    f = _networks(d)[kind]
+    params = [p for p in (f.energy_fn if kind == "energy" else f).parameters()]
+    ref = exact_score_matching(f, x, method="loop", reduction="none")
+    def grads_of(v):  # the energy's output bias does not enter the score: zero gradient
+        gs = torch.autograd.grad(v.sum(), params, allow_unused=True)
+        return [torch.zeros_like(p) if g is None else g for g, p in zip(gs, params, strict=True)]
+
+    ref_grads = grads_of(ref)
+    settings = [dict(), dict(method="vmap"), dict(method="auto", memory_budget=1)]
+    jacobian_trace(f, x, method="vmap")
+    row = plans[-1].row_bytes
+    settings += [dict(method="vmap", memory_budget=row * k) for k in (1, 2, 3, 6)]
+    settings += [dict(method=m, chunk_size=c) for m in ("auto", "vmap") for c in (1, 3, 7, 50)]
+    chosen = set()
+    for kw in settings:
+        val = exact_score_matching(f, x, reduction="none", **kw)
+        chosen.add((plans[-1].method, plans[-1].chunk))
+        torch.testing.assert_close(val, ref, rtol=1e-12, atol=1e-12)
+        for g, r in zip(grads_of(val), ref_grads, strict=True):
+            torch.testing.assert_close(g, r, rtol=1e-10, atol=1e-12)
+    assert {("loop", 1), ("vmap", 1), ("vmap", 2), ("vmap", 3), ("vmap", 4), ("vmap", 7)} <= chosen
+
+
+def test_default_method_is_auto_and_the_budget_is_checked():
+    x = torch.randn(3, 4)
+    f = _sequential(4, 8).float()
+    with pytest.raises(ValueError, match="memory_budget"):
+        exact_score_matching(f, x, memory_budget=0)
+    with pytest.raises(ValueError, match="method"):
+        exact_score_matching(f, x, method="fastest")
+    torch.testing.assert_close(exact_score_matching(f, x), exact_score_matching(f, x, method="loop"))
+
+
+def test_defaults_sweep_rows(tmp_path):
+    from booktools import benchmark as bm
+
+    cfgs = [dict(network=n, dim=5, hidden=6, depth=2, batch=3) for n in bm.NETWORKS]
+    rows = bm.exact_sm_defaults_sweep(cfgs, repeats=2, min_round_s=0.0, min_sample_s=0.0, budget_s=60.0)
+    assert [r["network"] for r in rows] == list(bm.NETWORKS)
+    for r in rows:
+        assert set(r["times"]) == {"default", "vmap", "loop", "chunk 4", "chunk 5"}
+        best = min(r["loop_s"], r["best_chunk_s"])
+        assert r["best_chunk_s"] == min(r["times"]["chunk 4"], r["times"]["chunk 5"])
+        assert r["default_vs_best"] == pytest.approx(r["default_s"] / best)
+        assert r["n_repeats"] == 2 and r["plan"]["method"] in ("loop", "vmap")
+    table = bm.format_exact_sm_defaults(rows)
+    assert len(table.splitlines()) == 2 + len(rows)
