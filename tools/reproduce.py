@@ -25,6 +25,7 @@ papermill:
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import shutil
 import signal
@@ -160,6 +161,9 @@ def run(args: argparse.Namespace, source: Path) -> int:
                 kernel_name="python3", language="python", cwd=str(out), progress_bar=bar,
                 execution_timeout=args.timeout, log_output=False)
     except KeyboardInterrupt:
+        # the killed kernel leaves a pending asyncio task whose "exception was never retrieved"
+        # report would reach the terminal at exit: the one-line message below says it all
+        logging.getLogger("asyncio").setLevel(logging.CRITICAL)
         failed = _keep_failed(staging, out, name, "interrupted")
         print(f"{PROG}: {name} interrupted; the previous result is unchanged, this run's partial "
               f"outputs are in {failed}", file=sys.stderr)
