@@ -261,8 +261,11 @@ def sliced_score_matching(
 
     .. math::
 
+        \begin{aligned}
         L_\mathrm{SSM}(\theta) = \mathbb{E}_{p_v}\mathbb{E}_{p_\mathrm{data}(x)}\Big[
-            v^\top \nabla_x s_\theta(x)\, v + \tfrac12 \big(v^\top s_\theta(x)\big)^2\Big],
+            &v^\top \nabla_x s_\theta(x)\, v\\
+            &+ \tfrac12 \big(v^\top s_\theta(x)\big)^2\Big],
+        \end{aligned}
 
     estimated with ``n_projections`` = :math:`M` independent directions per sample,
 
