@@ -115,8 +115,11 @@ def jacobian_trace(score_fn: ScoreFn, x: torch.Tensor, *, method: str = "auto",
     with torch.enable_grad():
         s = call_score(score_fn, x_)
         s_flat = s.reshape(batch, dim)
-        row_bytes = (_exact_chunking.saved_bytes(s) if method != "loop" else 0) \
-            + x.numel() * x.element_size() + s.numel() * s.element_size()
+
+        def row_bytes() -> int:  # R: what the graph saved, plus a basis vector and a gradient
+            return (_exact_chunking.saved_bytes(s) + x.numel() * x.element_size()
+                    + s.numel() * s.element_size())
+
         plan = _exact_chunking.plan(method, dim, row_bytes, x.device, batch=batch,
                                     chunk_size=chunk_size, memory_budget=memory_budget)
         if plan.method == "loop":

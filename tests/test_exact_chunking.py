@@ -226,3 +226,19 @@ def test_defaults_sweep_rows(tmp_path):
         assert r["n_repeats"] == 2 and r["plan"]["method"] in ("loop", "vmap")
     table = bm.format_exact_sm_defaults(rows)
     assert len(table.splitlines()) == 2 + len(rows)
+
+
+def test_choices_that_need_no_sizes_do_not_measure_the_graph():
+    """The loop, an explicit chunk and ``"auto"`` at d <= 2 never call ``row_bytes`` (the graph
+    walk and the memory query cost about 0.1 ms: several percent of a small step)."""
+    def never() -> int:
+        raise AssertionError("row_bytes was measured")
+
+    for dev in (CPU, CUDA):
+        assert ec.plan("loop", 500, never, dev) == ec.ExactPlan("loop", 1, 0, 0)
+        assert ec.plan("auto", ec.AUTO_LOOP_MAX_DIM, never, dev) == ec.ExactPlan("loop", 1, 0, 0)
+        assert ec.plan("auto", 500, never, dev, chunk_size=7) == ec.ExactPlan("vmap", 7, 0, 0)
+        assert ec.plan("vmap", 5, never, dev, chunk_size=7) == ec.ExactPlan("vmap", 5, 0, 0)
+    calls = []
+    p = ec.plan("auto", 64, lambda: calls.append(1) or 1000, CPU, memory_budget=8000)
+    assert calls == [1] and (p.method, p.chunk, p.row_bytes, p.budget_bytes) == ("vmap", 8, 1000, 8000)
