@@ -74,9 +74,17 @@ def test_cpu_available_memory_comes_from_psutil(monkeypatch):
     class Mem:
         available = 40 * MiB
 
-    monkeypatch.setattr(psutil, "virtual_memory", lambda: Mem())
+    reads = []
+    monkeypatch.setattr(psutil, "virtual_memory", lambda: reads.append(1) or Mem())
+    monkeypatch.setattr(ec, "_cpu_reading", None)
+    clock = [100.0]
+    monkeypatch.setattr(ec.time, "monotonic", lambda: clock[0])
     assert ec.available_memory(CPU) == 40 * MiB
     assert ec.budget_bytes(CPU) == 10 * MiB
+    assert len(reads) == 1  # reused within CPU_MEMORY_REFRESH_S
+    Mem.available = 80 * MiB
+    clock[0] += ec.CPU_MEMORY_REFRESH_S
+    assert ec.available_memory(CPU) == 80 * MiB and len(reads) == 2  # read again after it
 
 
 def test_cuda_budget_from_mem_get_info(monkeypatch):
