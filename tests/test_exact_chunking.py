@@ -236,6 +236,56 @@ def test_defaults_sweep_rows(tmp_path):
     assert len(table.splitlines()) == 2 + len(rows)
 
 
+def _defaults_row(network, dim, times, method="vmap", chunk=16, threads=1):
+    fixed = {int(k.split()[1]): v for k, v in times.items() if k.startswith("chunk ")}
+    best_c = min(fixed, key=fixed.get)
+    best = min(times["loop"], fixed[best_c])
+    return {"network": network, "dim": dim, "hidden": 8, "batch": 4, "threads": threads,
+            "plan": {"method": method, "chunk": chunk}, "times": times, "loop_s": times["loop"],
+            "default_s": times["default"], "vmap_s": times["vmap"], "best_chunk": best_c,
+            "best_chunk_s": fixed[best_c], "default_vs_best": times["default"] / best}
+
+
+def test_defaults_summary_and_frame_read_the_rows(tmp_path):
+    from booktools import benchmark as bm
+
+    rows = [
+        # d = 2, loop chosen: batched 0.9 and 1.2 of the loop
+        _defaults_row("a", 2, {"default": 1.0, "vmap": 1.0, "loop": 1.0, "chunk 2": 0.9}, "loop", 1),
+        _defaults_row("b", 2, {"default": 1.0, "vmap": 1.0, "loop": 1.0, "chunk 2": 1.2}, "loop", 1),
+        # d = 16: default 0.5 of the loop, identical computations 1.3 apart (noisy)
+        _defaults_row("a", 16, {"default": 0.65, "vmap": 0.5, "loop": 1.0, "chunk 16": 0.5}, chunk=16),
+        # d = 16: default 0.8 of the loop, quiet; the worst quiet ratio 0.8 / 0.7
+        _defaults_row("b", 16, {"default": 0.8, "vmap": 0.8, "loop": 1.0, "chunk 16": 0.8,
+                                "chunk 4": 0.7}, chunk=16),
+        _defaults_row("b", 16, {"default": 9.0, "vmap": 1.0, "loop": 1.0, "chunk 16": 1.0}, threads=2),
+    ]
+    s = bm.exact_sm_defaults_summary(rows)
+    assert s["n_rows"] == 4  # the two-thread row is left out
+    assert s["worst"] == pytest.approx(1.3) and s["worst_row"]["network"] == "a"
+    assert s["worst_row"]["dim"] == 16 and s["worst_noise"] == pytest.approx(1.3)
+    assert s["worst_quiet"] == pytest.approx(0.8 / 0.7)
+    assert s["d2_batched_vs_loop"] == pytest.approx((0.9, 1.2))
+    assert s["d16_default_vs_loop"] == pytest.approx((0.65, 0.8))
+    assert s["full_vs_loop"] == {"a": None, "b": None}  # no row with d >= 64
+    big = [_defaults_row("a", d, {"default": 1.0, "vmap": 1.0, "loop": 2.0, f"chunk {d}": f})
+           for d, f in ((64, 3.0), (256, 5.0), (32, 0.1))]
+    assert bm.exact_sm_defaults_summary(big)["full_vs_loop"] == {"a": pytest.approx((1.5, 2.5))}
+    frame = bm.exact_sm_defaults_frame(rows)
+    assert list(frame["default"][:3]) == ["loop", "loop", "chunk 16"]
+    assert frame["default ms"].iloc[2] == pytest.approx(650) and frame["best chunk"].iloc[3] == 4
+
+    folder = tmp_path / "benchmarks" / "results" / "exact_sm_defaults"
+    folder.mkdir(parents=True)
+    with pytest.raises(FileNotFoundError, match="exact_sm_defaults"):
+        bm.committed_exact_sm_defaults(tmp_path / "book")
+    (folder / "exact_sm_defaults-host-closer.json").write_text('{"rows": []}')
+    (folder / "exact_sm_defaults-host.json").write_text('{"meta": {"m": 1}, "rows": [{"x": 2}]}')
+    (tmp_path / "book").mkdir()
+    path, meta, got = bm.committed_exact_sm_defaults(tmp_path / "book")
+    assert path.name == "exact_sm_defaults-host.json" and meta == {"m": 1} and got == [{"x": 2}]
+
+
 def test_choices_that_need_no_sizes_do_not_measure_the_graph():
     """The loop, an explicit chunk and ``"auto"`` at d <= 2 never call ``row_bytes`` (the graph
     walk and the memory query cost about 0.1 ms: several percent of a small step)."""

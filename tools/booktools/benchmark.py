@@ -840,3 +840,75 @@ def format_exact_sm_defaults(rows: Sequence[dict[str, Any]], header: bool = True
                      f"{best:>13} {ms(full):>7} {r['default_vs_best'] or math.nan:>9.2f} "
                      f"{r['vmap_vs_best'] or math.nan:>9.2f} {_noise(r) or math.nan:>5.2f}")
     return "\n".join(lines)
+
+
+def exact_sm_defaults_frame(rows: Sequence[dict[str, Any]]):
+    """The rows of :func:`exact_sm_defaults_sweep` as a compact ``pandas.DataFrame`` for a page:
+    network, d, width, batch and threads; the default's choice; the medians (ms) of the
+    default, the loop and the best fixed chunk (with that chunk); ``default / best`` (best of
+    the loop and the fixed chunks) and ``noise`` (see :func:`format_exact_sm_defaults`)."""
+    import pandas as pd
+
+    out = []
+    for r in rows:
+        p = r["plan"]
+        out.append({
+            "network": r["network"], "d": r["dim"], "width": r["hidden"], "batch": r["batch"],
+            "threads": r["threads"],
+            "default": "loop" if p["method"] == "loop" else f"chunk {p['chunk']}",
+            "default ms": r["default_s"] * 1e3, "loop ms": r["loop_s"] * 1e3,
+            "best chunk ms": None if r["best_chunk_s"] is None else r["best_chunk_s"] * 1e3,
+            "best chunk": r["best_chunk"], "default / best": r["default_vs_best"],
+            "noise": _noise(r),
+        })
+    return pd.DataFrame(out)
+
+
+def exact_sm_defaults_summary(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    r"""The numbers the chapters quote from an exact-SM defaults table (one-thread rows only):
+
+    * ``worst``: the largest ``default / best`` and the row it occurs in (``worst_row``);
+    * ``worst_quiet``: the largest over the rows whose ``noise`` is at most 1.1;
+    * ``d2_batched_vs_loop``: (min, max) over the :math:`d = 2` rows of the time of both
+      passes batched (``chunk 2``) over the loop's -- where ``method="auto"`` keeps the loop;
+    * ``d16_default_vs_loop``: (min, max) over the :math:`d = 16` rows of default over loop;
+    * ``full_vs_loop``: network -> (min, max) over its rows with :math:`d \ge 64` of the time of
+      all :math:`d` passes stacked (``chunk d``) over the loop's.
+    """
+    one = [r for r in rows if r["threads"] == 1] or list(rows)
+    worst = max(one, key=lambda r: r["default_vs_best"])
+    quiet = [r["default_vs_best"] for r in one if (_noise(r) or 1.0) <= 1.1]
+
+    def spread(vals: list[float]) -> tuple[float, float] | None:
+        return (min(vals), max(vals)) if vals else None
+
+    return {
+        "worst": worst["default_vs_best"],
+        "worst_row": {k: worst[k] for k in ("network", "dim", "hidden", "batch")},
+        "worst_noise": _noise(worst),
+        "worst_quiet": max(quiet) if quiet else None,
+        "d2_batched_vs_loop": spread([r["times"]["chunk 2"] / r["loop_s"] for r in one
+                                      if r["dim"] == 2 and "chunk 2" in r["times"]]),
+        "d16_default_vs_loop": spread([r["default_s"] / r["loop_s"] for r in one if r["dim"] == 16]),
+        "full_vs_loop": {net: spread([r["times"][f"chunk {r['dim']}"] / r["loop_s"] for r in one
+                                      if r["network"] == net and r["dim"] >= 64
+                                      and f"chunk {r['dim']}" in r["times"]])
+                         for net in dict.fromkeys(r["network"] for r in one)},
+        "n_rows": len(one),
+    }
+
+
+def committed_exact_sm_defaults(start: str | Path = ".") -> tuple[Path, dict[str, Any], list[dict[str, Any]]]:
+    """``(path, meta, rows)`` of the committed exact-SM defaults table
+    (``benchmarks/results/exact_sm_defaults/exact_sm_defaults-*.json``, the first in name order
+    without ``-closer``), found from ``start`` or a folder above it."""
+    here = Path(start).resolve()
+    for folder in (here, *here.parents):
+        found = sorted(p for p in (folder / "benchmarks" / "results" / "exact_sm_defaults")
+                       .glob("exact_sm_defaults-*.json") if "-closer" not in p.stem) \
+            if (folder / "benchmarks").is_dir() else []
+        if found:
+            data = json.loads(found[0].read_text())
+            return found[0], data.get("meta", {}), data["rows"]
+    raise FileNotFoundError(f"no benchmarks/results/exact_sm_defaults/exact_sm_defaults-*.json "
+                            f"in {here} or above: run benchmarks/exact_sm_defaults.py")
