@@ -272,8 +272,8 @@ def test_defaults_summary_and_frame_read_the_rows(tmp_path):
            for d, f in ((64, 3.0), (256, 5.0), (32, 0.1))]
     assert bm.exact_sm_defaults_summary(big)["full_vs_loop"] == {"a": pytest.approx((1.5, 2.5))}
     frame = bm.exact_sm_defaults_frame(rows)
-    assert list(frame["default"][:3]) == ["loop", "loop", "chunk 16"]
-    assert frame["default ms"].iloc[2] == pytest.approx(650) and frame["best chunk"].iloc[3] == 4
+    assert list(frame["chose"][:3]) == ["loop", "loop", "k=16"]
+    assert frame["default"].iloc[2] == pytest.approx(650) and frame["best fixed"].iloc[3] == "700 (4)"
 
     folder = tmp_path / "benchmarks" / "results" / "exact_sm_defaults"
     folder.mkdir(parents=True)

@@ -843,23 +843,24 @@ def format_exact_sm_defaults(rows: Sequence[dict[str, Any]], header: bool = True
 
 
 def exact_sm_defaults_frame(rows: Sequence[dict[str, Any]]):
-    """The rows of :func:`exact_sm_defaults_sweep` as a compact ``pandas.DataFrame`` for a page:
-    network, d, width, batch and threads; the default's choice; the medians (ms) of the
-    default, the loop and the best fixed chunk (with that chunk); ``default / best`` (best of
-    the loop and the fixed chunks) and ``noise`` (see :func:`format_exact_sm_defaults`)."""
+    """The rows of :func:`exact_sm_defaults_sweep` as a compact ``pandas.DataFrame`` for a page
+    (short column names, so that it fits a book column): ``network``, ``d``, ``width``,
+    ``batch``, ``threads``; ``chose`` (what the default ran: ``loop``, or ``k=<chunk>`` for the
+    batched passes); the medians in ms of the ``default``, the ``loop`` and the ``best fixed``
+    chunk (text: ms and the chunk in parentheses); ``dflt/best`` (default over the best of the
+    loop and the fixed chunks) and ``noise`` (see :func:`format_exact_sm_defaults`)."""
     import pandas as pd
 
     out = []
     for r in rows:
         p = r["plan"]
+        best = "-" if r["best_chunk_s"] is None else f"{r['best_chunk_s'] * 1e3:.0f} ({r['best_chunk']})"
         out.append({
             "network": r["network"], "d": r["dim"], "width": r["hidden"], "batch": r["batch"],
             "threads": r["threads"],
-            "default": "loop" if p["method"] == "loop" else f"chunk {p['chunk']}",
-            "default ms": r["default_s"] * 1e3, "loop ms": r["loop_s"] * 1e3,
-            "best chunk ms": None if r["best_chunk_s"] is None else r["best_chunk_s"] * 1e3,
-            "best chunk": r["best_chunk"], "default / best": r["default_vs_best"],
-            "noise": _noise(r),
+            "chose": "loop" if p["method"] == "loop" else f"k={p['chunk']}",
+            "default": r["default_s"] * 1e3, "loop": r["loop_s"] * 1e3, "best fixed": best,
+            "dflt/best": r["default_vs_best"], "noise": _noise(r),
         })
     return pd.DataFrame(out)
 
