@@ -274,6 +274,9 @@ def test_defaults_summary_and_frame_read_the_rows(tmp_path):
     frame = bm.exact_sm_defaults_frame(rows)
     assert list(frame["chose"][:3]) == ["loop", "loop", "k=16"]
     assert frame["default"].iloc[2] == pytest.approx(650) and frame["best fixed"].iloc[3] == "700 (4)"
+    one = bm.exact_sm_defaults_frame(rows, threads=1)
+    assert len(one) == 4 and "threads" not in one.columns
+    assert list(bm.exact_sm_defaults_table(rows, threads=2).data["default"]) == [9000.0]
 
     folder = tmp_path / "benchmarks" / "results" / "exact_sm_defaults"
     folder.mkdir(parents=True)

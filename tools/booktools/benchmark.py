@@ -842,13 +842,14 @@ def format_exact_sm_defaults(rows: Sequence[dict[str, Any]], header: bool = True
     return "\n".join(lines)
 
 
-def exact_sm_defaults_frame(rows: Sequence[dict[str, Any]]):
+def exact_sm_defaults_frame(rows: Sequence[dict[str, Any]], threads: int | None = None):
     """The rows of :func:`exact_sm_defaults_sweep` as a compact ``pandas.DataFrame`` for a page
     (short column names, so that it fits a book column): ``network``, ``d``, ``width``,
     ``batch``, ``threads``; ``chose`` (what the default ran: ``loop``, or ``k=<chunk>`` for the
     batched passes); the medians in ms of the ``default``, the ``loop`` and the ``best fixed``
     chunk (text: ms and the chunk in parentheses); ``dflt/best`` (default over the best of the
-    loop and the fixed chunks) and ``noise`` (see :func:`format_exact_sm_defaults`)."""
+    loop and the fixed chunks) and ``noise`` (see :func:`format_exact_sm_defaults`). With
+    ``threads``, only the rows measured with that many torch threads, without that column."""
     import pandas as pd
 
     out = []
@@ -862,7 +863,17 @@ def exact_sm_defaults_frame(rows: Sequence[dict[str, Any]]):
             "default": r["default_s"] * 1e3, "loop": r["loop_s"] * 1e3, "best fixed": best,
             "dflt/best": r["default_vs_best"], "noise": _noise(r),
         })
-    return pd.DataFrame(out)
+    frame = pd.DataFrame(out)
+    if threads is not None:
+        frame = frame[frame["threads"] == threads].drop(columns="threads")
+    return frame
+
+
+def exact_sm_defaults_table(rows: Sequence[dict[str, Any]], threads: int | None = None):
+    """:func:`exact_sm_defaults_frame` as a page shows it: a pandas ``Styler``, times in whole
+    ms, ratios to two decimals, no index."""
+    return (exact_sm_defaults_frame(rows, threads).style.format(precision=2, na_rep="-")
+            .format(precision=0, subset=["default", "loop"]).hide())
 
 
 def exact_sm_defaults_summary(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
