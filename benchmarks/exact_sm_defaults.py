@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 
 from booktools import benchmark as bm
-from ssm_lib import _exact_chunking
+from ssm_lib import exact_chunking
 
 RESULTS = Path(__file__).resolve().parent / "results" / "exact_sm_defaults"
 
@@ -84,8 +84,8 @@ def main(argv: list[str] | None = None) -> int:
     info = bm.machine_info(args.device)
     out(f"# {info.get('gpu', info['cpu'])}, {info['cpu_count']} cores, torch {info['torch']}, "
         f"{info['time_utc']}, load average at start {[round(v, 2) for v in info['load_average']]}")
-    cpu_mib, frac = _exact_chunking.CPU_CHUNK_BYTES // 2**20, _exact_chunking.MEMORY_FRACTION
-    rows_cap = _exact_chunking.CPU_TARGET_ROWS
+    cpu_mib, frac = exact_chunking.DEFAULT_CPU_CHUNK_BYTES // 2**20, exact_chunking.DEFAULT_MEMORY_FRACTION
+    rows_cap = exact_chunking.DEFAULT_CPU_TARGET_ROWS
     out(f"# rule: chunk = min(d, budget // R, CPU: ceil({rows_cap} / B)); R = bytes of one backward")
     out(f"# pass; budget: CPU min({cpu_mib} MiB, {frac:g} x available), CUDA {frac:g} x free;")
     out("# auto: the loop where chunk = 1 or d <= 2.")
@@ -125,8 +125,8 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"{name}.txt").write_text("\n".join(lines) + "\n")
     meta = {"machine": info, "load_average_end": load_end, "repeats": repeats,
-            "cpu_chunk_bytes": _exact_chunking.CPU_CHUNK_BYTES,
-            "memory_fraction": _exact_chunking.MEMORY_FRACTION}
+            "cpu_chunk_bytes": exact_chunking.DEFAULT_CPU_CHUNK_BYTES,
+            "memory_fraction": exact_chunking.DEFAULT_MEMORY_FRACTION}
     (args.out / f"{name}.json").write_text(json.dumps({"meta": meta, "rows": all_rows}, indent=1) + "\n")
     (args.out / "partial.json").unlink(missing_ok=True)
     print(f"wrote {args.out / name}.txt and .json")

@@ -13,13 +13,20 @@ Conventions, used by every module:
   ``generator=None`` means torch's global generator. Inputs are never mutated.
 * Bad input is a ``ValueError`` that names the argument. Objectives are listed by name in
   :data:`ssm_lib.losses.OBJECTIVES`.
+
+The names below are the public surface (``from ssm_lib import ScoreMLP, fit``); every public
+submodule (``ssm_lib.losses``, ``ssm_lib.curvature``, ...) lists its own in ``__all__`` and stays
+importable as ``ssm_lib.<module>``. The paper's data loaders, architectures and the book's
+plotting helpers are not part of the library: they live beside the book (``paper_recipes``,
+``booktools``).
 """
 
-# ``plotting`` (matplotlib) is not imported here: ``from ssm_lib import plotting`` when needed.
-from . import densities, devices, grids, losses, metrics, models, projections, sampling, training
-from .densities import Banana, Gaussian, GaussianMixture, Ring
+from .curvature import approx_backprop_score_matching, curvature_propagation_score_matching
+from .densities import Banana, Density, Gaussian, GaussianMixture, Ring
 from .devices import make_generator, resolve_device
+from .dkef import DKEF
 from .flows import NICE
+from .images import LogitTransform
 from .losses import (
     OBJECTIVES,
     denoising_score_matching,
@@ -28,18 +35,35 @@ from .losses import (
     sliced_score_matching,
 )
 from .metrics import fisher_divergence
-from .models import EnergyMLP, NoiseConditionalScoreMLP, ScoreMLP, score_from_energy
+from .models import EnergyMLP, NoiseConditionalScoreMLP, ScoreMLP, mlp, score_from_energy
 from .projections import sample_projections
-from .sampling import annealed_langevin_dynamics, langevin_dynamics
+from .sampling import SamplerDivergedError, annealed_langevin_dynamics, langevin_dynamics
+from .score_estimators import (
+    ConditionalScoreMLP,
+    NetworkScoreEstimator,
+    ScoreEstimator,
+    SpectralScoreEstimator,
+    SteinScoreEstimator,
+    entropy_surrogate,
+)
 from .training import TrainingDivergedError, fit
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "annealed_langevin_dynamics", "Banana", "denoising_score_matching", "densities", "devices",
-    "EnergyMLP", "exact_score_matching", "fisher_divergence", "fit", "Gaussian", "GaussianMixture",
-    "grids", "langevin_dynamics", "losses", "make_generator", "make_objective", "metrics", "models", "NICE",
-    "NoiseConditionalScoreMLP", "OBJECTIVES", "projections", "resolve_device", "Ring",
-    "sample_projections", "sampling", "score_from_energy", "ScoreMLP", "sliced_score_matching",
-    "training", "TrainingDivergedError",
+    # objectives
+    "OBJECTIVES", "approx_backprop_score_matching", "curvature_propagation_score_matching",
+    "denoising_score_matching", "exact_score_matching", "make_objective", "sliced_score_matching",
+    # models
+    "DKEF", "EnergyMLP", "NICE", "NoiseConditionalScoreMLP", "ScoreMLP", "mlp", "score_from_energy",
+    # densities
+    "Banana", "Density", "Gaussian", "GaussianMixture", "Ring",
+    # samplers
+    "SamplerDivergedError", "annealed_langevin_dynamics", "langevin_dynamics",
+    # score estimators for samples
+    "ConditionalScoreMLP", "NetworkScoreEstimator", "ScoreEstimator", "SpectralScoreEstimator",
+    "SteinScoreEstimator", "entropy_surrogate",
+    # training, metrics, data transforms, devices, projections
+    "LogitTransform", "TrainingDivergedError", "fisher_divergence", "fit", "make_generator",
+    "resolve_device", "sample_projections",
 ]

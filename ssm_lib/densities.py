@@ -18,6 +18,8 @@ import torch
 
 from ._checks import check_batch, check_count, check_generator, check_number
 
+__all__ = ["Banana", "Density", "Gaussian", "GaussianMixture", "Ring"]
+
 Arraylike = torch.Tensor | Sequence | float
 
 
@@ -290,12 +292,3 @@ class Ring(Density):
             lo, hi = torch.where(below, mid, lo), torch.where(below, hi, mid)
         r = 0.5 * (lo + hi)
         return torch.stack([r * torch.cos(theta), r * torch.sin(theta)], dim=-1).to(self.dtype)
-
-
-def two_gaussian_mixture(dtype: torch.dtype | None = None) -> GaussianMixture:
-    """A two-component 2-D Gaussian mixture with correlated, unequal components."""
-    dtype = _check_dtype(dtype)
-    means = torch.tensor([[-1.5, -0.5], [1.5, 1.0]], dtype=dtype)
-    covs = torch.stack([torch.tensor([[0.6, 0.2], [0.2, 0.4]], dtype=dtype),
-                        torch.tensor([[0.5, -0.15], [-0.15, 0.7]], dtype=dtype)])
-    return GaussianMixture(torch.tensor([0.45, 0.55], dtype=dtype), means, covs)

@@ -6,6 +6,8 @@ import torch
 
 from ._checks import check_count
 
+__all__ = ["make_generator", "resolve_device"]
+
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
     """Turn ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:1"`` or ``"mps"`` into a usable device.

@@ -35,6 +35,11 @@ from torch import nn
 
 from ._tensor_ops import event_sum
 
+__all__ = [
+    "ACTIVATIONS_WITH_SLOPE", "activation_and_slope", "mlp_layers", "mlp_projected_score_and_jvp",
+    "mlp_score_and_jvp", "model_fast_path",
+]
+
 ACTIVATIONS_WITH_SLOPE = (nn.SiLU, nn.Tanh, nn.Softplus, nn.GELU)
 
 Layers = tuple[list[tuple[nn.Linear, nn.Module]], nn.Linear]

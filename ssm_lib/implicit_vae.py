@@ -1,14 +1,20 @@
-r"""Variational and Wasserstein auto-encoders whose encoder is *implicit* (Song et al. 2019,
-Section 5.2), with the entropy term supplied by a score estimator, and an importance-weighted
-estimate of the test log-likelihood.
+r"""Objectives of variational and Wasserstein auto-encoders whose encoder is *implicit*
+(Song et al. 2019, Section 5.2), with the entropy term supplied by a score estimator, and an
+importance-weighted estimate of the test log-likelihood.
 
-Models (MLPs with ``tanh`` units, as in the paper's MNIST experiments):
+The functions take any networks with these interfaces (the paper's MLPs are in the
+repository's ``paper_recipes.vae``):
 
-* :class:`ImplicitEncoder`: :math:`z = g_\phi(x, \epsilon)`, :math:`\epsilon\sim\mathcal N(0, I)`
-  fed in next to :math:`x`, so :math:`q_\phi(z|x)` can be sampled but has no density;
-* :class:`GaussianEncoder`: the explicit :math:`q_\phi(z|x) = \mathcal N(\mu_\phi(x),
-  \operatorname{diag}\sigma_\phi^2(x))` (the reference, and the proposal of the evaluation);
-* :class:`DeterministicEncoder` (WAE) and :class:`BernoulliDecoder` :math:`p_\theta(x|z)`.
+* an *implicit encoder* ``encoder(x, n_samples, generator) -> z`` of shape
+  ``(B, n_samples, z_dim)``: :math:`z = g_\phi(x, \epsilon)` with fresh noise, so
+  :math:`q_\phi(z|x)` can be sampled but has no density;
+* a *Gaussian encoder* ``encoder(x) -> (mean, log_std)``, each ``(B, z_dim)``, with
+  ``encoder.z_dim`` and ``encoder.sample_and_log_prob(x, n_samples, generator) -> (z, log_q)``
+  of shapes ``(B, n, z_dim)`` and ``(B, n)``: :math:`q_\phi(z|x) = \mathcal N(\mu_\phi(x),
+  \operatorname{diag}\sigma_\phi^2(x))`;
+* a *deterministic encoder* ``encoder(x) -> z`` of shape ``(B, z_dim)`` (the WAE's);
+* a *decoder* with ``decoder.log_likelihood(x, z)`` :math:`= \log p_\theta(x|z)` for
+  ``x (B, x_dim)`` and ``z (B, *, z_dim)``, of shape ``(B, *)``.
 
 The prior is :math:`p(z) = \mathcal N(0, I)`. Losses average over the batch.
 """
@@ -18,17 +24,14 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ._checks import check_count
-from .models import _mlp
 from .score_estimators import ScoreEstimator, entropy_surrogate
 
 __all__ = [
-    "BernoulliDecoder", "DeterministicEncoder", "GaussianEncoder", "ImplicitEncoder",
-    "fit_proposal", "gaussian_elbo_loss", "implicit_elbo_loss", "importance_weighted_log_likelihood",
-    "neg_log_prior", "wae_loss",
+    "LOG_2PI", "fit_proposal", "gaussian_elbo_loss", "implicit_elbo_loss",
+    "importance_weighted_log_likelihood", "neg_log_prior", "wae_loss",
 ]
 
 LOG_2PI = math.log(2 * math.pi)
@@ -39,80 +42,7 @@ def neg_log_prior(z: torch.Tensor) -> torch.Tensor:
     return 0.5 * (z**2).sum(-1) + 0.5 * z.shape[-1] * LOG_2PI
 
 
-class ImplicitEncoder(nn.Module):
-    """:math:`z = g_\\phi([x, \\epsilon])` with :math:`\\epsilon\\sim\\mathcal N(0, I_e)`."""
-
-    def __init__(self, x_dim: int, z_dim: int, eps_dim: int | None = None, hidden: int = 256, depth: int = 2):
-        super().__init__()
-        self.x_dim, self.z_dim = check_count(x_dim, "x_dim"), check_count(z_dim, "z_dim")
-        self.eps_dim = z_dim if eps_dim is None else check_count(eps_dim, "eps_dim")
-        self.net = _mlp(self.x_dim + self.eps_dim, z_dim, hidden, depth, "tanh")
-
-    def forward(self, x: torch.Tensor, n_samples: int = 1, generator: torch.Generator | None = None
-                ) -> torch.Tensor:
-        """``n_samples`` draws of :math:`z|x` for each row of ``x (B, x_dim)``: ``(B, n, z_dim)``."""
-        b = x.shape[0]
-        eps = torch.randn(b, n_samples, self.eps_dim, generator=generator, dtype=x.dtype, device=x.device)
-        xe = torch.cat([x.unsqueeze(1).expand(b, n_samples, x.shape[-1]), eps], dim=-1)
-        return self.net(xe)
-
-
-class GaussianEncoder(nn.Module):
-    r""":math:`q_\phi(z|x) = \mathcal N(\mu_\phi(x), \operatorname{diag}\,e^{2\ell_\phi(x)})`."""
-
-    def __init__(self, x_dim: int, z_dim: int, hidden: int = 256, depth: int = 2):
-        super().__init__()
-        self.x_dim, self.z_dim = check_count(x_dim, "x_dim"), check_count(z_dim, "z_dim")
-        self.net = _mlp(x_dim, 2 * z_dim, hidden, depth, "tanh")
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(mean, log_std)``, each ``(B, z_dim)``."""
-        mean, log_std = self.net(x).chunk(2, dim=-1)
-        return mean, log_std
-
-    def sample_and_log_prob(self, x: torch.Tensor, n_samples: int = 1,
-                            generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Reparameterised draws ``z (B, n, z_dim)`` and :math:`\\log q_\\phi(z|x)` ``(B, n)``."""
-        mean, log_std = self(x)
-        eps = torch.randn(x.shape[0], n_samples, self.z_dim, generator=generator, dtype=x.dtype,
-                          device=x.device)
-        z = mean.unsqueeze(1) + eps * log_std.exp().unsqueeze(1)
-        log_q = -0.5 * (eps**2).sum(-1) - log_std.sum(-1, keepdim=True) - 0.5 * self.z_dim * LOG_2PI
-        return z, log_q
-
-
-class DeterministicEncoder(nn.Module):
-    """:math:`z = f_\\phi(x)` (the WAE encoder)."""
-
-    def __init__(self, x_dim: int, z_dim: int, hidden: int = 256, depth: int = 2):
-        super().__init__()
-        self.x_dim, self.z_dim = check_count(x_dim, "x_dim"), check_count(z_dim, "z_dim")
-        self.net = _mlp(x_dim, z_dim, hidden, depth, "tanh")
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
-
-
-class BernoulliDecoder(nn.Module):
-    r""":math:`p_\theta(x|z) = \prod_i \mathrm{Bernoulli}(x_i; \sigma(f_\theta(z)_i))`."""
-
-    def __init__(self, z_dim: int, x_dim: int, hidden: int = 256, depth: int = 2):
-        super().__init__()
-        self.x_dim, self.z_dim = check_count(x_dim, "x_dim"), check_count(z_dim, "z_dim")
-        self.net = _mlp(z_dim, x_dim, hidden, depth, "tanh")
-
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        """Logits, ``(*, x_dim)``."""
-        return self.net(z)
-
-    def log_likelihood(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        """:math:`\\log p_\\theta(x|z)` for ``x (B, x_dim)`` and ``z (B, *, z_dim)``: shape ``(B, *)``."""
-        logits = self(z)
-        target = x.reshape(x.shape[0], *([1] * (z.dim() - 2)), x.shape[-1]).expand_as(logits)
-        return -F.binary_cross_entropy_with_logits(logits, target, reduction="none").sum(-1)
-
-
-def gaussian_elbo_loss(encoder: GaussianEncoder, decoder: BernoulliDecoder, x: torch.Tensor, *,
+def gaussian_elbo_loss(encoder: nn.Module, decoder: nn.Module, x: torch.Tensor, *,
                        generator: torch.Generator | None = None) -> torch.Tensor:
     r"""Negative ELBO with the closed-form KL (Kingma & Welling 2014, Eq. 10):
     :math:`-\mathbb E_q[\log p(x|z)] + \mathrm{KL}(q(z|x)\,\|\,\mathcal N(0, I))`."""
@@ -123,7 +53,7 @@ def gaussian_elbo_loss(encoder: GaussianEncoder, decoder: BernoulliDecoder, x: t
     return (-decoder.log_likelihood(x, z) + kl).mean()
 
 
-def implicit_elbo_loss(encoder: ImplicitEncoder, decoder: BernoulliDecoder, estimator: ScoreEstimator,
+def implicit_elbo_loss(encoder: nn.Module, decoder: nn.Module, estimator: ScoreEstimator,
                        x: torch.Tensor, *, n_particles: int = 1, generator: torch.Generator | None = None
                        ) -> tuple[torch.Tensor, float | None]:
     r"""A loss whose gradient is that of the negative ELBO of an implicit encoder,
@@ -153,7 +83,7 @@ def implicit_elbo_loss(encoder: ImplicitEncoder, decoder: BernoulliDecoder, esti
     return loss, {"recon": float(recon.mean().detach()), "estimator_loss": est_loss}
 
 
-def wae_loss(encoder: DeterministicEncoder, decoder: BernoulliDecoder, estimator: ScoreEstimator,
+def wae_loss(encoder: nn.Module, decoder: nn.Module, estimator: ScoreEstimator,
              x: torch.Tensor, *, lam: float = 10.0) -> tuple[torch.Tensor, float | None]:
     r"""WAE loss (Tolstikhin et al. 2018) with a KL penalty between the aggregate posterior
     :math:`q_\phi(z) = \mathbb E_x\,\delta(z - f_\phi(x))` and the prior,
@@ -176,7 +106,7 @@ def wae_loss(encoder: DeterministicEncoder, decoder: BernoulliDecoder, estimator
 
 
 @torch.no_grad()
-def importance_weighted_log_likelihood(x: torch.Tensor, decoder: BernoulliDecoder, proposal: GaussianEncoder,
+def importance_weighted_log_likelihood(x: torch.Tensor, decoder: nn.Module, proposal: nn.Module,
                                        *, n_samples: int = 1000, chunk: int = 250,
                                        generator: torch.Generator | None = None) -> torch.Tensor:
     r"""The importance-weighted bound (Burda et al. 2016, Eq. 8) per data point,
@@ -200,13 +130,22 @@ def importance_weighted_log_likelihood(x: torch.Tensor, decoder: BernoulliDecode
     return torch.logsumexp(torch.cat(logw, dim=1), dim=1) - math.log(k)
 
 
-def fit_proposal(decoder: BernoulliDecoder, data: torch.Tensor, *, steps: int, batch_size: int = 128,
-                 lr: float = 1e-3, hidden: int = 256, depth: int = 2,
-                 generator: torch.Generator | None = None, binarize: bool = True) -> GaussianEncoder:
-    r"""A Gaussian encoder fitted to a *frozen* decoder by maximising the ELBO on ``data``
-    (probabilities in [0, 1], binarised afresh each step when ``binarize``): the proposal of
-    :func:`importance_weighted_log_likelihood` for models without an encoder density."""
-    enc = GaussianEncoder(decoder.x_dim, decoder.z_dim, hidden, depth).to(data.device, data.dtype)
+def fit_proposal(decoder: nn.Module, proposal: nn.Module, data: torch.Tensor, *, steps: int,
+                 batch_size: int = 128, lr: float = 1e-3, generator: torch.Generator | None = None,
+                 binarize: bool = True) -> nn.Module:
+    r"""Fit a Gaussian encoder ``proposal`` to a *frozen* decoder by maximising the ELBO
+    (minimising :func:`gaussian_elbo_loss` with Adam) on ``data`` (probabilities in [0, 1],
+    binarised afresh each step when ``binarize``): the proposal of
+    :func:`importance_weighted_log_likelihood` for models without an encoder density.
+
+    ``proposal`` is trained in place and returned; the decoder's parameters are left as they
+    were (their ``requires_grad`` is restored). Raises ``FloatingPointError`` naming the step
+    where the loss stops being finite.
+    """
+    if not isinstance(proposal, nn.Module):
+        raise TypeError(f"proposal must be an nn.Module (a Gaussian encoder), got {type(proposal).__name__}")
+    enc = proposal
+    was_trainable = [p.requires_grad for p in decoder.parameters()]
     for p in decoder.parameters():
         p.requires_grad_(False)
     opt = torch.optim.Adam(enc.parameters(), lr=lr)
@@ -223,6 +162,6 @@ def fit_proposal(decoder: BernoulliDecoder, data: torch.Tensor, *, steps: int, b
             loss.backward()
             opt.step()
     finally:
-        for p in decoder.parameters():
-            p.requires_grad_(True)
+        for p, trainable in zip(decoder.parameters(), was_trainable, strict=True):
+            p.requires_grad_(trainable)
     return enc

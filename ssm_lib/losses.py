@@ -36,7 +36,7 @@ from typing import Any
 import torch
 import torch.autograd.forward_ad as fwad
 
-from . import _exact_chunking
+from . import exact_chunking as _exact_chunking
 from ._checks import (
     ScoreFn,
     call_score,

@@ -9,6 +9,8 @@ import torch
 from ._checks import ScoreFn, call_score, check_batch, check_reduction
 from ._tensor_ops import event_sum, private_copy, reduce
 
+__all__ = ["fisher_divergence", "loglog_slope", "mean_and_standard_error"]
+
 
 def fisher_divergence(score_fn: ScoreFn, true_score_fn: ScoreFn, x: torch.Tensor, *,
                       reduction: str = "mean") -> torch.Tensor:

@@ -39,7 +39,25 @@ ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
 }
 
 
-def _mlp(n_in: int, n_out: int, hidden: int, depth: int, activation: str) -> nn.Sequential:
+__all__ = [
+    "ACTIVATIONS", "EnergyMLP", "EnergyScore", "NoiseConditionalScoreMLP", "ScoreMLP", "mlp",
+    "score_from_energy",
+]
+
+
+def mlp(n_in: int, n_out: int, hidden: int, depth: int, activation: str) -> nn.Sequential:
+    r"""A fully connected network :math:`\mathbb R^{n_\text{in}} \to \mathbb R^{n_\text{out}}`
+    with ``depth`` hidden layers of width ``hidden``,
+
+    .. math::
+
+        h_0 = x,\quad h_l = \phi(W_l h_{l-1} + b_l)\ (l = 1, \dots, \text{depth}),\quad
+        f(x) = W_{\text{depth}+1} h_\text{depth} + b_{\text{depth}+1},
+
+    :math:`\phi` the activation named by ``activation`` (a key of :data:`ACTIVATIONS`), as an
+    ``nn.Sequential`` of alternating ``nn.Linear`` and activation modules (the layout the
+    fast paths of :mod:`ssm_lib.fast_path` and :mod:`ssm_lib.curvature` recognise).
+    """
     hidden = check_count(hidden, "hidden")
     depth = check_count(depth, "depth")
     check_choice(activation, tuple(ACTIVATIONS), "activation")
@@ -48,6 +66,10 @@ def _mlp(n_in: int, n_out: int, hidden: int, depth: int, activation: str) -> nn.
         layers += [nn.Linear(hidden, hidden), ACTIVATIONS[activation]()]
     layers.append(nn.Linear(hidden, n_out))
     return nn.Sequential(*layers)
+
+
+#: the former private name of :func:`mlp` (kept while other modules move to the public name)
+_mlp = mlp
 
 
 def _check_input(module: nn.Module, x: object, dim: int) -> torch.Tensor:
@@ -80,7 +102,7 @@ class ScoreMLP(nn.Module):
         self.dim = check_count(dim, "dim")
         self.hidden, self.depth, self.activation = hidden, depth, activation
         self.fast_path = check_flag(fast_path, "fast_path")
-        self.net = _mlp(self.dim, self.dim, hidden, depth, activation)
+        self.net = mlp(self.dim, self.dim, hidden, depth, activation)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(_check_input(self, x, self.dim))
@@ -129,7 +151,7 @@ class EnergyMLP(nn.Module):
         self.confinement = check_number(confinement, "confinement")
         if self.confinement < 0:
             raise ValueError(f"confinement must be a finite number >= 0, got {confinement!r}")
-        self.net = _mlp(self.dim, 1, hidden, depth, activation)
+        self.net = mlp(self.dim, 1, hidden, depth, activation)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = _check_input(self, x, self.dim)
@@ -197,7 +219,7 @@ class NoiseConditionalScoreMLP(nn.Module):
     def __init__(self, dim: int, hidden: int = 128, depth: int = 3, activation: str = "silu"):
         super().__init__()
         self.dim = check_count(dim, "dim")
-        self.net = _mlp(self.dim + 1, self.dim, hidden, depth, activation)
+        self.net = mlp(self.dim + 1, self.dim, hidden, depth, activation)
 
     def forward(self, x: torch.Tensor, sigma: torch.Tensor | float) -> torch.Tensor:
         """The score at noise level ``sigma``: a positive number or a ``(batch,)`` tensor."""

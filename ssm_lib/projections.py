@@ -21,6 +21,8 @@ import torch
 from ._checks import check_choice, check_count, check_fits_in_memory, check_generator
 from .devices import resolve_device
 
+__all__ = ["PROJECTIONS", "sample_projections"]
+
 PROJECTIONS = ("gaussian", "rademacher", "sphere")
 
 

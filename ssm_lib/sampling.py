@@ -30,6 +30,8 @@ from ._checks import (
     check_number,
 )
 
+__all__ = ["SamplerDivergedError", "annealed_langevin_dynamics", "langevin_dynamics"]
+
 
 class SamplerDivergedError(RuntimeError):
     """Raised when a sampler's state stops being finite (from finite starting points)."""

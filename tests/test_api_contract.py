@@ -15,6 +15,8 @@ import numpy as np
 import pytest
 import torch
 
+from booktools.examples import two_gaussian_mixture
+from booktools.grids import grid_2d, normalize_on_grid
 from ssm_lib import (
     Banana,
     EnergyMLP,
@@ -36,8 +38,6 @@ from ssm_lib import (
     score_from_energy,
     sliced_score_matching,
 )
-from ssm_lib.densities import two_gaussian_mixture
-from ssm_lib.grids import grid_2d, normalize_on_grid
 from ssm_lib.losses import PROJECTIONS, SSM_METHODS, jacobian_trace, perturb
 
 F64 = torch.float64
@@ -130,7 +130,7 @@ def test_grids_and_plots_follow_a_float64_model():
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from ssm_lib import plotting
+    from booktools import plotting
 
     torch.manual_seed(0)
     energy = EnergyMLP(2, hidden=8, depth=1).double()

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from ssm_lib.datasets import drop_correlated, load_uci, read_uci, split_sizes
+from paper_recipes.uci import drop_correlated, load_uci, read_uci, split_sizes
 
 ROOT = Path(__file__).resolve().parents[1] / "data" / "uci"
 EXPECTED = {"redwine": (1599, 11), "whitewine": (4898, 11), "parkinsons": (5875, 15)}
@@ -75,7 +75,7 @@ def test_md5_and_bad_input(tmp_path):
 
 def test_dequantisation_stays_within_the_grid_gap():
     raw = read_uci("redwine", ROOT)[:, :-1]
-    from ssm_lib.datasets import dequantise
+    from paper_recipes.uci import dequantise
 
     out = dequantise(raw, np.random.default_rng(0))
     assert not np.shares_memory(out, raw) and np.array_equal(raw, read_uci("redwine", ROOT)[:, :-1])

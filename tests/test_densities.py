@@ -7,9 +7,9 @@ import math
 import pytest
 import torch
 
+from booktools.examples import two_gaussian_mixture
+from booktools.grids import grid_2d, normalize_on_grid
 from ssm_lib import Banana, Gaussian, GaussianMixture, Ring
-from ssm_lib.densities import two_gaussian_mixture
-from ssm_lib.grids import grid_2d, normalize_on_grid
 
 TWO_D = {
     "banana": lambda: Banana(dtype=torch.float64),

@@ -1,4 +1,4 @@
-"""How exact score matching picks its method and chunk (ssm_lib._exact_chunking): the chunk
+"""How exact score matching picks its method and chunk (ssm_lib.exact_chunking): the chunk
 respects the byte budget on CPU and (mocked) CUDA, ``method="auto"`` picks as documented, and
 every choice gives the loop's result to rounding in float64. No timings here."""
 
@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from ssm_lib import _exact_chunking as ec
+from ssm_lib import exact_chunking as ec
 from ssm_lib import losses
 from ssm_lib.losses import exact_score_matching, jacobian_trace
 from ssm_lib.models import EnergyMLP, ScoreMLP, score_from_energy
@@ -60,7 +60,7 @@ def test_chunk_is_the_largest_equal_split_within_the_budget(budget, dim):
 
 def test_cpu_budget_is_the_cache_size_or_a_quarter_of_available_memory(monkeypatch):
     monkeypatch.setattr(ec, "available_memory", lambda device: 2**40)
-    assert ec.budget_bytes(CPU) == ec.CPU_CHUNK_BYTES
+    assert ec.budget_bytes(CPU) == ec.DEFAULT_CPU_CHUNK_BYTES
     assert ec.budget_bytes(CPU, memory_budget=3 * MiB) == 3 * MiB
     monkeypatch.setattr(ec, "available_memory", lambda device: 8 * MiB)
     assert ec.budget_bytes(CPU) == 2 * MiB  # a quarter of what is available
@@ -108,14 +108,14 @@ def test_cuda_budget_from_mem_get_info(monkeypatch):
 def test_cpu_chunk_stops_at_the_target_rows_but_cuda_does_not(monkeypatch):
     monkeypatch.setattr(ec, "available_memory", lambda device: 2**40)
     monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (2**40, 2**41))
-    rows = ec.CPU_TARGET_ROWS
+    rows = ec.DEFAULT_CPU_TARGET_ROWS
     for batch in (16, 32, 100, 256):
         p = ec.plan("auto", 4096, 1, CPU, batch=batch)
         assert p.method == "vmap" and p.chunk * batch <= rows + batch and p.chunk >= rows // batch
     assert ec.plan("auto", 4096, 1, CPU, batch=rows).method == "loop"  # a batch this large: loop
     assert ec.plan("auto", 4096, 1, CUDA, batch=rows) == ec.ExactPlan("vmap", 4096, 1, 2**38)
     # the byte budget still applies below the row limit
-    assert ec.plan("auto", 4096, ec.CPU_CHUNK_BYTES // 3, CPU, batch=16).chunk == 3
+    assert ec.plan("auto", 4096, ec.DEFAULT_CPU_CHUNK_BYTES // 3, CPU, batch=16).chunk == 3
 
 
 def test_auto_method_rule(monkeypatch):
@@ -123,10 +123,11 @@ def test_auto_method_rule(monkeypatch):
     assert ec.plan("auto", 1, 10, CPU, memory_budget=10**9).method == "loop"
     monkeypatch.setattr(ec, "available_memory", lambda device: 2**30)  # no real CUDA needed
     for dev in (CPU, CUDA):  # up to two rows: the loop, on every device
-        assert ec.plan("auto", ec.AUTO_LOOP_MAX_DIM, 10, dev).method == "loop"
-        assert ec.plan("vmap", ec.AUTO_LOOP_MAX_DIM, 10, dev).method == "vmap"
-        assert ec.plan("auto", ec.AUTO_LOOP_MAX_DIM + 1, 10, dev, batch=8) == ec.ExactPlan(
-            "vmap", ec.AUTO_LOOP_MAX_DIM + 1, 10, 2**28 if dev == CUDA else ec.CPU_CHUNK_BYTES)
+        assert ec.plan("auto", ec.DEFAULT_AUTO_LOOP_MAX_DIM, 10, dev).method == "loop"
+        assert ec.plan("vmap", ec.DEFAULT_AUTO_LOOP_MAX_DIM, 10, dev).method == "vmap"
+        assert ec.plan("auto", ec.DEFAULT_AUTO_LOOP_MAX_DIM + 1, 10, dev, batch=8) == ec.ExactPlan(
+            "vmap", ec.DEFAULT_AUTO_LOOP_MAX_DIM + 1, 10,
+            2**28 if dev == CUDA else ec.DEFAULT_CPU_CHUNK_BYTES)
     assert ec.plan("auto", 50, 1000, CPU, memory_budget=1999).method == "loop"
     p = ec.plan("auto", 50, 1000, CPU, memory_budget=2000)
     assert (p.method, p.chunk) == ("vmap", 2)
@@ -297,7 +298,7 @@ def test_choices_that_need_no_sizes_do_not_measure_the_graph():
 
     for dev in (CPU, CUDA):
         assert ec.plan("loop", 500, never, dev) == ec.ExactPlan("loop", 1, 0, 0)
-        assert ec.plan("auto", ec.AUTO_LOOP_MAX_DIM, never, dev) == ec.ExactPlan("loop", 1, 0, 0)
+        assert ec.plan("auto", ec.DEFAULT_AUTO_LOOP_MAX_DIM, never, dev) == ec.ExactPlan("loop", 1, 0, 0)
         assert ec.plan("auto", 500, never, dev, chunk_size=7) == ec.ExactPlan("vmap", 7, 0, 0)
         assert ec.plan("vmap", 5, never, dev, chunk_size=7) == ec.ExactPlan("vmap", 5, 0, 0)
     calls = []

@@ -7,8 +7,8 @@ import math
 import pytest
 import torch
 
+from booktools.grids import grid_total_variation, normalize_on_grid
 from ssm_lib import Gaussian, fisher_divergence, resolve_device
-from ssm_lib.grids import grid_total_variation, normalize_on_grid
 
 from .conftest import standard_error
 

@@ -8,8 +8,9 @@ import math
 import pytest
 import torch
 
-from ssm_lib._files import file_md5, verify_md5
-from ssm_lib.images import MNIST_10K_MD5, LogitTransform, load_digits_8x8, load_mnist
+from paper_recipes.files import file_md5, verify_md5
+from paper_recipes.images import MNIST_10K_MD5, load_digits_8x8, load_mnist
+from ssm_lib.images import LogitTransform
 
 HAS_TORCHVISION = importlib.util.find_spec("torchvision") is not None
 

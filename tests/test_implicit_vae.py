@@ -1,4 +1,5 @@
-"""The importance-weighted bound and the auto-encoder losses of ssm_lib.implicit_vae.
+"""The importance-weighted bound and the auto-encoder losses of ssm_lib.implicit_vae (with the
+networks of paper_recipes.vae).
 
 Oracle: a decoder whose logits are linear in z is not Gaussian, so the bound is checked on a
 one-pixel, one-latent model where log p(x) is a 1-D integral computed by quadrature.
@@ -11,11 +12,8 @@ import math
 import pytest
 import torch
 
+from paper_recipes.vae import BernoulliDecoder, DeterministicEncoder, GaussianEncoder, ImplicitEncoder
 from ssm_lib.implicit_vae import (
-    BernoulliDecoder,
-    DeterministicEncoder,
-    GaussianEncoder,
-    ImplicitEncoder,
     gaussian_elbo_loss,
     implicit_elbo_loss,
     importance_weighted_log_likelihood,

@@ -83,7 +83,7 @@ from typing import Any
 import torch
 
 from booktools.stderr import native_stderr_to
-from ssm_lib import _exact_chunking
+from ssm_lib import exact_chunking
 from ssm_lib.devices import resolve_device
 from ssm_lib.losses import OBJECTIVES, exact_score_matching, make_objective
 from ssm_lib.models import EnergyMLP, ScoreMLP, score_from_energy
@@ -198,7 +198,7 @@ def make_loss(variant: str, *, sigma: float = 0.1, fd_step: float | None = None,
         sigma: DSM noise level.
         fd_step: finite-difference step (``None``: the library's default).
         chunk_size: exact SM chunk (``None``: the library's default, chosen from a byte
-            budget; see ``ssm_lib._exact_chunking``).
+            budget; see ``ssm_lib.exact_chunking``).
     """
     spec = _variant(variant)
     options: dict[str, Any] = {} if spec.method is None else {"method": spec.method}
@@ -753,9 +753,9 @@ def exact_sm_defaults_sweep(
         x = torch.randn(batch, dim, generator=torch.Generator(device=dev).manual_seed(seed), device=dev)
         with torch.enable_grad():
             s = score_fn(x.detach().requires_grad_(True))
-        row_bytes = _exact_chunking.saved_bytes(s) + 2 * x.numel() * x.element_size()
+        row_bytes = exact_chunking.saved_bytes(s) + 2 * x.numel() * x.element_size()
         del s
-        plan = _exact_chunking.plan("auto", dim, row_bytes, dev, batch=batch)
+        plan = exact_chunking.plan("auto", dim, row_bytes, dev, batch=batch)
 
         def make_step(kwargs: dict[str, Any], model: torch.nn.Module = model,
                       score_fn: Callable[[torch.Tensor], torch.Tensor] = score_fn,

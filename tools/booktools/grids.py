@@ -1,17 +1,39 @@
-r"""Regular 2-D grids: tabulate a function on a box, normalise a density on it, compare two
-tabulated densities."""
+r"""Regular 2-D grids for the book's figures and checks (not part of ``ssm_lib``): tabulate a
+function on a box, normalise a density on it, compare two tabulated densities."""
 
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Callable
 
 import torch
 from torch import nn
 
-from ._checks import check_count, check_number
+__all__ = ["dtype_of", "grid_2d", "grid_total_variation", "normalize_on_grid"]
 
 Lim = tuple[float, float]
+
+
+def check_number(value: object, name: str, *, positive: bool = False) -> float:
+    """A finite real number (``> 0`` when ``positive``), as a ``float``; else a ``ValueError``."""
+    if isinstance(value, torch.Tensor) and value.dim() == 0 and value.dtype != torch.bool:
+        value = value.item()
+    what = "a positive finite number" if positive else "a finite number"
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) \
+            or (positive and value <= 0):
+        raise ValueError(f"{name} must be {what}, got {value!r}")
+    return float(value)
+
+
+def check_count(value: object, name: str, minimum: int = 1) -> int:
+    """A whole number ``>= minimum``, as an ``int``; else a ``ValueError``."""
+    if isinstance(value, torch.Tensor) and value.dim() == 0 and value.dtype != torch.bool:
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or value != int(value) \
+            or value < minimum:
+        raise ValueError(f"{name} must be a whole number >= {minimum}, got {value!r}")
+    return int(value)
 
 
 def _check_box(xlim: object, ylim: object) -> tuple[Lim, Lim]:

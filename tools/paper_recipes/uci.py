@@ -1,8 +1,9 @@
 r"""The UCI tables of the paper's density-estimation experiments (Song et al. 2019, Sec. 5.1,
 following Wenliang et al. 2019), loaded with their preprocessing.
 
-:func:`load_uci` reads a file from a folder the caller names (the book passes the
-repository's ``data/uci``), checks its md5, and returns train/validation/test splits:
+:func:`load_uci` reads a file from a folder the caller names (by default the repository's
+``data/uci``, :data:`paper_recipes.DATA_DIR` ``/ "uci"``), checks its md5, and returns
+train/validation/test splits:
 
 1. **Columns.** Wines: the 11 physico-chemical columns (quality dropped). Parkinsons: the
    columns after ``subject#``, ``age`` and ``sex``, then, repeatedly, the first column whose
@@ -27,7 +28,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ._files import verify_md5
+from . import DATA_DIR
+from .files import verify_md5
+
+__all__ = [
+    "UCI_FILES", "UCI_LABELS", "UCISplits", "dequantise", "drop_correlated", "fit_whitening", "load_uci",
+    "read_uci", "split_sizes",
+]
 
 #: name -> (file, md5, separator, header lines)
 UCI_FILES = {
@@ -52,11 +59,13 @@ class UCISplits:
     columns: int
 
 
-def read_uci(name: str, root: str | Path) -> np.ndarray:
-    """The raw table (float64, before preprocessing) after checking its md5."""
+def read_uci(name: str, root: str | Path | None = None) -> np.ndarray:
+    """The raw table (float64, before preprocessing) after checking its md5; ``root`` is the
+    folder holding the tables (default: the repository's ``data/uci``)."""
     if name not in UCI_FILES:
         raise ValueError(f"name must be one of {tuple(UCI_FILES)}, got {name!r}")
     fname, md5, sep, header = UCI_FILES[name]
+    root = DATA_DIR / "uci" if root is None else root
     path = Path(root) / fname
     if not path.is_file():
         raise ValueError(f"root: no file {fname} in {Path(root).resolve()} (pass the folder that holds "
@@ -104,10 +113,11 @@ def fit_whitening(train: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return mean, vt.T / s * np.sqrt(train.shape[0])
 
 
-def load_uci(name: str, root: str | Path, *, split_seed: int = 2019, dequantise_seed: int = 0,
+def load_uci(name: str, root: str | Path | None = None, *, split_seed: int = 2019, dequantise_seed: int = 0,
              noise_seed: int = 1, noise_std: float = 0.05, dtype: torch.dtype = torch.float32) -> UCISplits:
     """Load ``name`` (``"redwine"``, ``"whitewine"``, ``"parkinsons"``) from the folder
-    ``root`` with the preprocessing of the module docstring. ``noise_std=0`` skips step 5."""
+    ``root`` (default: the repository's ``data/uci``) with the preprocessing of the module
+    docstring. ``noise_std=0`` skips step 5."""
     raw = read_uci(name, root)
     if name == "parkinsons":
         data, _ = drop_correlated(raw[:, 3:], 0.98)

@@ -1,5 +1,6 @@
 r"""How exact score matching batches its :math:`d` backward passes (``method`` and ``chunk_size``
-of :func:`ssm_lib.losses.jacobian_trace` left to the library).
+of :func:`ssm_lib.losses.jacobian_trace` left to the library): :func:`plan` chooses, and
+:func:`saved_bytes` and :func:`budget_bytes` give the sizes it chooses from.
 
 Exact score matching needs the :math:`d` diagonal entries of :math:`\nabla_x s(x)`, one backward
 pass (a vector-Jacobian product with a basis vector :math:`e_i`) per entry. The ``"vmap"`` path
@@ -15,7 +16,8 @@ themselves (a pass reads a basis vector and writes an input gradient, each of th
 :math:`B\,(d + d + \sum_l c_l h_l)` values for a batch of :math:`B` and layers of width
 :math:`h_l` that save :math:`c_l` tensors each.
 
-*The rule* (:func:`plan`, with :math:`B` the batch size):
+*The rule* (:func:`plan`, with :math:`B` the batch size; the ``DEFAULT_*`` constants below were
+measured on the project's CPU and each can be overridden per call):
 
 .. math::
 
@@ -25,16 +27,17 @@ themselves (a pass reads a basis vector and writes an input gradient, each of th
 then evened out over the passes (``ceil(d / ceil(d / chunk))``, so that no small remainder
 pass is left), where
 
-* CPU: budget = the smaller of :data:`CPU_CHUNK_BYTES` (32 MiB) and :data:`MEMORY_FRACTION`
-  of the available memory (``psutil.virtual_memory().available``), and at most
-  :data:`CPU_TARGET_ROWS` (512) rows of the batched matrix products. Batching pays on a CPU
-  because each operation runs once on ``chunk * B`` rows instead of ``chunk`` times on ``B``
-  rows: the per-operation overhead (dispatch, autograd bookkeeping) is paid once, and matrix
-  products on taller matrices run more efficiently. Both gains are used up at a few hundred
-  rows; larger chunks only add memory traffic (tensors of ``chunk * B * width`` values that no
-  longer stay in cache) and make the batched pass *slower* -- several times slower than the
-  loop with all :math:`d` rows at once. Measured in ``benchmarks/results/exact_sm_defaults/``.
-* CUDA: budget = :data:`MEMORY_FRACTION` of the free device memory
+* CPU: budget = the smaller of :data:`DEFAULT_CPU_CHUNK_BYTES` (32 MiB) and
+  :data:`DEFAULT_MEMORY_FRACTION` of the available memory
+  (``psutil.virtual_memory().available``), and at most :data:`DEFAULT_CPU_TARGET_ROWS` (512)
+  rows of the batched matrix products. Batching pays on a CPU because each operation runs
+  once on ``chunk * B`` rows instead of ``chunk`` times on ``B`` rows: the per-operation
+  overhead (dispatch, autograd bookkeeping) is paid once, and matrix products on taller
+  matrices run more efficiently. Both gains are used up at a few hundred rows; larger chunks
+  only add memory traffic (tensors of ``chunk * B * width`` values that no longer stay in
+  cache) and make the batched pass *slower* -- several times slower than the loop with all
+  :math:`d` rows at once. Measured in ``benchmarks/results/exact_sm_defaults/``.
+* CUDA: budget = :data:`DEFAULT_MEMORY_FRACTION` of the free device memory
   (``torch.cuda.mem_get_info``), no row limit: a GPU running a small pass is limited by
   kernel launches, so the largest chunk that fits is the fastest.
 * A ``memory_budget`` given by the caller (bytes) caps the budget on every device.
@@ -56,16 +59,23 @@ from dataclasses import dataclass
 
 import torch
 
-#: CPU byte budget of one batched pass (about the size of a last-level cache); see the module
-#: docstring and ``benchmarks/results/exact_sm_defaults/`` for the measurements behind it.
-CPU_CHUNK_BYTES = 32 * 2**20
-#: CPU: rows (chunk x batch) of the matrix products of one batched pass that are enough
-CPU_TARGET_ROWS = 512
-#: ``method="auto"`` runs the loop up to this many dimensions (batching two rows saves less
-#: than building the basis vectors and the batched pass cost)
-AUTO_LOOP_MAX_DIM = 2
-#: share of the available memory (CPU) or free device memory (CUDA) one batched pass may use
-MEMORY_FRACTION = 0.25
+__all__ = [
+    "DEFAULT_AUTO_LOOP_MAX_DIM", "DEFAULT_CPU_CHUNK_BYTES", "DEFAULT_CPU_TARGET_ROWS",
+    "DEFAULT_MEMORY_FRACTION", "ExactPlan", "available_memory", "budget_bytes", "plan", "saved_bytes",
+]
+
+#: Default CPU byte budget of one batched pass (about the size of a last-level cache), measured
+#: on the project's CPU: see the module docstring and ``benchmarks/results/exact_sm_defaults/``.
+DEFAULT_CPU_CHUNK_BYTES = 32 * 2**20
+#: Default CPU cap on the rows (chunk x batch) of the matrix products of one batched pass
+#: (measured on the project's CPU: more rows no longer ran faster)
+DEFAULT_CPU_TARGET_ROWS = 512
+#: ``method="auto"`` runs the loop up to this many dimensions by default (measured on the
+#: project's CPU: batching two rows saves less than building the basis vectors costs)
+DEFAULT_AUTO_LOOP_MAX_DIM = 2
+#: Default share of the available memory (CPU) or free device memory (CUDA) one batched pass
+#: may use
+DEFAULT_MEMORY_FRACTION = 0.25
 
 
 @dataclass(frozen=True)
@@ -167,47 +177,61 @@ def _read_cpu_available() -> int:
     return 4 * 2**30
 
 
-def budget_bytes(device: torch.device, memory_budget: float | None = None) -> int:
-    """The byte budget of one batched pass on ``device`` (the rule in the module docstring)."""
-    budget = int(MEMORY_FRACTION * available_memory(device))
+def budget_bytes(device: torch.device, memory_budget: float | None = None, *,
+                 cpu_chunk_bytes: int = DEFAULT_CPU_CHUNK_BYTES,
+                 memory_fraction: float = DEFAULT_MEMORY_FRACTION) -> int:
+    """The byte budget of one batched pass on ``device`` (the rule in the module docstring):
+    ``memory_fraction`` of :func:`available_memory`, at most ``cpu_chunk_bytes`` on a CPU and
+    at most ``memory_budget`` when given."""
+    budget = int(memory_fraction * available_memory(device))
     if device.type == "cpu":
-        budget = min(budget, CPU_CHUNK_BYTES)
+        budget = min(budget, int(cpu_chunk_bytes))
     if memory_budget is not None:
         budget = min(budget, int(memory_budget))
     return max(budget, 0)
 
 
 def plan(method: str, dim: int, row_bytes: int | Callable[[], int], device: torch.device, *,
-         batch: int = 1, chunk_size: int | None = None, memory_budget: float | None = None
+         batch: int = 1, chunk_size: int | None = None, memory_budget: float | None = None,
+         cpu_chunk_bytes: int = DEFAULT_CPU_CHUNK_BYTES, cpu_target_rows: int = DEFAULT_CPU_TARGET_ROWS,
+         memory_fraction: float = DEFAULT_MEMORY_FRACTION, auto_loop_max_dim: int = DEFAULT_AUTO_LOOP_MAX_DIM
          ) -> ExactPlan:
-    r"""Choose the method and chunk of exact score matching.
+    r"""Choose the method and chunk of exact score matching (the rule in the module docstring).
 
     Args:
         method: ``"auto"``, ``"loop"`` or ``"vmap"``.
         dim: :math:`d`, the number of Jacobian rows.
         row_bytes: :math:`R`, the estimated bytes of one backward pass on the batch, or a
             function returning it, called only when the choice needs it (not for the loop, an
-            explicit ``chunk_size`` or ``"auto"`` at :math:`d \le 2`: the walk over the graph
-            and the memory query cost about 0.1 ms, a few percent of a small step).
+            explicit ``chunk_size`` or ``"auto"`` at :math:`d \le` ``auto_loop_max_dim``: the
+            walk over the graph and the memory query cost about 0.1 ms, a few percent of a
+            small step).
         device: where the passes run.
         batch: the batch size :math:`B` (on a CPU the chunk is at most
-            ``ceil(CPU_TARGET_ROWS / batch)``).
+            ``ceil(cpu_target_rows / batch)``).
         chunk_size: an explicit chunk, used as given by ``"vmap"`` and ``"auto"``.
         memory_budget: optional cap in bytes on ``chunk * row_bytes``.
+        cpu_chunk_bytes, cpu_target_rows, memory_fraction, auto_loop_max_dim: the rule's
+            constants; the defaults (``DEFAULT_*``) were measured on the project's CPU.
 
     Returns:
         The :class:`ExactPlan`; its ``row_bytes`` and ``budget_bytes`` are 0 where the choice
         did not need them.
+
+    Example: ``plan("auto", 256, 4 * 2**20, torch.device("cpu"), batch=64)`` gives, with at least
+    128 MiB of memory available,
+    ``ExactPlan("vmap", 8, ...)``: 512 rows of matrix products at most, so 8 passes stacked.
     """
-    if method == "loop" or (method == "auto" and chunk_size is None and dim <= AUTO_LOOP_MAX_DIM):
+    if method == "loop" or (method == "auto" and chunk_size is None and dim <= auto_loop_max_dim):
         return ExactPlan("loop", 1, 0, 0)
     if chunk_size is not None:
         return ExactPlan("vmap", min(chunk_size, dim), 0, 0)
     row_bytes = max(int(row_bytes() if callable(row_bytes) else row_bytes), 1)
-    budget = budget_bytes(device, memory_budget)
+    budget = budget_bytes(device, memory_budget, cpu_chunk_bytes=cpu_chunk_bytes,
+                          memory_fraction=memory_fraction)
     chunk = min(dim, max(1, budget // row_bytes))
     if device.type == "cpu":
-        chunk = min(chunk, -(-CPU_TARGET_ROWS // max(int(batch), 1)))
+        chunk = min(chunk, -(-int(cpu_target_rows) // max(int(batch), 1)))
     chunk = -(-dim // -(-dim // chunk))  # equal chunks: no small remainder pass
     if method == "auto" and chunk <= 1:
         return ExactPlan("loop", 1, row_bytes, budget)

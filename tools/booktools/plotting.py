@@ -1,7 +1,8 @@
-"""Plotting helpers for 2-D densities, score fields and samples (matplotlib).
+"""Plotting helpers of the book for 2-D densities, score fields and samples (matplotlib; not
+part of ``ssm_lib``).
 
 Functions are evaluated on grid points in the dtype they compute in (see
-:func:`ssm_lib.grids.dtype_of`: a float64 model or density gets float64 points), or in the
+:func:`booktools.grids.dtype_of`: a float64 model or density gets float64 points), or in the
 ``dtype`` passed."""
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import numpy as np
 import torch
 
 from .grids import dtype_of, grid_2d
+
+__all__ = ["plot_density", "plot_grid_values", "plot_samples", "plot_vector_field"]
 
 Lim = tuple[float, float]
 
@@ -43,7 +46,7 @@ def plot_density(ax: plt.Axes, log_prob: Callable[[torch.Tensor], torch.Tensor],
 
 def plot_grid_values(ax: plt.Axes, values: torch.Tensor | np.ndarray, xlim: Lim, ylim: Lim, *,
                      cmap: str = "Blues", colorbar: bool = False, label: str = "density"):
-    """Filled contour plot of values already tabulated on :func:`~ssm_lib.grids.grid_2d`."""
+    """Filled contour plot of values already tabulated on :func:`~booktools.grids.grid_2d`."""
     vals = values.detach().cpu().double().numpy() if isinstance(values, torch.Tensor) else values
     n = vals.shape[0]
     xs, ys = np.linspace(*xlim, n), np.linspace(*ylim, n)

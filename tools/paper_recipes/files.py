@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+__all__ = ["file_md5", "verify_md5"]
+
 
 def file_md5(path: str | Path) -> str:
     """The md5 hex digest of a file."""
