@@ -31,6 +31,7 @@ from ._checks import (
 from ._tensor_ops import as_grad_input
 from .fast_path import Layers, mlp_layers, mlp_projected_score_and_jvp, mlp_score_and_jvp
 
+#: The activations the networks accept, by name (smooth, so that second derivatives exist).
 ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
     "silu": nn.SiLU,
     "softplus": nn.Softplus,

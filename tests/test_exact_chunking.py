@@ -68,6 +68,22 @@ def test_cpu_budget_is_the_cache_size_or_a_quarter_of_available_memory(monkeypat
     assert (p.method, p.chunk) == ("vmap", 2)
 
 
+def test_the_measured_defaults_can_be_overridden_per_call(monkeypatch):
+    monkeypatch.setattr(ec, "available_memory", lambda device: 2**40)
+    # rows cap: ceil(512 / 16) = 32 by default, ceil(1024 / 16) = 64 when asked
+    assert ec.plan("auto", 4096, 10, CPU, batch=16).chunk == 32
+    assert ec.plan("auto", 4096, 10, CPU, batch=16, cpu_target_rows=1024).chunk == 64
+    # byte budget: 32 MiB / 1 MiB rows by default, 4 MiB / 1 MiB when asked
+    assert ec.plan("auto", 4096, MiB, CPU).chunk == 32
+    assert ec.plan("auto", 4096, MiB, CPU, cpu_chunk_bytes=4 * MiB).chunk == 4
+    monkeypatch.setattr(ec, "available_memory", lambda device: 8 * MiB)
+    assert ec.budget_bytes(CPU, memory_fraction=0.5) == 4 * MiB
+    assert ec.plan("auto", 4096, MiB, CPU, memory_fraction=0.5).chunk == 4
+    # the dimension up to which "auto" keeps the loop
+    assert ec.plan("auto", 8, 10, CPU).method == "vmap"
+    assert ec.plan("auto", 8, 10, CPU, auto_loop_max_dim=8).method == "loop"
+
+
 def test_cpu_available_memory_comes_from_psutil(monkeypatch):
     psutil = pytest.importorskip("psutil")
 

@@ -14,6 +14,7 @@ import torch
 
 from paper_recipes.vae import BernoulliDecoder, DeterministicEncoder, GaussianEncoder, ImplicitEncoder
 from ssm_lib.implicit_vae import (
+    fit_proposal,
     gaussian_elbo_loss,
     implicit_elbo_loss,
     importance_weighted_log_likelihood,
@@ -90,3 +91,33 @@ def test_bad_input():
     with pytest.raises(ValueError, match="n_samples"):
         dec, enc = _tiny_model()
         importance_weighted_log_likelihood(torch.zeros(2, 3, dtype=D64), dec, enc, n_samples=0)
+
+
+def test_fit_proposal_trains_the_given_proposal_and_leaves_the_decoder_as_it_was():
+    dec, enc = _tiny_model()
+    data = torch.rand(64, 3, dtype=D64)
+    dec_before = [p.detach().clone() for p in dec.parameters()]
+    enc_before = [p.detach().clone() for p in enc.parameters()]
+    first = next(dec.parameters())
+    first.requires_grad_(False)  # a decoder that was partly frozen stays so
+    x = torch.bernoulli(data, generator=torch.Generator().manual_seed(5))
+
+    def elbo_loss(e):
+        with torch.no_grad():
+            return float(sum(gaussian_elbo_loss(e, dec, x, generator=torch.Generator().manual_seed(s))
+                             for s in range(20)) / 20)
+
+    before = elbo_loss(enc)
+    out = fit_proposal(dec, enc, data, steps=300, batch_size=32, lr=1e-2,
+                       generator=torch.Generator().manual_seed(6))
+    assert out is enc
+    assert elbo_loss(enc) < before - 0.05, (before, elbo_loss(enc))
+    assert any(not torch.equal(a, b) for a, b in zip(enc_before, enc.parameters(), strict=True))
+    assert all(torch.equal(a, b) for a, b in zip(dec_before, dec.parameters(), strict=True))
+    assert [p.requires_grad for p in dec.parameters()] == [False] + [True] * (len(dec_before) - 1)
+
+
+def test_fit_proposal_needs_a_module():
+    dec, _ = _tiny_model()
+    with pytest.raises(TypeError, match="proposal"):
+        fit_proposal(dec, None, torch.rand(4, 3, dtype=D64), steps=1)

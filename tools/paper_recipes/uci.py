@@ -2,7 +2,7 @@ r"""The UCI tables of the paper's density-estimation experiments (Song et al. 20
 following Wenliang et al. 2019), loaded with their preprocessing.
 
 :func:`load_uci` reads a file from a folder the caller names (by default the repository's
-``data/uci``, :data:`paper_recipes.DATA_DIR` ``/ "uci"``), checks its md5, and returns
+``data/uci``, ``paper_recipes.DATA_DIR / "uci"``), checks its md5, and returns
 train/validation/test splits:
 
 1. **Columns.** Wines: the 11 physico-chemical columns (quality dropped). Parkinsons: the
