@@ -71,6 +71,7 @@ def env_for(copy: Path) -> dict:
     paths = [str(copy), str(copy / "tools"), env.get("PYTHONPATH", "")]
     env["PYTHONPATH"] = os.pathsep.join(p for p in paths if p)
     env["PYTHONDONTWRITEBYTECODE"] = "1"
+    env.setdefault("OMP_NUM_THREADS", "1")  # small tensors: threads only cost time on a busy machine
     return env
 
 
@@ -97,8 +98,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("ids", nargs="*", help="mutant ids to run (default: all)")
     ap.add_argument("--list", action="store_true", help="list the mutants and exit")
     ap.add_argument("--keep", action="store_true", help="keep the temporary copy")
+    ap.add_argument("--mutants", type=Path, default=LIST, help="the mutant list (default: %(default)s)")
     args = ap.parse_args(argv)
-    mutants = load()
+    mutants = load(args.mutants)
     if args.ids:
         mutants = [m for m in mutants if str(m["id"]) in set(args.ids)]
     if args.list:
