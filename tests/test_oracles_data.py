@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from ssm_lib.datasets import load_uci
+from paper_recipes.uci import load_uci
 
 ROOT = Path(__file__).resolve().parents[1] / "data" / "uci"
 
