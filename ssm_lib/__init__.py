@@ -36,6 +36,7 @@ from .losses import (
 )
 from .metrics import fisher_divergence
 from .models import EnergyMLP, NoiseConditionalScoreMLP, ScoreMLP, mlp, score_from_energy
+from .persistence import load_model, register_model, save_model
 from .projections import sample_projections
 from .sampling import SamplerDivergedError, annealed_langevin_dynamics, langevin_dynamics
 from .score_estimators import (
@@ -66,4 +67,6 @@ __all__ = [
     # training, metrics, data transforms, devices, projections
     "LogitTransform", "TrainingDivergedError", "fisher_divergence", "fit", "make_generator",
     "resolve_device", "sample_projections",
+    # saving and loading models with their configuration
+    "load_model", "register_model", "save_model",
 ]

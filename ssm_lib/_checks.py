@@ -5,8 +5,9 @@ The rules, applied by every public function:
 
 * counts (``n_steps``, ``n_projections``, ...) are whole numbers of any type (``int``,
   ``numpy.int64``, a 0-d integer tensor, ``3.0``); ``2.5``, booleans and strings are rejected;
-* real parameters (``sigma``, ``step_size``, ...) are finite numbers; booleans and strings are
-  rejected;
+* real parameters (``sigma``, ``step_size``, ...) are finite numbers of any type (``float``,
+  ``numpy.float32``, a 0-d tensor, ``int``); booleans and strings are rejected;
+* flags (``denoise``, ``variance_reduction``, ...) are ``True``/``False`` or numpy's booleans;
 * a ``generator`` is a ``torch.Generator`` (or ``None``) on the device of the data;
 * a batch is a floating tensor ``(batch, *event_shape)``.
 """
@@ -14,6 +15,7 @@ The rules, applied by every public function:
 from __future__ import annotations
 
 import functools
+import inspect
 import math
 import numbers
 import os
@@ -53,10 +55,17 @@ def check_choice(value: object, choices: tuple[str, ...], name: str) -> str:
 
 
 def check_flag(value: object, name: str) -> bool:
-    """A ``bool`` (or ``numpy.bool_``); anything else is rejected."""
-    if isinstance(value, bool) or type(value).__name__ == "bool_":
+    """A ``bool`` or a numpy boolean (``numpy.bool_``, called ``numpy.bool`` since numpy 2), as a
+    ``bool``; anything else (``0``, ``1``, ``"yes"``, ``None``) is rejected."""
+    if isinstance(value, bool) or _is_numpy_bool(value):
         return bool(value)
     raise ValueError(f"{name} must be True or False, got {value!r}")
+
+
+def _is_numpy_bool(value: object) -> bool:
+    """Whether ``value`` is a numpy boolean scalar (without importing numpy)."""
+    kind = type(value)
+    return kind.__module__ == "numpy" and kind.__name__ in ("bool_", "bool")
 
 
 def _as_scalar(value: object) -> object:
@@ -162,6 +171,35 @@ def call_score(score_fn: Callable[..., torch.Tensor], x: torch.Tensor, *conditio
         raise ValueError(f"{name} must return a tensor of the same shape as its input "
                          f"{tuple(x.shape)}, got {tuple(s.shape)}")
     return s
+
+
+def _signature(fn: Callable[..., object]) -> inspect.Signature | None:
+    """The call signature of ``fn`` (of ``forward`` for a ``torch.nn.Module``, whose
+    ``__call__`` takes ``*args``), or ``None`` when Python cannot tell (some builtins)."""
+    target = fn.forward if isinstance(fn, torch.nn.Module) else fn
+    try:
+        return inspect.signature(target)
+    except (TypeError, ValueError):
+        return None
+
+
+def check_score_signature(score_fn: object, n_args: int, name: str = "score_fn", *,
+                          expected: str, hint: str = "") -> None:
+    """``score_fn`` must be callable with ``n_args`` positional tensors (checked on its signature,
+    without calling it): a clear error up front instead of a ``TypeError`` from inside the
+    first call. ``expected`` describes the call (e.g. ``"score_fn(x, sigma)"``)."""
+    if not callable(score_fn):
+        raise ValueError(f"{name} must be callable, got {type(score_fn).__name__}")
+    sig = _signature(score_fn)
+    if sig is None:
+        return
+    try:
+        sig.bind(*range(n_args))
+    except TypeError:
+        what = type(score_fn).__name__ if isinstance(score_fn, torch.nn.Module) else \
+            getattr(score_fn, "__qualname__", type(score_fn).__name__)
+        raise ValueError(f"{name} must be callable as {expected}, but {what} has the signature "
+                         f"{sig}{'; ' + hint if hint else ''}") from None
 
 
 def check_noise_levels(sigma: object, x: torch.Tensor, name: str = "sigma") -> torch.Tensor:

@@ -36,7 +36,7 @@ import math
 
 import torch
 
-from ._checks import check_choice, check_count
+from ._checks import check_choice, check_count, check_number
 
 __all__ = ["SQUASHES", "LogitTransform"]
 
@@ -54,12 +54,11 @@ class LogitTransform:
     """
 
     def __init__(self, levels: int, alpha: float = 1e-3, squash: str = "clamp"):
-        check_count(levels, "levels")
-        if levels < 2:
-            raise ValueError(f"levels must be at least 2, got {levels}")
-        if not (isinstance(alpha, (int, float)) and 0.0 < alpha < 0.5):
+        levels = check_count(levels, "levels", 2)
+        a = check_number(alpha, "alpha")
+        if not 0.0 < a < 0.5:
             raise ValueError(f"alpha must be a number in (0, 0.5), got {alpha!r}")
-        self.levels, self.alpha, self.squash = levels, float(alpha), check_choice(squash, SQUASHES, "squash")
+        self.levels, self.alpha, self.squash = levels, a, check_choice(squash, SQUASHES, "squash")
 
     def dequantize(self, pixels: torch.Tensor, *, generator: torch.Generator | None = None,
                    dtype: torch.dtype = torch.float32) -> torch.Tensor:

@@ -6,14 +6,14 @@ import math
 
 import torch
 
-from ._checks import ScoreFn, call_score, check_batch, check_reduction
+from ._checks import ScoreFn, call_score, check_batch, check_flag, check_reduction
 from ._tensor_ops import event_sum, private_copy, reduce
 
 __all__ = ["fisher_divergence", "loglog_slope", "mean_and_standard_error"]
 
 
 def fisher_divergence(score_fn: ScoreFn, true_score_fn: ScoreFn, x: torch.Tensor, *,
-                      reduction: str = "mean") -> torch.Tensor:
+                      reduction: str = "mean", differentiable: bool = False) -> torch.Tensor:
     r"""Monte Carlo Fisher divergence on samples ``x`` from :math:`p`:
 
     .. math::
@@ -24,12 +24,21 @@ def fisher_divergence(score_fn: ScoreFn, true_score_fn: ScoreFn, x: torch.Tensor
     ``reduction="none"`` returns the per-sample values (for an error bar). Each score
     function gets its own copy of ``x`` (neither can modify the caller's tensor), and no
     gradient flows into ``x``.
+
+    As a metric the result is detached by default: ``float(fisher_divergence(model, ...))``
+    gives a number without torch's requires-grad warning, and no graph of the model is kept
+    alive. ``differentiable=True`` keeps the graph, so that the divergence is differentiable in
+    the parameters of ``score_fn`` and ``true_score_fn`` (e.g. to train against a known score);
+    detach it yourself before taking a number. The scores are evaluated in the caller's grad
+    mode either way (score functions that differentiate internally keep working).
     """
     check_batch(x)
     check_reduction(reduction)
+    differentiable = check_flag(differentiable, "differentiable")
     s = call_score(score_fn, private_copy(x))
     s_true = call_score(true_score_fn, private_copy(x), name="true_score_fn")
-    return reduce(0.5 * event_sum((s - s_true) ** 2), reduction)
+    value = reduce(0.5 * event_sum((s - s_true) ** 2), reduction)
+    return value if differentiable else value.detach()
 
 
 def mean_and_standard_error(values: torch.Tensor) -> tuple[float, float]:

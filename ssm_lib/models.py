@@ -16,6 +16,7 @@ score-matching objective, exist and are non-trivial. The networks take flat vect
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -30,6 +31,7 @@ from ._checks import (
 )
 from ._tensor_ops import as_grad_input
 from .fast_path import Layers, mlp_layers, mlp_projected_score_and_jvp, mlp_score_and_jvp
+from .persistence import register_model
 
 #: The activations the networks accept, by name (smooth, so that second derivatives exist).
 ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
@@ -59,6 +61,8 @@ def mlp(n_in: int, n_out: int, hidden: int, depth: int, activation: str) -> nn.S
     ``nn.Sequential`` of alternating ``nn.Linear`` and activation modules (the layout the
     fast paths of :mod:`ssm_lib.fast_path` and :mod:`ssm_lib.curvature` recognise).
     """
+    n_in = check_count(n_in, "n_in")
+    n_out = check_count(n_out, "n_out")
     hidden = check_count(hidden, "hidden")
     depth = check_count(depth, "depth")
     check_choice(activation, tuple(ACTIVATIONS), "activation")
@@ -73,6 +77,23 @@ def mlp(n_in: int, n_out: int, hidden: int, depth: int, activation: str) -> nn.S
 _mlp = mlp
 
 
+class _Configured:
+    """``from_config``, the inverse of a model's ``config()`` (see :mod:`ssm_lib.persistence`)."""
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]):
+        """A new (freshly initialised) model built from ``config``, the dictionary returned by
+        ``config()``; ``load_state_dict`` then restores trained weights."""
+        if not isinstance(config, dict):
+            raise ValueError(f"config must be a dict, got {type(config).__name__}")
+        return cls(**config)
+
+
+def _mlp_options(hidden: object, depth: object, activation: object) -> tuple[int, int, str]:
+    return (check_count(hidden, "hidden"), check_count(depth, "depth"),
+            check_choice(activation, tuple(ACTIVATIONS), "activation"))
+
+
 def _check_input(module: nn.Module, x: object, dim: int) -> torch.Tensor:
     """``x`` of shape ``(batch, dim)`` in the dtype of ``module``'s parameters."""
     x = check_batch(x, event_shape=(dim,))
@@ -83,7 +104,8 @@ def _check_input(module: nn.Module, x: object, dim: int) -> torch.Tensor:
     return x
 
 
-class ScoreMLP(nn.Module):
+@register_model
+class ScoreMLP(_Configured, nn.Module):
     r"""A score network :math:`s_\theta:\mathbb R^d\to\mathbb R^d`: ``depth`` hidden layers of
     width ``hidden`` with a smooth activation, and a linear output layer.
 
@@ -95,15 +117,24 @@ class ScoreMLP(nn.Module):
     overriding ``forward``, an edited ``net``, or an activation other than SiLU, softplus,
     tanh and GELU. Forward hooks are not detected (see :mod:`ssm_lib.fast_path`): set
     ``fast_path = False`` on a model whose hooks change its outputs.
+
+    :meth:`config` and :meth:`from_config` rebuild the model's architecture;
+    :func:`ssm_lib.save_model` and :func:`ssm_lib.load_model` store it with its weights.
     """
 
     def __init__(self, dim: int, hidden: int = 128, depth: int = 3, activation: str = "silu",
                  fast_path: bool = True):
         super().__init__()
         self.dim = check_count(dim, "dim")
-        self.hidden, self.depth, self.activation = hidden, depth, activation
+        self.hidden, self.depth, self.activation = _mlp_options(hidden, depth, activation)
         self.fast_path = check_flag(fast_path, "fast_path")
-        self.net = mlp(self.dim, self.dim, hidden, depth, activation)
+        self.net = mlp(self.dim, self.dim, self.hidden, self.depth, self.activation)
+
+    def config(self) -> dict[str, Any]:
+        """The constructor's arguments, as plain values: ``ScoreMLP(**m.config())`` has the same
+        architecture as ``m``."""
+        return {"dim": self.dim, "hidden": self.hidden, "depth": self.depth,
+                "activation": self.activation, "fast_path": self.fast_path}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(_check_input(self, x, self.dim))
@@ -132,7 +163,8 @@ class ScoreMLP(nn.Module):
         return None if layers is None else mlp_projected_score_and_jvp(layers, x, v)
 
 
-class EnergyMLP(nn.Module):
+@register_model
+class EnergyMLP(_Configured, nn.Module):
     r"""An energy network :math:`E_\theta:\mathbb R^d\to\mathbb R`, defining
     :math:`p_\theta(x) = e^{-E_\theta(x)}/Z_\theta`. ``forward`` returns the energies
     ``(batch,)``; :meth:`score` returns :math:`-\nabla_x E_\theta(x)`.
@@ -148,11 +180,16 @@ class EnergyMLP(nn.Module):
                  confinement: float = 0.0):
         super().__init__()
         self.dim = check_count(dim, "dim")
-        self.hidden, self.depth, self.activation = hidden, depth, activation
+        self.hidden, self.depth, self.activation = _mlp_options(hidden, depth, activation)
         self.confinement = check_number(confinement, "confinement")
         if self.confinement < 0:
             raise ValueError(f"confinement must be a finite number >= 0, got {confinement!r}")
-        self.net = mlp(self.dim, 1, hidden, depth, activation)
+        self.net = mlp(self.dim, 1, self.hidden, self.depth, self.activation)
+
+    def config(self) -> dict[str, Any]:
+        """The constructor's arguments, as plain values (see :meth:`ScoreMLP.config`)."""
+        return {"dim": self.dim, "hidden": self.hidden, "depth": self.depth,
+                "activation": self.activation, "confinement": self.confinement}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = _check_input(self, x, self.dim)
@@ -212,7 +249,8 @@ def score_from_energy(energy_fn: Callable[[torch.Tensor], torch.Tensor]) -> Ener
     return EnergyScore(energy_fn)
 
 
-class NoiseConditionalScoreMLP(nn.Module):
+@register_model
+class NoiseConditionalScoreMLP(_Configured, nn.Module):
     r"""A noise-conditional score network :math:`s_\theta(x, \sigma)` (Song & Ermon 2019):
     an MLP on :math:`(x, \log\sigma)` whose output is divided by :math:`\sigma`, so that its
     scale follows that of :math:`\nabla\log q_\sigma \approx -(\tilde x - x)/\sigma^2`."""
@@ -220,7 +258,12 @@ class NoiseConditionalScoreMLP(nn.Module):
     def __init__(self, dim: int, hidden: int = 128, depth: int = 3, activation: str = "silu"):
         super().__init__()
         self.dim = check_count(dim, "dim")
-        self.net = mlp(self.dim + 1, self.dim, hidden, depth, activation)
+        self.hidden, self.depth, self.activation = _mlp_options(hidden, depth, activation)
+        self.net = mlp(self.dim + 1, self.dim, self.hidden, self.depth, self.activation)
+
+    def config(self) -> dict[str, Any]:
+        """The constructor's arguments, as plain values (see :meth:`ScoreMLP.config`)."""
+        return {"dim": self.dim, "hidden": self.hidden, "depth": self.depth, "activation": self.activation}
 
     def forward(self, x: torch.Tensor, sigma: torch.Tensor | float) -> torch.Tensor:
         """The score at noise level ``sigma``: a positive number or a ``(batch,)`` tensor."""

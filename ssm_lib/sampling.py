@@ -28,6 +28,7 @@ from ._checks import (
     check_flag,
     check_generator,
     check_number,
+    check_score_signature,
 )
 
 __all__ = ["SamplerDivergedError", "annealed_langevin_dynamics", "langevin_dynamics"]
@@ -83,7 +84,9 @@ def langevin_dynamics(
     r"""Run :math:`x \leftarrow x + \varepsilon s(x) + \sqrt{2\varepsilon} z` for ``n_steps``.
 
     Args:
-        score_fn: score function (batch-shaped in, batch-shaped out).
+        score_fn: score function (batch-shaped in, batch-shaped out), called as ``score_fn(x)``;
+            one whose signature needs more arguments (a noise-conditional score) is a
+            ``ValueError`` naming ``score_fn`` before the first step.
         x0: initial particles ``(batch, *event_shape)``; not modified.
         step_size: :math:`\varepsilon > 0`.
         n_steps: number of updates.
@@ -100,6 +103,9 @@ def langevin_dynamics(
         SamplerDivergedError: the particles stopped being finite; the message names the step.
     """
     check_batch(x0, "x0")
+    check_score_signature(score_fn, 1, expected="score_fn(x)",
+                          hint="a noise-conditional score s(x, sigma) goes to annealed_langevin_dynamics, "
+                               "or fix its level: lambda x: score_fn(x, sigma)")
     eps = check_number(step_size, "step_size", positive=True)
     n_steps = check_count(n_steps, "n_steps")
     check_generator(generator, x0.device, what="x0")
@@ -140,7 +146,10 @@ def annealed_langevin_dynamics(
 
     Args:
         score_fn: noise-conditional score, called as ``score_fn(x, sigma)`` with ``sigma`` of
-            shape ``(batch,)``.
+            shape ``(batch,)`` (e.g. :class:`~ssm_lib.models.NoiseConditionalScoreMLP`). Its
+            signature is checked before the first step: one that cannot take two positional
+            arguments (a plain :class:`~ssm_lib.models.ScoreMLP`) is a ``ValueError`` naming
+            ``score_fn``.
         x0: initial particles; not modified.
         sigmas: positive, finite, strictly decreasing noise levels.
         step_size: :math:`\varepsilon > 0`, the step at the smallest level.
@@ -151,6 +160,9 @@ def annealed_langevin_dynamics(
         progress: show a progress bar.
     """
     check_batch(x0, "x0")
+    check_score_signature(score_fn, 2, expected="score_fn(x, sigma) with sigma of shape (batch,)",
+                          hint="a score without a noise-level input (e.g. ScoreMLP) goes to "
+                               "langevin_dynamics, or wrap it: lambda x, sigma: score_fn(x)")
     eps = check_number(step_size, "step_size", positive=True)
     n_steps_each = check_count(n_steps_each, "n_steps_each")
     check_generator(generator, x0.device, what="x0")

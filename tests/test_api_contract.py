@@ -75,7 +75,7 @@ LOSSES = {
             generator=g, reduction="none", fd_step=1e-4))
        for method in SSM_METHODS for kind in PROJECTIONS for vr in (False, True)},
     "dsm": lambda f, x, g: denoising_score_matching(f, x, 0.3, generator=g, reduction="none"),
-    "fisher": lambda f, x, g: fisher_divergence(f, lambda y: -y, x, reduction="none"),
+    "fisher": lambda f, x, g: fisher_divergence(f, lambda y: -y, x, reduction="none", differentiable=True),
 }
 
 

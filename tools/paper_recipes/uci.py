@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from . import DATA_DIR
+from ._checks import check_count, check_float_dtype, check_nonnegative
 from .files import verify_md5
 
 __all__ = [
@@ -117,7 +118,16 @@ def load_uci(name: str, root: str | Path | None = None, *, split_seed: int = 201
              noise_seed: int = 1, noise_std: float = 0.05, dtype: torch.dtype = torch.float32) -> UCISplits:
     """Load ``name`` (``"redwine"``, ``"whitewine"``, ``"parkinsons"``) from the folder
     ``root`` (default: the repository's ``data/uci``) with the preprocessing of the module
-    docstring. ``noise_std=0`` skips step 5."""
+    docstring. ``noise_std`` (a finite number >= 0) is the standard deviation of step 5; ``0``
+    skips it. ``dtype``: a floating torch dtype. Bad arguments are a ``ValueError`` naming them,
+    raised before the file is read."""
+    if name not in UCI_FILES:
+        raise ValueError(f"name must be one of {tuple(UCI_FILES)}, got {name!r}")
+    split_seed = check_count(split_seed, "split_seed", 0)
+    dequantise_seed = check_count(dequantise_seed, "dequantise_seed", 0)
+    noise_seed = check_count(noise_seed, "noise_seed", 0)
+    noise_std = check_nonnegative(noise_std, "noise_std")
+    dtype = check_float_dtype(dtype, "dtype")
     raw = read_uci(name, root)
     if name == "parkinsons":
         data, _ = drop_correlated(raw[:, 3:], 0.98)
