@@ -5,7 +5,6 @@ every bad file or model is a ``ValueError`` naming the argument."""
 from __future__ import annotations
 
 import io
-import pickle
 
 import pytest
 import torch
@@ -123,11 +122,13 @@ def test_a_file_that_is_not_a_model_file_says_so(content, tmp_path):
         torch.save(model.state_dict(), path)
     elif content == "a dict without the class":
         torch.save({"config": model.config(), "state_dict": model.state_dict()}, path)
-    else:
-        with open(path, "wb") as f:
-            pickle.dump({"class": "ScoreMLP", "config": {}, "state_dict": {}, "evil": print}, f, protocol=2)
-    with pytest.raises(ValueError, match="is not a model file written by ssm_lib.save_model"):
+    else:  # a complete model file plus a Python object, which unpickling would import
+        save_model(model, path)
+        torch.save({**torch.load(path, weights_only=True), "extra": print}, path)
+    with pytest.raises(ValueError, match="is not a model file written by ssm_lib.save_model") as err:
         load_model(path)
+    if content == "an unsafe pickle":
+        assert "weights_only=True" in str(err.value)
 
 
 def test_a_newer_file_format_is_refused(tmp_path):
