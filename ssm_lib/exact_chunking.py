@@ -61,7 +61,8 @@ import torch
 
 __all__ = [
     "CPU_MEMORY_REFRESH_S", "DEFAULT_AUTO_LOOP_MAX_DIM", "DEFAULT_CPU_CHUNK_BYTES",
-    "DEFAULT_CPU_TARGET_ROWS", "DEFAULT_MEMORY_FRACTION", "ExactPlan", "available_memory", "budget_bytes", "plan", "saved_bytes",
+    "DEFAULT_CPU_TARGET_ROWS", "DEFAULT_MEMORY_FRACTION", "ExactPlan", "available_memory", "budget_bytes",
+    "plan", "saved_bytes",
 ]
 
 #: Default CPU byte budget of one batched pass (about the size of a last-level cache), measured
