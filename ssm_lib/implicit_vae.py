@@ -21,9 +21,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._checks import check_count
+from ._checks import check_count, check_finite
 from .models import _mlp
 from .score_estimators import ScoreEstimator, entropy_surrogate
+from .training import train_loop
 
 __all__ = [
     "BernoulliDecoder", "DeterministicEncoder", "GaussianEncoder", "ImplicitEncoder",
@@ -202,27 +203,31 @@ def importance_weighted_log_likelihood(x: torch.Tensor, decoder: BernoulliDecode
 
 def fit_proposal(decoder: BernoulliDecoder, data: torch.Tensor, *, steps: int, batch_size: int = 128,
                  lr: float = 1e-3, hidden: int = 256, depth: int = 2,
-                 generator: torch.Generator | None = None, binarize: bool = True) -> GaussianEncoder:
+                 generator: torch.Generator | None = None, binarize: bool = True,
+                 progress: bool | None = None) -> GaussianEncoder:
     r"""A Gaussian encoder fitted to a *frozen* decoder by maximising the ELBO on ``data``
     (probabilities in [0, 1], binarised afresh each step when ``binarize``): the proposal of
-    :func:`importance_weighted_log_likelihood` for models without an encoder density."""
+    :func:`importance_weighted_log_likelihood` for models without an encoder density. A use
+    of :func:`ssm_lib.training.train_loop` (its divergence policy and progress switch)."""
+    steps = check_count(steps, "steps")
+    check_finite(data, "data")
     enc = GaussianEncoder(decoder.x_dim, decoder.z_dim, hidden, depth).to(data.device, data.dtype)
+
+    def loss_at(step: int) -> torch.Tensor:
+        idx = torch.randint(data.shape[0], (batch_size,), generator=generator, device=data.device)
+        xb = data[idx]
+        if binarize:
+            xb = torch.bernoulli(xb, generator=generator)
+        return gaussian_elbo_loss(enc, decoder, xb, generator=generator)
+
+    flags = [p.requires_grad for p in decoder.parameters()]
     for p in decoder.parameters():
         p.requires_grad_(False)
-    opt = torch.optim.Adam(enc.parameters(), lr=lr)
+    params = list(enc.parameters())
     try:
-        for step in range(check_count(steps, "steps")):
-            idx = torch.randint(data.shape[0], (batch_size,), generator=generator, device=data.device)
-            xb = data[idx]
-            if binarize:
-                xb = torch.bernoulli(xb, generator=generator)
-            loss = gaussian_elbo_loss(enc, decoder, xb, generator=generator)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"fit_proposal diverged at step {step}")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+        train_loop(loss_at, params, torch.optim.Adam(params, lr=lr), steps, progress=progress,
+                   desc="proposal", what="fit_proposal")
     finally:
-        for p in decoder.parameters():
-            p.requires_grad_(True)
+        for p, flag in zip(decoder.parameters(), flags, strict=True):
+            p.requires_grad_(flag)
     return enc
