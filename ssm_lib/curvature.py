@@ -71,6 +71,12 @@ from torch import nn
 from ._checks import check_batch, check_choice, check_reduction
 from ._tensor_ops import event_sum, rademacher, reduce
 
+__all__ = [
+    "HalfSquaredNorm", "METHODS", "SUPPORTED_ACTIVATIONS", "SumOfBranches", "approx_backprop_score_matching",
+    "as_layers", "curvature_propagation_score_matching", "energy_hessian_terms", "hessian_diagonal",
+    "record_forward", "split_sqrt", "sweep_approx_bp", "sweep_cp",
+]
+
 METHODS = ("cp", "approx_bp")
 
 # --------------------------------------------------------------------------------------------

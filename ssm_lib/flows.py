@@ -45,6 +45,8 @@ from ._checks import check_choice, check_count
 from .curvature import HalfSquaredNorm, record_forward, sweep_approx_bp, sweep_cp
 from .models import ACTIVATIONS, EnergyScore, _mlp
 
+__all__ = ["AdditiveCoupling", "DiagonalScaling", "NICE"]
+
 
 def _check_flow_input(x: object, dim: int, name: str = "x") -> torch.Tensor:
     if not isinstance(x, torch.Tensor) or x.dim() != 2 or x.shape[1] != dim or x.shape[0] < 1:

@@ -57,6 +57,13 @@ from .curvature import approx_backprop_score_matching, curvature_propagation_sco
 from .fast_path import model_fast_path
 from .projections import PROJECTIONS, sample_projections
 
+__all__ = [
+    "EXACT_METHODS", "OBJECTIVES", "Objective", "ObjectiveSpec", "SSM_METHODS",
+    "approx_backprop_score_matching", "check_options", "curvature_propagation_score_matching",
+    "denoising_score_matching", "exact_score_matching", "jacobian_trace", "make_objective",
+    "negative_log_likelihood", "objective_input", "objective_options", "perturb", "sliced_score_matching",
+]
+
 EXACT_METHODS = ("auto", "loop", "vmap")
 SSM_METHODS = ("auto", "backward", "forward", "finite_difference")
 

@@ -34,7 +34,8 @@ class _Scalar(nn.Module):
 def _loop(loss_of_step, n_steps=10, **kw):
     m = _Scalar()
     opt = torch.optim.SGD(m.parameters(), lr=0.01)
-    return m, train_loop(lambda t: loss_of_step(m, t), list(m.parameters()), opt, n_steps, progress=False, **kw)
+    record = train_loop(lambda t: loss_of_step(m, t), [m.w], opt, n_steps, progress=False, **kw)
+    return m, record
 
 
 # ============================================================================ divergence
