@@ -283,3 +283,27 @@ def test_trainers_print_nothing_and_draw_no_bar_off_a_terminal(capsys):
     out = capsys.readouterr()
     assert out.out == "" and "training" in out.err
     assert math.isfinite(run.best_value)
+
+
+# ============================================================================ one registry
+
+def test_dkef_reads_its_objectives_and_builders_from_the_one_registry(monkeypatch):
+    import dataclasses
+
+    import ssm_lib.dkef
+    from ssm_lib.dkef import closed_form_objectives
+    from ssm_lib.losses import OBJECTIVES
+
+    assert not hasattr(ssm_lib.dkef, "OBJECTIVES")
+    assert "mle" not in closed_form_objectives() and "ssm_vr" in closed_form_objectives()
+    # a new registry entry (here a copy of SSM-VR's) is at once an objective DKEF can train with
+    monkeypatch.setitem(OBJECTIVES, "ssm_vr_copy", dataclasses.replace(OBJECTIVES["ssm_vr"], label="copy"))
+    assert "ssm_vr_copy" in closed_form_objectives()
+    x = _two_gaussians(40, 0)
+    model = DKEF(x[:5], n_kernels=1, hidden=4, generator=_g(1))
+    systems = [model.alpha_system(x, name, generator=_g(3)) for name in ("ssm_vr", "ssm_vr_copy")]
+    assert all(torch.equal(a, b) for a, b in zip(*systems, strict=True))
+    assert torch.equal(dkef_loss(model, x, "ssm_vr", generator=_g(3)),
+                       dkef_loss(model, x, "ssm_vr_copy", generator=_g(3)))
+    with pytest.raises(ValueError, match="objective must be one of"):
+        train_dkef(model, x, x, "mle", steps=1, progress=False)
