@@ -175,6 +175,9 @@ def evaluate_flow(model: nn.Module, x: torch.Tensor, *, batch_size: int = 256, e
     (Song et al. 2019, Eq. 2; :math:`d` backward passes per point), in batches. Both are
     ``(N,)`` tensors on the CPU."""
     check_count(batch_size, "batch_size")
+    if not isinstance(x, torch.Tensor) or x.dim() != 2 or x.shape[0] < 1:
+        raise ValueError(f"x must be a tensor of shape (N, d) with N >= 1, got "
+                         f"{tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}")
     logs, sms = [], []
     model.eval()
     for start in range(0, x.shape[0], batch_size):

@@ -307,3 +307,10 @@ def test_dkef_reads_its_objectives_and_builders_from_the_one_registry(monkeypatc
                        dkef_loss(model, x, "ssm_vr_copy", generator=_g(3)))
     with pytest.raises(ValueError, match="objective must be one of"):
         train_dkef(model, x, x, "mle", steps=1, progress=False)
+
+
+def test_evaluate_flow_names_an_empty_batch():
+    from ssm_lib.flow_training import evaluate_flow
+
+    with pytest.raises(ValueError, match=r"x must be a tensor of shape \(N, d\) with N >= 1"):
+        evaluate_flow(NICE(2, hidden=4, depth=1), torch.zeros(0, 2))
