@@ -229,6 +229,8 @@ def train_loop(
         validate_every = check_count(validate_every, "validate_every")
     if patience is not None:
         patience = check_count(patience, "patience", 0)
+    if (restore is not None or patience is not None or validate_at_start) and validate is None:
+        raise ValueError("restore, patience and validate_at_start need validate (a validation function)")
     if monitor is None:
         monitor = DivergenceMonitor(divergence_factor)
     record = LoopRecord()
