@@ -113,6 +113,10 @@ def train_with_validation(
     if not params:
         raise ValueError("model has no trainable parameters")
     device = params[0].device
+    for name, t in (("train_x", train_x), ("val_x", val_x)):
+        if t.is_floating_point() and t.dtype != params[0].dtype:
+            raise ValueError(f"{name} has dtype {t.dtype} but the model's parameters are {params[0].dtype}; "
+                             f"convert one of them (e.g. {name}.to({params[0].dtype}))")
     train_x, val_x = train_x.to(device), val_x.to(device)
     n = train_x.shape[0]
     steps_per_epoch = math.ceil(n / batch_size)

@@ -233,9 +233,7 @@ class ConditionalScoreMLP(nn.Module):
                  activation: str = "tanh"):
         super().__init__()
         self.dim = check_count(dim, "dim")
-        if not isinstance(context_dim, int) or context_dim < 0:
-            raise ValueError(f"context_dim must be an integer >= 0, got {context_dim!r}")
-        self.context_dim = context_dim
+        self.context_dim = context_dim = check_count(context_dim, "context_dim", 0)
         self.net = _mlp(dim + context_dim, dim, hidden, depth, activation)
 
     def forward(self, z: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:

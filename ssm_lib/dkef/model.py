@@ -156,10 +156,13 @@ class DKEF(nn.Module):
         self.register_buffer("alpha", torch.zeros(self.n_inducing, dtype=dtype))
 
     # ------------------------------------------------------------------ the density
-    def _check_x(self, x: torch.Tensor) -> None:
-        check_batch(x)
+    def _check_x(self, x: torch.Tensor, name: str = "x") -> None:
+        check_batch(x, name)
         if x.dim() != 2 or x.shape[1] != self.dim:
-            raise ValueError(f"x must have shape (batch, {self.dim}), got {tuple(x.shape)}")
+            raise ValueError(f"{name} must have shape (batch, {self.dim}), got {tuple(x.shape)}")
+        if x.dtype != self.alpha.dtype:
+            raise ValueError(f"{name} has dtype {x.dtype} but the model's parameters are {self.alpha.dtype}; "
+                             f"convert one of them (e.g. {name}.to({self.alpha.dtype}))")
 
     def kernel_weights(self) -> torch.Tensor:
         return torch.softmax(self.kernel_logits, 0)

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from .._checks import check_batch, check_count, check_finite, check_number
+from .._checks import check_count, check_finite, check_number
 from ..losses import OBJECTIVES, make_objective, objective_input
 from ..training import train_loop
 from .alpha import check_objective
@@ -105,8 +105,8 @@ def train_dkef(model: DKEF, train: torch.Tensor, val: torch.Tensor, objective: s
             and the cause).
     """
     check_objective(objective)
-    check_batch(train, "train")
-    check_batch(val, "val")
+    model._check_x(train, "train")
+    model._check_x(val, "val")
     check_finite(train, "train")
     check_finite(val, "val")
     check_count(steps, "steps")
