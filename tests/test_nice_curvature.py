@@ -92,9 +92,11 @@ def _approx_terms(model: NICE, x: torch.Tensor) -> tuple[torch.Tensor, torch.Ten
 
 def test_approx_bp_single_coupling_exact_on_shifted_half_only():
     """One coupling with a one-hidden-layer MLP: Approx BP is exact on the shifted half (its
-    Jacobian columns are unit vectors) but not on the fixed half, because the energy
-    1/2 ||f||^2 gives m's output a non-diagonal Hessian (unlike an MLP energy with a scalar
-    linear output, where one hidden layer is exact)."""
+    Jacobian columns are unit vectors) but not on the fixed half. The Hessian at m's output,
+    diag(exp(2 lambda_b)), is diagonal; but m's output is a vector, so the curvature at its
+    hidden layer is W^T diag(exp(2 lambda_b)) W, not diagonal, and the input layer needs the
+    off-diagonal entries Approx BP drops (an MLP energy with a scalar linear output has a
+    diagonal curvature there, which is why one hidden layer is exact for it)."""
     model = _nice(5, 1, hidden=8, depth=1, seed=1)
     x = _points(16, 5, 2)
     g_ref, h_ref = _exact_terms(model, x)
