@@ -14,10 +14,28 @@ __all__ = ["log_normalizer"]
 
 def log_normalizer(model: DKEF, n_samples: int = 10**6, *, generator: torch.Generator | None = None,
                    chunk: int = 10**5, proposal_std: float | None = None) -> tuple[float, float]:
-    r"""Importance-sampling estimate of :math:`\log Z` with proposal
-    :math:`q = \mathcal N(0, \sigma_q^2 I)` (default :math:`\sigma_q = \sigma_0`, then the
-    weights are :math:`e^{f(x)}`): :math:`\log\hat Z = \log\frac1n\sum_i \tilde p(x_i)/q(x_i)`,
-    and its standard error by the delta method, :math:`\hat{\mathrm{sd}}(w)/(\sqrt n\,\bar w)`.
+    r"""Importance-sampling estimate of :math:`\log Z` and its standard error.
+
+    With :math:`n` draws :math:`x_i\sim q = \mathcal N(0, \sigma_q^2 I)` (default
+    :math:`\sigma_q = \sigma_0`, the base density, so that the weights are :math:`e^{f(x_i)}`)
+    and weights :math:`w_i = \tilde p(x_i)/q(x_i)`,
+
+    .. math::
+
+        \log\hat Z = \log\frac1n\sum_{i=1}^n w_i, \qquad
+        \mathrm{SE} = \frac{\hat\sigma_w}{\sqrt n\,\bar w},
+
+    the delta-method standard error of :math:`\log\hat Z` (:math:`\hat\sigma_w` the sample
+    standard deviation of the weights). :math:`\hat Z` is unbiased for :math:`Z`, but
+    :math:`\log\hat Z` is biased low, :math:`\mathbb E\log\hat Z\approx\log Z - \mathrm{SE}^2/2`,
+    so log-likelihoods computed with it are optimistic by about :math:`\mathrm{SE}^2/2`. With
+    heavy-tailed weights the rare large weights are usually missed and both the estimate and the SE
+    come out too small; check the effective sample size
+    :math:`n_{\mathrm{eff}} = (\sum_i w_i)^2/\sum_i w_i^2`
+    (:math:`\mathrm{SE}^2\approx 1/n_{\mathrm{eff}} - 1/n`): an :math:`n_{\mathrm{eff}}` that is a
+    small fraction of :math:`n` means the estimate is not to be trusted. The weights' variance is
+    infinite when :math:`\sigma_q \le \sigma_0/\sqrt 2`; the SE then means nothing.
+
     Returns ``(log_z, standard_error)`` (``n_samples`` at least 2, for the standard error)."""
     check_count(n_samples, "n_samples", 2)
     chunk = check_count(chunk, "chunk")
