@@ -134,8 +134,8 @@ def problems(name: str, notebooks: Path = NOTEBOOKS, reference: Path | None = No
     if n_want != n_got:
         found.append(f"{name}: the source has {n_want} marked cell(s), the reference {n_got}")
     elif [c.source for c in want] != [c.source for c in got]:
-        k = next(i for i, (a, b) in enumerate(zip(want, got)) if a.source != b.source) if len(want) == len(
-            got) else min(len(want), len(got))
+        pairs = zip(want + [None] * len(got), got + [None] * len(want), strict=False)
+        k = next(i for i, (a, b) in enumerate(pairs) if a is None or b is None or a.source != b.source)
         found.append(f"{name}: code cell {k + 1} of the reference differs from the source")
     if found:
         return [found[0] + " (run `make reference` and commit notebooks/reference/)"]
