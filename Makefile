@@ -28,7 +28,7 @@ all: book
 
 help:
 	@echo "make book     - build the book into _build/html (creating .venv if needed)"
-	@echo "make test     - lint with ruff and run every test (creating .venv if needed)"
+	@echo "make test     - ruff, actionlint, pytest, the notebooks (papermill + nbval), strict build, browser test"
 	@echo "make reproduce - run the experiment notebooks that changed (PROFILE=quick|full, DEVICE, SEED)"
 	@echo "make nbval    - stock nbval: run notebooks/reference/*.ipynb, compare the marked cells (make outputs: same)"
 	@echo "make notebooks - reproduce and nbval side by side, JOBS at a time (part of make test)"
@@ -153,4 +153,4 @@ bench: $(STAMP)
 
 clean:
 	rm -rf _build .pytest_cache .ruff_cache
-	rm -rf $(EXPERIMENTS)
+	rm -rf $(EXPERIMENTS) $(REFERENCE)/experiments

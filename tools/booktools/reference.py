@@ -52,14 +52,21 @@ def is_marked(cell) -> bool:
 
 def source_notebook(md: Path):
     """``notebooks/<name>.md`` as a notebook for the ``python3`` kernel, without outputs."""
+    import hashlib
+
     import jupytext
 
     nb = jupytext.read(md)
     nb.metadata.pop("jupytext", None)
     nb.metadata["kernelspec"] = {"display_name": "Python 3", "language": "python", "name": "python3"}
+    seen: dict[str, int] = {}
     for cell in nb.cells:
         if cell.cell_type == "code":
             cell.outputs, cell.execution_count = [], None
+        # ids from the content, not random: `make reference` rewrites only what moved
+        digest = hashlib.sha1(f"{cell.cell_type}:{cell.source}".encode()).hexdigest()[:12]
+        seen[digest] = seen.get(digest, 0) + 1
+        cell.id = digest if seen[digest] == 1 else f"{digest}-{seen[digest]}"
     return nb
 
 
