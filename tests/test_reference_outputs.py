@@ -184,7 +184,10 @@ def test_nbval_refuses_a_reference_that_compares_nothing_or_is_out_of_step(tmp_p
 def test_make_test_runs_papermill_and_nbval_once_per_notebook_side_by_side():
     out = subprocess.run(["make", "-n", "-B", "--no-print-directory", "notebooks", "JOBS=2"], cwd=ROOT,
                          capture_output=True, text=True, check=True).stdout
-    assert "-j2 reproduce nbval" in out
+    side_by_side, alone = [ln for ln in out.splitlines() if ln.startswith("make ")][:2]
+    assert "-j2 " in side_by_side and "-j1 " in alone
+    assert "jacobian_cost" in alone and "jacobian_cost" not in side_by_side  # timings run alone
+    assert "experiments/dkef_uci.ipynb" in side_by_side and ".nbval/dkef_uci.passed" in side_by_side
     for name in sorted(p.stem for p in (ROOT / "notebooks").glob("*.md")):
         assert out.count(f"tools/reproduce.py {name} ") == 1, name
         assert out.count(f"notebooks/reference/{name}.ipynb\n") == 1, name  # one nbval run
