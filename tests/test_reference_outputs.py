@@ -1,97 +1,197 @@
-"""booktools.reference: a moved key number fails the comparison with a diff that shows it; the
-refresh rewrites the reference; only the marked cells' text counts; other run settings are
-not compared; `make test` executes each notebook once (no second execution for the check)."""
+"""The key numbers under stock nbval: ``make reference`` writes notebooks/reference/<name>.ipynb
+from the executed notebook (marked cells' outputs only, reference settings only); nbval fails a
+moved number; a validation that would compare nothing, or a reference out of step with its
+source (a marked cell added or removed), is refused before anything runs; ``make test`` runs
+both executions of every notebook side by side."""
 
 from __future__ import annotations
 
 import json
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import nbformat
 import pytest
+from nbformat import v4
 
 from booktools import reference
 
 ROOT = Path(__file__).resolve().parents[1]
+HEADER = """---
+jupytext:
+  text_representation:
+    extension: .md
+    format_name: myst
+kernelspec:
+  display_name: Python 3
+  language: python
+  name: python3
+---
+
+# Demo
+"""
 
 
-def _executed(tmp_path: Path, fisher: str, *, profile: str = "quick", device: str = "cpu") -> Path:
-    """experiments/demo.ipynb and its results JSON, as papermill and the harness leave them."""
-    v4 = nbformat.v4
-    marked = v4.new_code_cell("# NBVAL_CHECK_OUTPUT\nprint(...)", outputs=[
-        v4.new_output("stream", name="stdout", text=f"Fisher divergence: {fisher}\n"),
-        v4.new_output("stream", name="stderr", text="a warning that is not compared\n"),
-        v4.new_output("execute_result", data={"text/plain": "'table'"}, execution_count=1)])
-    figure = v4.new_code_cell("# NBVAL_CHECK_OUTPUT\nfig", outputs=[v4.new_output(
-        "display_data", data={"image/png": "iVBOR", "text/plain": "<Figure size 640x480>"})])
-    unmarked = v4.new_code_cell("print(t)", outputs=[v4.new_output("stream", name="stdout",
-                                                                    text="3.2 s\n")])
-    nb = v4.new_notebook(cells=[v4.new_markdown_cell("# Demo"), marked, unmarked, figure])
+def _cell(code: str) -> str:
+    return f"\n```{{code-cell}} ipython3\n{code}\n```\n"
+
+
+def _source(tmp_path: Path, marked: int = 1, unmarked_prints: bool = True) -> Path:
+    """notebooks/demo.md with ``marked`` marked cells printing the 'Fisher divergence'."""
+    body = _cell("x = 0.905")
+    if unmarked_prints:
+        body += _cell('print("3.2 s")  # a timing: not compared')
+    for k in range(marked):
+        body += _cell(f'{reference.MARKER}\nprint(f"Fisher divergence {k}: {{x + {k}:.3f}}")')
+    folder = tmp_path / "notebooks"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "demo.md").write_text(HEADER + body)
+    return folder
+
+
+def _executed(tmp_path: Path, fisher: str = "0.905", *, profile="quick", seed=0, device="cpu",
+              results: bool = True, figure: bool = True) -> Path:
+    """experiments/demo.ipynb (and its results JSON) as papermill and the harness leave it."""
+    nb = reference.source_notebook(tmp_path / "notebooks" / "demo.md")
+    nb.metadata["papermill"] = {"parameters": {"profile": profile, "seed": seed, "device": "auto"}}
+    marked = [c for c in nb.cells if reference.is_marked(c)]
+    for k, cell in enumerate(marked):
+        value = f"{float(fisher) + k:.3f}"
+        cell.outputs = [v4.new_output("stream", name="stdout", text=f"Fisher divergence {k}: {value}\n")]
+        if figure:
+            cell.outputs.append(v4.new_output("display_data", data={"image/png": "iVBOR" * 100,
+                                                                    "text/plain": "<Figure size 640x480>"}))
     exp = tmp_path / "experiments"
     (exp / "results").mkdir(parents=True, exist_ok=True)
     nbformat.write(nb, exp / "demo.ipynb")
-    meta = {"profile": profile, "seed": 0, "device": device}
-    (exp / "results" / "demo.json").write_text(json.dumps({"meta": meta}))
+    if results:
+        (exp / "results" / "demo.json").write_text(json.dumps({"meta": {"device": device}}))
     return exp
 
 
-def test_a_moved_number_fails_with_a_diff_until_the_reference_is_refreshed(tmp_path, capsys):
-    ref = tmp_path / "notebooks" / "reference"
-    exp = _executed(tmp_path, "0.905")
-    assert reference.main(["update", "demo", "--experiments", str(exp), "--reference", str(ref)]) == 0
-    text = (ref / "demo.txt").read_text()
-    assert text == ("--- checked cell 1 ---\nFisher divergence: 0.905\n'table'\n"
-                    "--- checked cell 2 ---\n")  # no stderr, no image, no unmarked cell
-    assert reference.main(["check", "demo", "--experiments", str(exp), "--reference", str(ref)]) == 0
-
-    _executed(tmp_path, "0.950")  # a change to the library moved the number
-    capsys.readouterr()
-    assert reference.main(["check", "demo", "--experiments", str(exp), "--reference", str(ref)]) == 1
-    out = capsys.readouterr().out
-    assert "-Fisher divergence: 0.905" in out and "+Fisher divergence: 0.950" in out
-    assert "make reference" in out
-
-    assert reference.main(["update", "demo", "--experiments", str(exp), "--reference", str(ref)]) == 0
-    assert reference.main(["check", "demo", "--experiments", str(exp), "--reference", str(ref)]) == 0
+def test_update_keeps_the_marked_cells_outputs_without_images(tmp_path):
+    notebooks = _source(tmp_path, marked=2)
+    assert reference.update(["demo"], _executed(tmp_path), notebooks) == 0
+    ref = nbformat.read(notebooks / "reference" / "demo.ipynb", as_version=4)
+    code = [c for c in ref.cells if c.cell_type == "code"]
+    assert [bool(c.outputs) for c in code] == [False, False, True, True]
+    assert code[2].outputs[0]["text"] == "Fisher divergence 0: 0.905\n"
+    assert code[3].outputs[0]["text"] == "Fisher divergence 1: 1.905\n"
+    assert code[2].outputs[1]["data"] == {"text/plain": "<Figure size 640x480>"}  # image dropped
+    assert ref.metadata.kernelspec["name"] == "python3" and "jupytext" not in ref.metadata
+    assert reference.problems("demo", notebooks) == []
 
 
-def test_a_missing_reference_or_notebook_fails(tmp_path, capsys):
-    exp = _executed(tmp_path, "0.905")
-    ref = tmp_path / "notebooks" / "reference"
-    ref.mkdir(parents=True)
-    assert reference.check(["demo"], exp, ref) == 1
-    (exp / "demo.ipynb").unlink()
-    (ref / "demo.txt").write_text("")
-    assert reference.check(["demo"], exp, ref) == 1
-    assert "missing" in capsys.readouterr().out
+@pytest.mark.parametrize("settings", [{"profile": "full"}, {"seed": 1}, {"device": "cuda:0"},
+                                      {"results": False}])  # device "auto", never resolved
+def test_other_run_settings_are_not_written(tmp_path, settings, capsys):
+    notebooks = _source(tmp_path)
+    assert reference.update(["demo"], _executed(tmp_path, **settings), notebooks) == 1
+    assert not (notebooks / "reference" / "demo.ipynb").exists()
+    assert "reference not written" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("settings", [{"profile": "full"}, {"device": "cuda:0"}])
-def test_other_run_settings_are_not_compared_nor_written(tmp_path, capsys, settings):
-    ref = tmp_path / "notebooks" / "reference"
-    ref.mkdir(parents=True)
-    (ref / "demo.txt").write_text("--- checked cell 1 ---\nFisher divergence: 0.905\n")
-    exp = _executed(tmp_path, "0.870", **settings)
-    assert reference.check(["demo"], exp, ref) == 0
-    assert "not compared" in capsys.readouterr().out
-    assert reference.update(["demo"], exp, ref) == 1
-    assert "0.905" in (ref / "demo.txt").read_text()
+def _reference_then_edit_source(tmp_path: Path, marked_after: int) -> Path:
+    notebooks = _source(tmp_path, marked=2)
+    assert reference.update(["demo"], _executed(tmp_path), notebooks) == 0
+    _source(tmp_path, marked=marked_after)
+    return notebooks
 
 
-def test_every_notebook_has_a_reference():
-    names = {p.stem for p in (ROOT / "notebooks").glob("*.md")}
-    refs = {p.stem for p in (ROOT / "notebooks" / "reference").glob("*.txt")}
-    assert names == refs, "run `make reference` and commit notebooks/reference/"
+def test_an_extra_or_a_missing_marked_cell_is_a_problem(tmp_path):
+    for after in (3, 1):
+        found = reference.problems("demo", _reference_then_edit_source(tmp_path, after))
+        assert len(found) == 1 and f"source has {after} marked cell(s), the reference 2" in found[0]
+        assert "make reference" in found[0]
+
+
+def test_an_edited_cell_or_a_missing_reference_is_a_problem(tmp_path):
+    notebooks = _reference_then_edit_source(tmp_path, 2)
+    (notebooks / "demo.md").write_text((notebooks / "demo.md").read_text().replace("0.905", "0.95"))
+    assert "code cell 1 of the reference differs" in reference.problems("demo", notebooks)[0]
+    (notebooks / "reference" / "demo.ipynb").unlink()
+    assert "no reference notebook" in reference.problems("demo", notebooks)[0]
+    assert reference.verify(["demo"], notebooks) == 1
+
+
+def test_a_reference_that_compares_nothing_is_a_problem(tmp_path):
+    notebooks = _source(tmp_path, marked=0)
+    assert reference.update(["demo"], _executed(tmp_path), notebooks) == 0
+    assert "would compare nothing" in reference.problems("demo", notebooks)[0]
+    notebooks = _source(tmp_path, marked=1)
+    assert reference.update(["demo"], _executed(tmp_path), notebooks) == 0
+    path = notebooks / "reference" / "demo.ipynb"
+    nb = nbformat.read(path, as_version=4)
+    for cell in nb.cells:
+        if reference.is_marked(cell):
+            cell.outputs = []  # a marked cell with an empty reference
+    nbformat.write(nb, path)
+    assert "have no reference output" in reference.problems("demo", notebooks)[0]
+
+
+def test_every_committed_reference_is_in_step_with_its_notebook():
+    names = sorted(p.stem for p in (ROOT / "notebooks").glob("*.md"))
+    assert names, "no notebooks"
+    assert [p for n in names for p in reference.problems(n)] == []
+    assert {p.stem for p in (ROOT / "notebooks" / "reference").glob("*.ipynb")} == set(names)
+
+
+def _nbval(tmp_path: Path, *files: str) -> subprocess.CompletedProcess:
+    shutil.copy(ROOT / "notebooks" / "reference" / "conftest.py", tmp_path / "notebooks" / "reference")
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "--nbval-lax", "--nbval-current-env", "-p", "no:cacheprovider",
+         "-rA", "--rootdir", str(tmp_path), *files],
+        cwd=tmp_path / "notebooks" / "reference", capture_output=True, text=True, timeout=300)
+
+
+def test_stock_nbval_passes_the_reference_and_fails_a_moved_number(tmp_path):
+    notebooks = _source(tmp_path, marked=2)
+    assert reference.update(["demo"], _executed(tmp_path, figure=False), notebooks) == 0
+    ref = notebooks / "reference"
+    moved = nbformat.read(ref / "demo.ipynb", as_version=4)  # every number moved by 5 %
+    for cell in moved.cells:
+        for out in cell.get("outputs", []):
+            if out.get("name") == "stdout":
+                out["text"] = out["text"].replace("0.905", "0.950").replace("1.905", "2.000")
+    nbformat.write(moved, ref / "demo_moved.ipynb")
+    (notebooks / "demo_moved.md").write_text((notebooks / "demo.md").read_text())
+    run = _nbval(tmp_path, "demo.ipynb", "demo_moved.ipynb")
+    report = run.stdout
+    assert run.returncode == 1, report
+    passed = [ln for ln in report.splitlines() if ln.startswith("PASSED")]
+    failed = [ln for ln in report.splitlines() if ln.startswith("FAILED")]
+    assert len(failed) == 2 and all("demo_moved.ipynb" in ln for ln in failed), report
+    assert sum("demo.ipynb" in ln for ln in passed) == 4, report  # its four code cells
+    assert "0.950" in report and "0.905" in report
+
+
+@pytest.mark.parametrize("case", ["nothing marked", "extra marked cell", "missing marked cell"])
+def test_nbval_refuses_a_reference_that_compares_nothing_or_is_out_of_step(tmp_path, case):
+    if case == "nothing marked":
+        notebooks = _source(tmp_path, marked=0)
+        assert reference.update(["demo"], _executed(tmp_path), notebooks) == 0
+    else:
+        _reference_then_edit_source(tmp_path, 3 if case == "extra marked cell" else 1)
+    run = _nbval(tmp_path, "demo.ipynb")
+    assert run.returncode not in (0, 1), run.stdout + run.stderr  # a usage error, nothing ran
+    assert "nbval would not validate these notebooks" in run.stdout + run.stderr
+    assert "passed" not in run.stdout
 
 
 @pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
-def test_make_test_executes_each_notebook_once_then_compares():
-    out = subprocess.run(["make", "-n", "-B", "--no-print-directory", "test"], cwd=ROOT,
+def test_make_test_runs_papermill_and_nbval_once_per_notebook_side_by_side():
+    out = subprocess.run(["make", "-n", "-B", "--no-print-directory", "notebooks", "JOBS=2"], cwd=ROOT,
                          capture_output=True, text=True, check=True).stdout
-    notebooks = sorted(p.stem for p in (ROOT / "notebooks").glob("*.md"))
-    for name in notebooks:
+    side_by_side, alone = [ln for ln in out.splitlines() if ln.startswith("make ")][:2]
+    assert "-j2 " in side_by_side and "-j1 " in alone
+    assert "jacobian_cost" in alone and "jacobian_cost" not in side_by_side  # timings run alone
+    assert "experiments/dkef_uci.ipynb" in side_by_side and ".nbval/dkef_uci.passed" in side_by_side
+    for name in sorted(p.stem for p in (ROOT / "notebooks").glob("*.md")):
         assert out.count(f"tools/reproduce.py {name} ") == 1, name
-    assert "booktools.reference check" in out and "--nbval" not in out
-    assert out.index("booktools.reference check") < out.index("jupyter-book build")
+        assert out.count(f"notebooks/reference/{name}.ipynb\n") == 1, name  # one nbval run
+    assert "--nbval-lax" in out
+    plan = subprocess.run(["make", "-n", "-B", "--no-print-directory", "test"], cwd=ROOT,
+                          capture_output=True, text=True, check=True).stdout
+    assert plan.index("-j") < plan.index("jupyter-book build")

@@ -11,9 +11,11 @@ page (``book/_ext/launch_links.py``) opens ``<name>.ipynb`` there.
 
 The first cell of each notebook does nothing inside a clone of the repository. Anywhere else
 (Colab) it clones the repository (``repository.url`` and ``repository.branch`` of
-``_config.yml``), installs the library with pip and makes the clone the working directory, so
-that the rest of the notebook runs unchanged; set ``profile = "full"`` in the parameters cell
-to run the full-size experiment on Colab's GPU.
+``_config.yml``), installs the library (the root package, ``ssm_lib``) and the tooling
+(``tools/``: ``booktools`` and ``paper_recipes``) with pip, puts both on the running kernel's
+path and makes the clone the working directory, so that the rest of the notebook runs
+unchanged. The notebooks open on Colab's CPU runtime (the quick profile's size); the parameters
+cell says how to switch to a GPU for ``profile = "full"``.
 """
 
 from __future__ import annotations
@@ -30,13 +32,19 @@ ROOT = Path(__file__).resolve().parents[1]
 
 SETUP_CELL = '''\
 # Set-up for Colab (or any machine outside a clone of the repository): clone the book's
-# repository, install its library and work from the clone. Inside the repository it does nothing.
+# repository, install its library (ssm_lib) and its tooling (tools/: booktools, paper_recipes)
+# with pip, put both on this kernel's path and work from the clone. Inside the repository it
+# does nothing. The quick profile runs on Colab's CPU runtime; for profile = "full" see the
+# parameters cell below.
+import importlib
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 REPOSITORY, BRANCH = "{url}", "{branch}"
+# what the notebooks import besides the two packages (already present on Colab)
+EXTRA = {extra!r}
 
 
 def _in_repository(folder: Path) -> bool:
@@ -47,10 +55,22 @@ if not any(_in_repository(folder) for folder in [Path.cwd(), *Path.cwd().parents
     clone = Path("{folder}").resolve()
     if not clone.exists():
         subprocess.run(["git", "clone", "--depth", "1", "-b", BRANCH, REPOSITORY, str(clone)], check=True)
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "-e", str(clone)], check=True)
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "-e", str(clone),
+                    "-e", str(clone / "tools"), *EXTRA], check=True)
     os.chdir(clone)
-    sys.path.insert(0, str(clone))
+    # a running kernel does not read the .pth files pip just wrote: put the sources on its path
+    sys.path[:0] = [str(clone), str(clone / "tools")]
+    importlib.invalidate_caches()
 '''
+
+# What the notebooks import that neither ssm_lib nor tools/ (booktools) depends on.
+EXTRA_REQUIREMENTS = ("pandas", "scipy")
+
+# The Colab version of the parameters cell says how to switch to the GPU for the full profile.
+GPU_NOTE = (
+    "# On Colab the quick profile runs on the CPU runtime. For profile = \"full\" switch to a GPU\n"
+    "# first (Runtime > Change runtime type > GPU) and keep device = \"auto\" (or \"cuda\").\n"
+)
 
 
 def book_config(root: Path = ROOT) -> dict:
@@ -70,8 +90,9 @@ def colab_branch(config: dict) -> str:
 
 
 def setup_cell(url: str, branch: str) -> nbformat.NotebookNode:
-    folder = url.rsplit("/", 1)[-1].removesuffix(".git")
-    cell = nbformat.v4.new_code_cell(SETUP_CELL.format(url=url, branch=branch, folder=folder))
+    folder = url.rstrip("/").rsplit("/", 1)[-1].removesuffix(".git")
+    cell = nbformat.v4.new_code_cell(SETUP_CELL.format(url=url, branch=branch, folder=folder,
+                                                       extra=EXTRA_REQUIREMENTS))
     cell.metadata["tags"] = ["colab-setup"]
     return cell
 
@@ -80,8 +101,11 @@ def colab_notebook(source: Path, url: str, branch: str) -> nbformat.NotebookNode
     """The notebook of a jupytext MyST file, with the set-up cell first and no outputs."""
     notebook = jupytext.read(source)
     notebook.metadata.pop("jupytext", None)
-    notebook.metadata["accelerator"] = "GPU"
+    # no "accelerator": Colab opens it on a CPU runtime (the quick profile's size)
     notebook.metadata.setdefault("colab", {})["provenance"] = []
+    for cell in notebook.cells:
+        if "parameters" in cell.metadata.get("tags", []) and GPU_NOTE not in cell.source:
+            cell.source = GPU_NOTE + cell.source
     notebook.cells.insert(0, setup_cell(url, branch))
     for cell in notebook.cells:
         if cell.cell_type == "code":

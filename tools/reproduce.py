@@ -20,6 +20,9 @@ papermill:
   status 2 before any kernel starts.
 * The kernel runs with one CPU thread (``OMP_NUM_THREADS=1`` unless set), so that printed
   numbers do not depend on the core count, and without tqdm's notice about Jupyter widgets.
+* Progress bars are switched off inside the kernel (``TQDM_DISABLE=1``, tqdm's environment
+  default for ``disable``): their redraws would be frozen into the executed notebook, which
+  the book renders. papermill's own bar (one per notebook, on a terminal only) still shows.
 """
 
 from __future__ import annotations
@@ -69,12 +72,14 @@ def check(args: argparse.Namespace) -> Path:
 
 def _kernel_environment() -> None:
     """The ``python3`` kernel starts with this interpreter (the project's virtual environment,
-    even when it is not activated), one CPU thread unless told otherwise, and no widget notice."""
+    even when it is not activated), one CPU thread unless told otherwise, no widget notice and
+    no progress bars (tqdm reads ``TQDM_DISABLE`` as the default of ``disable``)."""
     os.environ["PATH"] = str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", "")
     share = str(Path(sys.prefix) / "share" / "jupyter")
     os.environ["JUPYTER_PATH"] = os.pathsep.join(filter(None, [share, os.environ.get("JUPYTER_PATH")]))
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")
+    os.environ.setdefault("TQDM_DISABLE", "1")
     os.environ["PYTHONWARNINGS"] = ",".join(
         filter(None, [os.environ.get("PYTHONWARNINGS"), "ignore:IProgress not found"]))
 
@@ -153,7 +158,9 @@ def run(args: argparse.Namespace, source: Path) -> int:
     try:
         # the kernel's start-up warnings and papermill's log go to a file, not the terminal
         with native_stderr_to(staging / "kernel-stderr.log") as terminal:
-            bar = {"file": terminal, "desc": name, "leave": False} if terminal.isatty() else False
+            # disable=False given explicitly: it wins over the TQDM_DISABLE default set above
+            bar = ({"file": terminal, "desc": name, "leave": False, "disable": False}
+                   if terminal.isatty() else False)
             pm.execute_notebook(
                 nb, str(staging / f"{name}.ipynb"),
                 parameters={"profile": args.profile, "device": args.device, "seed": args.seed,

@@ -24,6 +24,10 @@ Rules (the thresholds are documented here and in the README of this folder):
 * ``wide_outputs``: printed cell output (``<pre>``) or an output table wider than its box, so
   part of it is hidden behind a scrollbar. Fails at the desktop width; at the phone width code
   boxes scroll sideways by design and the count is for information.
+* ``progress_bars``: printed output that is a progress bar's redraw (tqdm-style lines with
+  ``NN%|``, ``it/s`` or ``s/it``, or a carriage return): frozen in a static page they are noise
+  (the notebook harness switches tqdm off inside executed notebooks, ``TQDM_DISABLE=1``).
+  Fails at both widths.
 * ``small_figures``: figures shown so small that their text is below a legible size. The PNG's
   dpi (from its pHYs chunk, 100 if absent) and its shown width give the CSS pixels per figure
   inch, ``scale = shown_px / (natural_px / dpi)``; text of ``FIGURE_FONT_PT`` (8 pt, the
@@ -40,6 +44,7 @@ Rules (the thresholds are documented here and in the README of this folder):
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -61,11 +66,27 @@ FAILS_AT: dict[str, tuple[int, ...]] = {
     "equations_over_number": (DESKTOP,),
     "wide_outputs": (DESKTOP,),
     "wide_code_inputs": (),
+    "progress_bars": (DESKTOP, PHONE),
     "small_figures": (DESKTOP,),
     "page_scrolls_sideways": (DESKTOP, PHONE),
     "dropdowns_not_opening": (DESKTOP, PHONE),
     "search_boxes": (DESKTOP,),
 }
+
+
+# A tqdm-style progress line: "42%|####", "3.21it/s", "1.5s/it", or a carriage-return redraw.
+PROGRESS_BAR = re.compile(r"\d+%\||\d\s?it/s\b|\ds/it\b|\r")
+
+
+def progress_bar_lines(outputs: list[dict]) -> list[str]:
+    """The printed lines (``{"label", "text"}`` per output block) that are progress-bar redraws."""
+    found = []
+    for block in outputs:
+        lines = [ln for ln in block["text"].split("\n") if PROGRESS_BAR.search(ln)]
+        if lines:
+            first = lines[0].replace("\r", "\\r").strip()[:80]
+            found += [f"{block['label']}: {len(lines)} progress-bar line(s), e.g. {first!r}"]
+    return found
 
 
 @dataclass
@@ -128,6 +149,7 @@ def evaluate(raw: dict, events: Events, width: int, base_url: str, html_root: Pa
     found["wide_code_inputs"] = [
         f"{o['label']}: {o['width']} px in {o['box']} px" for o in raw["wideCodeInputs"]
     ]
+    found["progress_bars"] = progress_bar_lines(raw.get("outputTexts", []))
     for fig in raw["figures"]:
         path = local_file(fig["src"], base_url, html_root)
         dpi = png_dpi(path) if path is not None else DEFAULT_DPI

@@ -157,6 +157,10 @@ async (options) => {
   const outputBlocks = [...article.querySelectorAll(".cell_output pre, .cell_output table, .output pre")]
     .filter(visible);
   out.outputs = outputBlocks.length;
+  // Printed output text (every <pre> of a cell's output, visible or not): checks.py looks for
+  // progress-bar redraws in it.
+  out.outputTexts = [...article.querySelectorAll(".cell_output pre, .output pre")]
+    .map((el) => ({ label: describe(el), text: el.textContent }));
   out.wideOutputs = [];
   for (const el of new Set(outputBlocks)) {
     if (el.tagName === "TABLE") {
