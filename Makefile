@@ -13,7 +13,7 @@ SEED ?= 0
 EXPERIMENTS := experiments
 NOTEBOOK_NAMES := $(sort $(basename $(notdir $(wildcard notebooks/*.md))))
 EXECUTED := $(patsubst %,$(EXPERIMENTS)/%.ipynb,$(NOTEBOOK_NAMES))
-LIB_SOURCES := $(wildcard ssm_lib/*.py) $(wildcard tools/booktools/*.py)
+LIB_SOURCES := $(wildcard ssm_lib/*.py ssm_lib/*/*.py) $(wildcard tools/booktools/*.py tools/paper_recipes/*.py)
 RUN_SETTINGS := $(EXPERIMENTS)/.run-settings
 RUN_SETTINGS_TEXT = profile=$(PROFILE) device=$(DEVICE) seed=$(SEED)
 

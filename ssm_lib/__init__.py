@@ -47,7 +47,7 @@ from .score_estimators import (
     SteinScoreEstimator,
     entropy_surrogate,
 )
-from .training import TrainingDivergedError, fit
+from .training import DivergenceMonitor, TrainingDivergedError, fit, train_loop
 
 __version__ = "0.1.0"
 
@@ -65,8 +65,8 @@ __all__ = [
     "ConditionalScoreMLP", "NetworkScoreEstimator", "ScoreEstimator", "SpectralScoreEstimator",
     "SteinScoreEstimator", "entropy_surrogate",
     # training, metrics, data transforms, devices, projections
-    "LogitTransform", "TrainingDivergedError", "fisher_divergence", "fit", "make_generator",
-    "resolve_device", "sample_projections",
+    "DivergenceMonitor", "LogitTransform", "TrainingDivergedError", "fisher_divergence", "fit",
+    "make_generator", "resolve_device", "sample_projections", "train_loop",
     # saving and loading models with their configuration
     "load_model", "register_model", "save_model",
 ]

@@ -42,3 +42,13 @@ def repeat_batch(x: torch.Tensor, n: int) -> torch.Tensor:
 def per_sample(t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """A ``(batch,)`` tensor reshaped to broadcast against ``x`` of shape ``(batch, *event)``."""
     return t.reshape(-1, *([1] * (x.dim() - 1)))
+
+
+def rademacher(shape: tuple[int, ...] | torch.Size, like: torch.Tensor,
+               generator: torch.Generator | None) -> torch.Tensor:
+    """Independent :math:`\\pm 1` entries (probability 1/2 each) of the given shape, with the
+    dtype and device of ``like``; the same draws as
+    ``ssm_lib.projections.sample_projections("rademacher", shape, ...)``, without its argument
+    checks (for the inner loops of the curvature sweeps)."""
+    bits = torch.randint(0, 2, tuple(shape), generator=generator, device=like.device)
+    return (2 * bits - 1).to(like.dtype)

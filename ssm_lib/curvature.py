@@ -69,7 +69,13 @@ import torch
 from torch import nn
 
 from ._checks import check_batch, check_choice, check_reduction
-from ._tensor_ops import event_sum, reduce
+from ._tensor_ops import event_sum, rademacher, reduce
+
+__all__ = [
+    "HalfSquaredNorm", "METHODS", "SUPPORTED_ACTIVATIONS", "SumOfBranches", "approx_backprop_score_matching",
+    "as_layers", "curvature_propagation_score_matching", "energy_hessian_terms", "hessian_diagonal",
+    "record_forward", "split_sqrt", "sweep_approx_bp", "sweep_cp",
+]
 
 METHODS = ("cp", "approx_bp")
 
@@ -146,7 +152,7 @@ class HalfSquaredNorm(nn.Module):
     def cp_backward(self, inp, out, g, s_re, s_im, generator):  # noqa: ANN001
         g_y = g[..., 0:1]
         jac = inp.unsqueeze(1)  # d y / d x
-        v = _rademacher(g.shape[:2] + inp.shape[-1:], inp, generator)
+        v = rademacher(g.shape[:2] + inp.shape[-1:], inp, generator)
         pos, neg = split_sqrt(g_y)
         return g_y * jac, s_re[..., 0:1] * jac + pos * v, s_im[..., 0:1] * jac + neg * v
 
@@ -159,11 +165,6 @@ def split_sqrt(m: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     zero = torch.zeros_like(m)
     return (torch.where(pos, torch.sqrt(torch.where(pos, m, one)), zero),
             torch.where(neg, torch.sqrt(torch.where(neg, -m, one)), zero))
-
-
-def _rademacher(shape: Sequence[int], like: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-    bits = torch.randint(0, 2, tuple(shape), generator=generator, device=like.device)
-    return (2 * bits - 1).to(like.dtype)
 
 
 # --------------------------------------------------------------------------------------------
@@ -249,7 +250,7 @@ def _backward_cp(tape: list, g: torch.Tensor, s_re: torch.Tensor, s_im: torch.Te
         elif (d := _activation_derivatives(layer, inp)) is not None and type(layer) in SUPPORTED_ACTIVATIONS:
             d1, d2 = d[0].unsqueeze(1), d[1].unsqueeze(1)
             m = d2 * g  # local curvature, diagonal
-            v = _rademacher(g.shape, g, generator)
+            v = rademacher(g.shape, g, generator)
             pos, neg = split_sqrt(m)
             s_re = d1 * s_re + pos * v
             s_im = d1 * s_im + neg * v

@@ -8,7 +8,6 @@ likelihood needs ``model.log_prob``; the score-matching losses use ``model.score
 
 from __future__ import annotations
 
-import copy
 import math
 import time
 from collections.abc import Callable
@@ -17,9 +16,11 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from ._checks import check_choice, check_count, check_number
+from ._checks import check_choice, check_count, check_finite, check_number
 from .losses import exact_score_matching, make_objective, objective_input
-from .training import TrainingDivergedError
+from .training import train_loop
+
+__all__ = ["FlowObjective", "FlowRun", "evaluate_flow", "flow_objective", "train_with_validation"]
 
 FlowObjective = Callable[[nn.Module, torch.Tensor, torch.Generator], torch.Tensor]
 
@@ -40,7 +41,8 @@ class FlowRun:
     ``train_losses`` has one value per step; ``eval_steps`` the steps at which the validation
     metrics were taken (``selection`` is the one that picks the checkpoint, ``tracked`` any
     others); ``best_step`` the step of the kept checkpoint (0: the initial model);
-    ``diverged_at`` the step at which the loss stopped being finite (``None``: it did not)."""
+    ``diverged_at`` and ``divergence`` the step and the cause of a divergence that stopped
+    training with ``on_diverge="stop"`` (``None``: it did not diverge)."""
 
     train_losses: list[float] = field(default_factory=list)
     eval_steps: list[int] = field(default_factory=list)
@@ -49,6 +51,7 @@ class FlowRun:
     best_step: int = 0
     best_value: float = math.inf
     diverged_at: int | None = None
+    divergence: str | None = None
     seconds: float = 0.0
 
 
@@ -67,26 +70,35 @@ def train_with_validation(
     track: dict[str, Callable[[nn.Module], float]] | None = None,
     track_every: int | dict[str, int] = 1,
     on_diverge: str = "raise",
-    progress: bool = True,
+    progress: bool | None = None,
+    divergence_factor: float | None = 1e8,
 ) -> FlowRun:
     r"""Adam on ``objective`` over shuffled epochs of ``train_x``; every ``eval_every`` steps
     (default: once per epoch) the model is scored on validation data and the best state so far
-    is kept; at the end the model holds the best state.
+    is kept; at the end the model holds the best state. A use of
+    :func:`ssm_lib.training.train_loop` (its divergence policy and progress switch).
 
     Args:
         model: the flow; its parameters are trained.
         objective: ``f(model, x, generator) -> scalar``, e.g. from :func:`flow_objective`.
-        train_x, val_x: ``(N, d)`` tensors (already on the model's device, or moved there).
+        train_x, val_x: finite ``(N, d)`` tensors (already on the model's device, or moved there).
         epochs, batch_size, lr: optimisation settings.
         generator: drives the shuffles and the objective's randomness (on the model's device).
         select: ``select(model) -> float``, lower is better (default: ``objective`` on
             ``val_x`` with a generator re-seeded identically at every evaluation, so that
-            stochastic objectives are compared on the same projections or noise).
+            stochastic objectives are compared on the same projections or noise). A NaN or
+            infinite value is a divergence, never a best.
         track: further validation metrics ``name -> f(model) -> float`` for training curves,
             taken at every ``track_every``-th evaluation (and the last one), ``nan`` elsewhere;
             ``track_every`` may be a dict giving the period of each metric (default 1).
         on_diverge: ``"raise"`` (:class:`~ssm_lib.training.TrainingDivergedError` naming the
-            step) or ``"stop"`` (end training, keep the best state, set ``diverged_at``).
+            step and the cause) or ``"stop"`` (end training, keep the best state, set
+            ``diverged_at`` and ``divergence``).
+        progress: the progress switch of :mod:`ssm_lib.training`.
+        divergence_factor: the blow-up factor of :class:`~ssm_lib.training.DivergenceMonitor`.
+
+    Raises:
+        ValueError: bad arguments, including non-finite values in ``train_x`` or ``val_x``.
     """
     check_count(epochs, "epochs")
     check_count(batch_size, "batch_size")
@@ -96,13 +108,19 @@ def train_with_validation(
         if not isinstance(t, torch.Tensor) or t.dim() != 2 or t.shape[0] < 1:
             raise ValueError(f"{name} must be a tensor of shape (N, d), got "
                              f"{tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__}")
+        check_finite(t, name)
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise ValueError("model has no trainable parameters")
     device = params[0].device
+    for name, t in (("train_x", train_x), ("val_x", val_x)):
+        if t.is_floating_point() and t.dtype != params[0].dtype:
+            raise ValueError(f"{name} has dtype {t.dtype} but the model's parameters are {params[0].dtype}; "
+                             f"convert one of them (e.g. {name}.to({params[0].dtype}))")
     train_x, val_x = train_x.to(device), val_x.to(device)
     n = train_x.shape[0]
     steps_per_epoch = math.ceil(n / batch_size)
+    total = epochs * steps_per_epoch
     if eval_every is None:
         eval_every = steps_per_epoch
     check_count(eval_every, "eval_every")
@@ -117,59 +135,41 @@ def train_with_validation(
             return float(objective(m, val_x, g).detach())
 
     run = FlowRun(tracked={k: [] for k in (track or {})})
-    best_state = copy.deepcopy(model.state_dict())
 
-    def evaluate(step: int, last: bool = False) -> None:
+    def validate(step: int) -> float:
         model.eval()
         value = select(model)
         index = len(run.eval_steps)
         run.eval_steps.append(step)
-        run.selection.append(value)
         for key, fn in (track or {}).items():
-            now = last or index % every[key] == 0
+            now = step == total or index % every[key] == 0
             run.tracked[key].append(float(fn(model)) if now else math.nan)
-        if math.isfinite(value) and value < run.best_value:
-            run.best_value, run.best_step = value, step
-            best_state.update(copy.deepcopy(model.state_dict()))
         model.train()
+        return value
+
+    order = torch.empty(0)
+
+    def loss_at(step: int) -> torch.Tensor:
+        nonlocal order
+        i = (step - 1) % steps_per_epoch
+        if i == 0:
+            order = torch.randperm(n, generator=generator, device=device)
+        return objective(model, train_x[order[i * batch_size:(i + 1) * batch_size]], generator)
 
     start = time.perf_counter()
-    opt = torch.optim.Adam(params, lr=lr)
-    evaluate(0)
-    step = 0
-    from tqdm.auto import tqdm
-
-    bar = tqdm(total=epochs * steps_per_epoch, disable=not progress, leave=False, desc="training")
+    model.train()
     try:
-        for _ in range(epochs):
-            order = torch.randperm(n, generator=generator, device=device)
-            for i in range(steps_per_epoch):
-                x = train_x[order[i * batch_size:(i + 1) * batch_size]]
-                step += 1
-                opt.zero_grad(set_to_none=True)
-                loss = objective(model, x, generator)
-                value = float(loss.detach())
-                if not math.isfinite(value):
-                    message = (f"training diverged at step {step}: the loss is {value}; lower lr or "
-                               "check the objective's settings")
-                    if on_diverge == "raise":
-                        raise TrainingDivergedError(message)
-                    run.diverged_at = step
-                    print(message + f" (keeping the checkpoint of step {run.best_step})")
-                    return run
-                loss.backward()
-                opt.step()
-                run.train_losses.append(value)
-                bar.update(1)
-                if step % eval_every == 0 and step < epochs * steps_per_epoch:
-                    evaluate(step)
-        evaluate(step, last=True)
-        return run
+        record = train_loop(loss_at, params, torch.optim.Adam(params, lr=lr), total,
+                            divergence_factor=divergence_factor, on_diverge=on_diverge,
+                            validate=validate, validate_every=eval_every, validate_at_start=True,
+                            restore=model, progress=progress)
     finally:
-        bar.close()
-        model.load_state_dict(best_state)
         model.eval()
         run.seconds = time.perf_counter() - start
+    run.train_losses, run.selection = record.losses, record.val_values
+    run.best_step, run.best_value = record.best_step or 0, record.best_value
+    run.diverged_at, run.divergence = record.diverged_at, record.divergence
+    return run
 
 
 def evaluate_flow(model: nn.Module, x: torch.Tensor, *, batch_size: int = 256, exact_method: str = "vmap",
@@ -179,6 +179,9 @@ def evaluate_flow(model: nn.Module, x: torch.Tensor, *, batch_size: int = 256, e
     (Song et al. 2019, Eq. 2; :math:`d` backward passes per point), in batches. Both are
     ``(N,)`` tensors on the CPU."""
     check_count(batch_size, "batch_size")
+    if not isinstance(x, torch.Tensor) or x.dim() != 2 or x.shape[0] < 1:
+        raise ValueError(f"x must be a tensor of shape (N, d) with N >= 1, got "
+                         f"{tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}")
     logs, sms = [], []
     model.eval()
     for start in range(0, x.shape[0], batch_size):

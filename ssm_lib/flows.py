@@ -41,9 +41,11 @@ import math
 import torch
 from torch import nn
 
-from ._checks import check_choice, check_count
+from ._checks import check_choice, check_count, check_number
 from .curvature import HalfSquaredNorm, record_forward, sweep_approx_bp, sweep_cp
-from .models import ACTIVATIONS, EnergyScore, _mlp
+from .models import ACTIVATIONS, EnergyScore, mlp
+
+__all__ = ["AdditiveCoupling", "DiagonalScaling", "NICE"]
 
 
 def _check_flow_input(x: object, dim: int, name: str = "x") -> torch.Tensor:
@@ -72,7 +74,7 @@ class AdditiveCoupling(nn.Module):
         idx = torch.arange(dim)
         self.register_buffer("fixed", idx[parity::2].clone())
         self.register_buffer("shifted", idx[1 - parity::2].clone())
-        self.shift_net = _mlp(len(self.fixed), len(self.shifted), hidden, depth, activation)
+        self.shift_net = mlp(len(self.fixed), len(self.shifted), hidden, depth, activation)
 
     def shift(self, x: torch.Tensor) -> torch.Tensor:
         r""":math:`m(x_a)`, of shape ``(batch, len(shifted))``."""
@@ -169,10 +171,17 @@ class NICE(nn.Module):
             AdditiveCoupling(dim, i % 2, hidden, depth, activation) for i in range(n_couplings))
         self.scaling = DiagonalScaling(dim)
 
+    def _check_dtype(self, x: torch.Tensor, name: str = "x") -> None:
+        dtype = self.scaling.log_scale.dtype
+        if x.dtype != dtype:
+            raise ValueError(f"{name} has dtype {x.dtype} but the model's parameters are {dtype}; "
+                             f"convert one of them (e.g. {name}.to({dtype}) or model.to({x.dtype}))")
+
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         r"""``(z, log_det)``: the latent :math:`z = f(x)` and :math:`\log|\det\nabla_x f(x)|`
         as a ``(batch,)`` tensor (the same for every point: only the scaling changes volume)."""
         _check_flow_input(x, self.dim)
+        self._check_dtype(x)
         y = x
         for layer in self.couplings:
             y = layer(y)
@@ -191,6 +200,7 @@ class NICE(nn.Module):
     def inverse(self, z: torch.Tensor) -> torch.Tensor:
         r""":math:`x = f^{-1}(z)`."""
         _check_flow_input(z, self.dim, "z")
+        self._check_dtype(z, "z")
         y = self.scaling.inverse(z)
         for layer in reversed(self.couplings):
             y = layer.inverse(y)
@@ -218,8 +228,7 @@ class NICE(nn.Module):
         r"""``n`` samples :math:`f^{-1}(\tau z)`, :math:`z\sim\mathcal N(0, I)` (``temperature``
         :math:`\tau`; 1 samples the model itself)."""
         check_count(n, "n")
-        if not (isinstance(temperature, (int, float)) and math.isfinite(temperature) and temperature > 0):
-            raise ValueError(f"temperature must be a positive number, got {temperature!r}")
+        temperature = check_number(temperature, "temperature", positive=True)
         p = self.scaling.log_scale
         z = torch.randn(n, self.dim, generator=generator, dtype=p.dtype, device=p.device)
         return self.inverse(temperature * z)

@@ -26,8 +26,9 @@ import math
 import torch
 from torch import nn
 
-from ._checks import check_count
+from ._checks import check_count, check_finite
 from .score_estimators import ScoreEstimator, entropy_surrogate
+from .training import train_loop
 
 __all__ = [
     "LOG_2PI", "fit_proposal", "gaussian_elbo_loss", "implicit_elbo_loss",
@@ -132,35 +133,37 @@ def importance_weighted_log_likelihood(x: torch.Tensor, decoder: nn.Module, prop
 
 def fit_proposal(decoder: nn.Module, proposal: nn.Module, data: torch.Tensor, *, steps: int,
                  batch_size: int = 128, lr: float = 1e-3, generator: torch.Generator | None = None,
-                 binarize: bool = True) -> nn.Module:
+                 binarize: bool = True, progress: bool | None = None) -> nn.Module:
     r"""Fit a Gaussian encoder ``proposal`` to a *frozen* decoder by maximising the ELBO
     (minimising :func:`gaussian_elbo_loss` with Adam) on ``data`` (probabilities in [0, 1],
     binarised afresh each step when ``binarize``): the proposal of
     :func:`importance_weighted_log_likelihood` for models without an encoder density.
 
     ``proposal`` is trained in place and returned; the decoder's parameters are left as they
-    were (their ``requires_grad`` is restored). Raises ``FloatingPointError`` naming the step
-    where the loss stops being finite.
+    were (their ``requires_grad`` is restored). A use of :func:`ssm_lib.training.train_loop`
+    (its divergence policy and progress switch): raises
+    :class:`~ssm_lib.training.TrainingDivergedError` naming the step where training diverges.
     """
     if not isinstance(proposal, nn.Module):
         raise TypeError(f"proposal must be an nn.Module (a Gaussian encoder), got {type(proposal).__name__}")
+    steps = check_count(steps, "steps")
+    check_finite(data, "data")
     enc = proposal
+
+    def loss_at(step: int) -> torch.Tensor:
+        idx = torch.randint(data.shape[0], (batch_size,), generator=generator, device=data.device)
+        xb = data[idx]
+        if binarize:
+            xb = torch.bernoulli(xb, generator=generator)
+        return gaussian_elbo_loss(enc, decoder, xb, generator=generator)
+
     was_trainable = [p.requires_grad for p in decoder.parameters()]
     for p in decoder.parameters():
         p.requires_grad_(False)
-    opt = torch.optim.Adam(enc.parameters(), lr=lr)
+    params = list(enc.parameters())
     try:
-        for step in range(check_count(steps, "steps")):
-            idx = torch.randint(data.shape[0], (batch_size,), generator=generator, device=data.device)
-            xb = data[idx]
-            if binarize:
-                xb = torch.bernoulli(xb, generator=generator)
-            loss = gaussian_elbo_loss(enc, decoder, xb, generator=generator)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"fit_proposal diverged at step {step}")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+        train_loop(loss_at, params, torch.optim.Adam(params, lr=lr), steps, progress=progress,
+                   desc="proposal", what="fit_proposal")
     finally:
         for p, trainable in zip(decoder.parameters(), was_trainable, strict=True):
             p.requires_grad_(trainable)

@@ -28,7 +28,9 @@ A model may offer its own fast exact path for :func:`sliced_score_matching`; see
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import difflib
+import inspect
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -54,6 +56,13 @@ from ._tensor_ops import as_grad_input, event_sum, per_sample, private_copy, red
 from .curvature import approx_backprop_score_matching, curvature_propagation_score_matching
 from .fast_path import model_fast_path
 from .projections import PROJECTIONS, sample_projections
+
+__all__ = [
+    "EXACT_METHODS", "OBJECTIVES", "Objective", "ObjectiveSpec", "SSM_METHODS",
+    "approx_backprop_score_matching", "check_options", "curvature_propagation_score_matching",
+    "denoising_score_matching", "exact_score_matching", "jacobian_trace", "make_objective",
+    "negative_log_likelihood", "objective_input", "objective_options", "perturb", "sliced_score_matching",
+]
 
 EXACT_METHODS = ("auto", "loop", "vmap")
 SSM_METHODS = ("auto", "backward", "forward", "finite_difference")
@@ -92,7 +101,7 @@ def jacobian_trace(score_fn: ScoreFn, x: torch.Tensor, *, method: str = "auto",
     ``chunk_size=1`` it is a slower loop.
 
     ``chunk_size=None`` lets the library choose (rule and measurements in
-    ``ssm_lib._exact_chunking``): with :math:`R` the bytes of one backward pass on the batch
+    :mod:`ssm_lib.exact_chunking`): with :math:`R` the bytes of one backward pass on the batch
     (estimated from the tensors the forward pass saves) and :math:`B` the batch size,
     ``chunk = min(d, budget // R)``, on a CPU also at most ``ceil(512 / B)`` (matrix products
     of about 512 rows already run efficiently; larger ones only add memory traffic); the
@@ -484,6 +493,10 @@ class ObjectiveSpec:
             or the score network itself), or ``"model"``, the model itself, for objectives
             that need more than its score: the exact log-density for MLE, the layers of an
             energy network for CP and Approx BP. :func:`objective_input` picks it.
+        alpha_system: the builder of the quadratic :math:`(G, b, c)` that the objective
+            induces on DKEF's linear coefficients (see :mod:`ssm_lib.dkef.alpha`), called as
+            ``alpha_system(model, x, *, generator, sigma, create_graph)``; ``None``: no closed
+            form (e.g. MLE).
     """
 
     loss: Objective
@@ -491,21 +504,40 @@ class ObjectiveSpec:
     options: Mapping[str, Any] = field(default_factory=dict)
     required: tuple[str, ...] = ()
     takes: str = "score"
+    alpha_system: Callable[..., tuple[torch.Tensor, torch.Tensor, torch.Tensor]] | None = None
 
     def __post_init__(self) -> None:
         if self.takes not in ("score", "model"):
             raise ValueError(f"takes must be 'score' or 'model', got {self.takes!r}")
 
 
+def _dkef_system(name: str) -> Callable[..., tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """A reference to the builder ``name`` of :mod:`ssm_lib.dkef.alpha`, imported at its first
+    call (that module imports this one)."""
+    def builder(*args: Any, **kwargs: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        from .dkef import alpha
+
+        return getattr(alpha, name)(*args, **kwargs)
+
+    builder.__name__ = builder.__qualname__ = name
+    return builder
+
+
 #: Every objective by name. Adding an objective is one loss function with the signature
-#: ``f(score_fn, x, *, generator=None, reduction="mean", ...)`` and one entry here.
+#: ``f(score_fn, x, *, generator=None, reduction="mean", ...)`` and one entry here (with, for
+#: DKEF's closed-form alpha, a builder of its quadratic in :mod:`ssm_lib.dkef.alpha`).
 OBJECTIVES: dict[str, ObjectiveSpec] = {
-    "exact": ObjectiveSpec(exact_score_matching, "Exact SM"),
-    "ssm": ObjectiveSpec(sliced_score_matching, "SSM", {"variance_reduction": False}),
-    "ssm_vr": ObjectiveSpec(sliced_score_matching, "SSM-VR", {"variance_reduction": True}),
-    "dsm": ObjectiveSpec(denoising_score_matching, "DSM", required=("sigma",)),
-    "cp": ObjectiveSpec(curvature_propagation_score_matching, "CP", takes="model"),
-    "approx_bp": ObjectiveSpec(approx_backprop_score_matching, "Approx BP", takes="model"),
+    "exact": ObjectiveSpec(exact_score_matching, "Exact SM", alpha_system=_dkef_system("exact_system")),
+    "ssm": ObjectiveSpec(sliced_score_matching, "SSM", {"variance_reduction": False},
+                         alpha_system=_dkef_system("ssm_system")),
+    "ssm_vr": ObjectiveSpec(sliced_score_matching, "SSM-VR", {"variance_reduction": True},
+                            alpha_system=_dkef_system("ssm_vr_system")),
+    "dsm": ObjectiveSpec(denoising_score_matching, "DSM", required=("sigma",),
+                         alpha_system=_dkef_system("dsm_system")),
+    "cp": ObjectiveSpec(curvature_propagation_score_matching, "CP", takes="model",
+                        alpha_system=_dkef_system("cp_system")),
+    "approx_bp": ObjectiveSpec(approx_backprop_score_matching, "Approx BP", takes="model",
+                               alpha_system=_dkef_system("approx_bp_system")),
     "mle": ObjectiveSpec(negative_log_likelihood, "MLE", takes="model"),
 }
 
@@ -521,6 +553,7 @@ def make_objective(name: str, **options: Any) -> Objective:
     if not isinstance(name, str) or name not in OBJECTIVES:
         raise ValueError(f"objective must be one of {tuple(OBJECTIVES)}, got {name!r}")
     spec = OBJECTIVES[name]
+    check_options(name, options, f"make_objective({name!r})")
     missing = [key for key in spec.required if key not in options]
     if missing:
         raise ValueError(f"objective {name!r} needs {', '.join(missing)}: "
@@ -530,6 +563,28 @@ def make_objective(name: str, **options: Any) -> Objective:
         raise ValueError(f"objective {name!r} fixes {', '.join(fixed)}; choose another objective "
                          f"(e.g. 'ssm' or 'ssm_vr') instead of passing it")
     return partial(spec.loss, **spec.options, **options)
+
+
+def objective_options(name: str) -> tuple[str, ...]:
+    """The keyword options the objective ``name`` accepts: the keyword parameters of its loss
+    function other than ``score_fn``/``model``, ``x`` and ``generator``."""
+    if not isinstance(name, str) or name not in OBJECTIVES:
+        raise ValueError(f"objective must be one of {tuple(OBJECTIVES)}, got {name!r}")
+    params = list(inspect.signature(OBJECTIVES[name].loss).parameters.values())[2:]
+    return tuple(p.name for p in params if p.name != "generator"
+                 and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY))
+
+
+def check_options(name: str, options: Mapping[str, Any], where: str, others: Sequence[str] = ()) -> None:
+    """Reject, naming it, a keyword in ``options`` that the objective ``name`` does not accept
+    (``others``: further names valid at ``where``, offered as corrections)."""
+    known = objective_options(name)
+    for key in options:
+        if key not in known:
+            close = difflib.get_close_matches(key, [*known, *others], n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else f"; its options are {', '.join(known)}"
+            raise ValueError(f"{where} got an unknown keyword argument {key!r} (not an option of "
+                             f"objective {name!r}){hint}")
 
 
 def objective_input(name: str, model: Any, score_fn: ScoreFn | None = None) -> Any:

@@ -74,7 +74,6 @@ def mlp(n_in: int, n_out: int, hidden: int, depth: int, activation: str) -> nn.S
 
 
 #: the former private name of :func:`mlp` (kept while other modules move to the public name)
-_mlp = mlp
 
 
 class _Configured:

@@ -40,7 +40,8 @@ from torch import nn
 
 from ._checks import check_count, check_number
 from .losses import sliced_score_matching
-from .models import _mlp
+from .models import mlp
+from .training import DivergenceMonitor, train_loop
 
 __all__ = [
     "NetworkScoreEstimator",
@@ -266,10 +267,8 @@ class ConditionalScoreMLP(nn.Module):
                  activation: str = "tanh"):
         super().__init__()
         self.dim = check_count(dim, "dim")
-        if not isinstance(context_dim, int) or context_dim < 0:
-            raise ValueError(f"context_dim must be an integer >= 0, got {context_dim!r}")
-        self.context_dim = context_dim
-        self.net = _mlp(dim + context_dim, dim, hidden, depth, activation)
+        self.context_dim = context_dim = check_count(context_dim, "context_dim", 0)
+        self.net = mlp(dim + context_dim, dim, hidden, depth, activation)
 
     def forward(self, z: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
         if z.shape[-1] != self.dim:
@@ -303,14 +302,17 @@ class NetworkScoreEstimator(ScoreEstimator):
         n_steps: optimiser steps per :meth:`update`.
         projection: distribution of the directions (``"gaussian"`` in the paper).
         generator: source of the directions.
+        divergence_factor: the blow-up factor of :class:`~ssm_lib.training.DivergenceMonitor`.
     """
 
     uses_context = True
 
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, *, n_steps: int = 1,
-                 projection: str = "gaussian", generator: torch.Generator | None = None):
+                 projection: str = "gaussian", generator: torch.Generator | None = None,
+                 divergence_factor: float | None = 1e8):
         self.model, self.optimizer = model, optimizer
         self.n_steps = check_count(n_steps, "n_steps")
+        self._monitor = DivergenceMonitor(divergence_factor)
         self.projection, self.generator = projection, generator
         self.step = 0
 
@@ -333,16 +335,17 @@ class NetworkScoreEstimator(ScoreEstimator):
                                      method="backward")
 
     def update(self, samples: torch.Tensor, context: torch.Tensor | None = None) -> float:
-        for _ in range(self.n_steps):
-            loss = self.loss(samples, context)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"score network diverged at step {self.step}: "
-                                         f"SSM-VR loss {loss.item()}")
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            self.optimizer.step()
-            self.step += 1
-        return float(loss.detach())
+        """``n_steps`` optimiser steps on the samples (a use of
+        :func:`ssm_lib.training.train_loop`, whose divergence policy keeps its reference scale
+        from the estimator's first step); returns the last loss. Raises
+        :class:`~ssm_lib.training.TrainingDivergedError` naming the step (counted over the
+        estimator's life) and the cause."""
+        params = [p for group in self.optimizer.param_groups for p in group["params"]]
+        record = train_loop(lambda step: self.loss(samples, context), params, self.optimizer, self.n_steps,
+                            monitor=self._monitor, first_step=self.step + 1, progress=False,
+                            what="the score network")
+        self.step += self.n_steps
+        return record.losses[-1]
 
     def __call__(self, samples: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
         z, c = self._flatten(_check_samples(samples).detach(), None if context is None else context.detach())

@@ -1,0 +1,23 @@
+r"""Deep kernel exponential families (DKEF; Wenliang, Sutherland, Strathmann & Gretton 2019),
+the density model of the paper's UCI and scalability experiments (Song et al. 2019, Sec. 5.1).
+
+* :mod:`ssm_lib.dkef.model`: the density (:class:`DKEF`) and its kernel layers;
+* :mod:`ssm_lib.dkef.alpha`: the coefficients :math:`\alpha` in closed form (the quadratic
+  each objective induces, its solve, its accumulation over chunks);
+* :mod:`ssm_lib.dkef.training`: the loss under an objective and the two-stage training;
+* :mod:`ssm_lib.dkef.evaluation`: :math:`\log Z` by importance sampling.
+
+The objectives are those of :data:`ssm_lib.losses.OBJECTIVES` whose entry has an
+``alpha_system`` (:func:`closed_form_objectives`).
+"""
+
+from .alpha import accumulate_system, alpha_system, closed_form_objectives, solve_alpha
+from .evaluation import log_normalizer
+from .model import DKEF, DKEFWithAlpha, GaussianKernelLayer, WeightedSum, feature_network
+from .training import DKEFHistory, dkef_loss, train_dkef, training_step
+
+__all__ = [
+    "DKEF", "DKEFHistory", "DKEFWithAlpha", "GaussianKernelLayer", "WeightedSum", "accumulate_system",
+    "alpha_system", "closed_form_objectives", "dkef_loss", "feature_network", "log_normalizer",
+    "solve_alpha", "train_dkef", "training_step",
+]
