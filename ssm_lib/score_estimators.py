@@ -39,6 +39,7 @@ import torch
 from torch import nn
 
 from ._checks import check_count, check_number
+from ._tensor_ops import pairwise_sq_dist
 from .losses import sliced_score_matching
 from .models import mlp
 from .training import DivergenceMonitor, train_loop
@@ -68,23 +69,9 @@ def _check_samples(samples: object, name: str = "samples", min_points: int = 1) 
 
 
 def _pairwise_sq_dist(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    r"""``||a_i - b_j||^2`` for ``a (*, M, d)``, ``b (*, N, d)``: shape ``(*, M, N)``.
-
-    Computed from inner products, :math:`\|a_i - c\|^2 + \|b_j - c\|^2 - 2 (a_i - c)^\top
-    (b_j - c)` clamped at 0, without the ``(*, M, N, d)`` tensor of differences. The shift
-    :math:`c` (the mean of ``b``) leaves the distances unchanged and keeps the cancellation at the
-    scale of the samples' spread rather than their distance from the origin (float32 data at
-    :math:`10^3` from the origin would otherwise lose every digit). When ``a is b`` the
-    diagonal is set to exact zeros.
-    """
-    c = b.mean(-2, keepdim=True)
-    ac = a - c
-    bc = ac if a is b else b - c
-    sq = (ac @ bc.transpose(-1, -2)).mul_(-2)
-    sq.add_((ac * ac).sum(-1).unsqueeze(-1)).add_((bc * bc).sum(-1).unsqueeze(-2)).clamp_min_(0)
-    if a is b:
-        sq.diagonal(dim1=-2, dim2=-1).zero_()
-    return sq
+    """``||a_i - b_j||^2`` ``(*, M, N)`` from inner products, centred and clamped, exact zeros on
+    the diagonal when ``a is b`` (:func:`ssm_lib._tensor_ops.pairwise_sq_dist`)."""
+    return pairwise_sq_dist(a, b)
 
 
 def median_bandwidth(samples: torch.Tensor) -> torch.Tensor:
