@@ -54,11 +54,11 @@ def _build(path: str, quick: bool, logz_samples: int):
 
         m, d = (200, 10) if quick else (2000, 100)
         z = torch.randn(m, d, generator=torch.Generator().manual_seed(0))
-        fn = {"median": median_bandwidth, "stein": SteinScoreEstimator(), "spectral": SpectralScoreEstimator()}[path]
+        fn = {"median": median_bandwidth, "stein": SteinScoreEstimator(),
+              "spectral": SpectralScoreEstimator()}[path]
         return lambda: fn(z)
 
     from paper_recipes.uci import load_uci
-
     from ssm_lib.dkef import DKEF, dkef_loss, log_normalizer, training_step
 
     data = load_uci("redwine")
@@ -127,7 +127,8 @@ def _worker_memory(path: str, quick: bool, logz_samples: int) -> float:
 def _spawn(args: list[str]) -> dict:
     # large blocks always mmapped and unmapped when freed, so the resident set follows the live tensors
     env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "131072", "MALLOC_TRIM_THRESHOLD_": "131072"}
-    out = subprocess.run([sys.executable, __file__, *args], check=True, capture_output=True, text=True, env=env)
+    out = subprocess.run([sys.executable, __file__, *args], check=True, capture_output=True, text=True,
+                         env=env)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -137,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", nargs="+", type=int, default=[1, 2])
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--logz-samples", type=int, default=10**5,
-                   help="importance samples for log Z (the library default is 10^6; the time scales linearly)")
+                   help="importance samples for log Z (library default 10^6; the time scales linearly)")
     p.add_argument("--quick", action="store_true", help="tiny sizes (a smoke run)")
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory processes")
     p.add_argument("--json", help="also write the results to this file")
@@ -150,9 +151,11 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(_worker_memory(a.paths[0], a.quick, a.logz_samples)))
         return 0
 
-    common = ["--repeats", str(a.repeats), "--logz-samples", str(a.logz_samples)] + (["--quick"] if a.quick else [])
+    common = ["--repeats", str(a.repeats), "--logz-samples", str(a.logz_samples)]
+    common += ["--quick"] if a.quick else []
     load = [os.getloadavg()]
-    times = {t: _spawn(["--worker", "time", "--threads", str(t), "--paths", *a.paths, *common]) for t in a.threads}
+    times = {t: _spawn(["--worker", "time", "--threads", str(t), "--paths", *a.paths, *common])
+             for t in a.threads}
     load.append(os.getloadavg())
     memory = {} if a.no_memory else {
         path: _spawn(["--worker", "memory", "--paths", path, *common]) for path in a.paths}
@@ -161,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
 
     head = f"{'path':<52}" + "".join(f"{f'{t} thread(s), s':>17}" for t in a.threads) + f"{'peak MiB':>10}"
     print(f"ssm_lib from {os.path.dirname(ssm_lib.__file__)}; median of {a.repeats} interleaved repeats; "
-          f"log Z with {a.logz_samples} samples" + ("; --quick: tiny sizes, not those named" if a.quick else ""))
+          f"log Z with {a.logz_samples} samples" + ("; --quick: tiny sizes, not those named" * a.quick))
     print(head)
     print("-" * len(head))
     for path in a.paths:

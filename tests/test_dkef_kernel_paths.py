@@ -89,6 +89,8 @@ def test_kernel_layer_matches_differences_with_gradients():
     torch.testing.assert_close(GaussianKernelLayer(c, s)(u), _kernel_by_differences(u, c, s),
                                rtol=1e-12, atol=1e-14)
     assert torch.autograd.gradcheck(lambda u, c, s: GaussianKernelLayer(c, s)(u), (u, c, s))
+    # second derivatives too: the score-matching losses differentiate the score
+    assert torch.autograd.gradgradcheck(lambda u, c, s: GaussianKernelLayer(c, s)(u), (u[:3], c[:4], s))
     # a feature vector equal to a centre: kernel value exactly 1 there
     assert GaussianKernelLayer(c, s)(c[2:3].detach().clone())[0, 2].item() == pytest.approx(1.0, abs=1e-14)
 
