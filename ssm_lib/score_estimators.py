@@ -39,6 +39,7 @@ import torch
 from torch import nn
 
 from ._checks import check_count, check_number
+from ._tensor_ops import pairwise_sq_dist
 from .losses import sliced_score_matching
 from .models import mlp
 from .training import DivergenceMonitor, train_loop
@@ -68,22 +69,39 @@ def _check_samples(samples: object, name: str = "samples", min_points: int = 1) 
 
 
 def _pairwise_sq_dist(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """``||a_i - b_j||^2`` for ``a (*, M, d)``, ``b (*, N, d)``: shape ``(*, M, N)``, computed
-    from differences (exact zeros on the diagonal, no cancellation)."""
-    return ((a.unsqueeze(-2) - b.unsqueeze(-3)) ** 2).sum(-1)
+    """``||a_i - b_j||^2`` ``(*, M, N)`` from inner products, centred and clamped, exact zeros on
+    the diagonal when ``a is b`` (:func:`ssm_lib._tensor_ops.pairwise_sq_dist`)."""
+    return pairwise_sq_dist(a, b)
 
 
 def median_bandwidth(samples: torch.Tensor) -> torch.Tensor:
     r"""The median heuristic: :math:`h` = the median of the distances :math:`\|z_i - z_j\|`,
-    :math:`i < j`, within each group of ``samples (*batch, M, d)``; shape ``batch``.
+    :math:`i < j`, within each group of ``samples (*batch, M, d)``; shape ``batch`` (for an
+    even number of pairs, the midpoint of the two middle distances).
 
-    Falls back to 1 for a group whose samples all coincide (median distance 0).
+    The middle pairs are found on the squared distances of :func:`_pairwise_sq_dist` (one
+    ``(M, M)`` matrix per group, no ``(M, M, d)`` differences); their distances are then
+    recomputed from the differences of the two samples, so the result carries no cancellation
+    error. Falls back to 1 for a group whose samples all coincide (median distance 0).
     """
     samples = _check_samples(samples, min_points=2).detach()
-    m = samples.shape[-2]
-    dist = _pairwise_sq_dist(samples, samples).sqrt()
-    iu = torch.triu_indices(m, m, offset=1, device=samples.device)
-    h = torch.quantile(dist[..., iu[0], iu[1]], 0.5, dim=-1)   # the midpoint for an even count
+    m, d = samples.shape[-2:]
+    batch = samples.shape[:-2]
+    z = samples.reshape(-1, m, d)
+    sq = _pairwise_sq_dist(z, z)
+    lower = torch.ones(m, m, dtype=torch.bool, device=z.device).tril()
+    flat = sq.masked_fill_(lower, math.inf).reshape(z.shape[0], m * m)   # pairs i < j, then +inf
+    n_pairs = m * (m - 1) // 2
+    rows = torch.arange(z.shape[0], device=z.device)
+
+    def middle(k: int) -> torch.Tensor:   # the distance of the pair of rank k (0-based)
+        idx = flat.kthvalue(k + 1, dim=-1).indices
+        diff = z[rows, idx // m] - z[rows, idx % m]
+        return (diff * diff).sum(-1).sqrt()
+
+    lo, hi = (n_pairs - 1) // 2, n_pairs // 2
+    h = middle(lo) if lo == hi else torch.lerp(middle(lo), middle(hi), 0.5)
+    h = h.reshape(batch)
     return torch.where(h > 0, h, torch.ones_like(h))
 
 
@@ -146,8 +164,10 @@ class SteinScoreEstimator(ScoreEstimator):
         m = z.shape[-2]
         h = _bandwidth(z, self.bandwidth)
         k = rbf_gram(z, z, h)
-        # sum_j k(z_i, z_j)(z_i - z_j) / h^2 = (rowsum(K) z_i - K z) / h^2
-        grad_k = (k.sum(-1, keepdim=True) * z - k @ z) / h[..., None, None] ** 2
+        # sum_j k(z_i, z_j)(z_i - z_j) / h^2 = (rowsum(K) z_i - K z) / h^2: matrix products, no
+        # (M, M, d) differences; shift-invariant, so computed on centred samples (less cancellation)
+        zc = z - z.mean(-2, keepdim=True)
+        grad_k = (k.sum(-1, keepdim=True) * zc - k @ zc) / h[..., None, None] ** 2
         eye = torch.eye(m, dtype=z.dtype, device=z.device)
         return -torch.linalg.solve(k + self.eta * eye, grad_k)
 
@@ -217,8 +237,9 @@ class SpectralScoreEstimator(ScoreEstimator):
         inv_lam = torch.where(keep, 1.0 / torch.where(keep, lam, torch.ones_like(lam)), 0.0)
         # grad_z k(z, z_m) at z = z_i is k(z_i, z_m)(z_m - z_i) / h^2; mean over i:
         # mean_i [k(z_i, z_m) z_m - k(z_i, z_m) z_i] / h^2, an (M, d) matrix over m
-        # (the ridge is no part of the kernel's derivative)
-        grad_mean = (k.sum(-2).unsqueeze(-1) * z - k.transpose(-1, -2) @ z) / (m * h2)
+        # (the ridge is no part of the kernel's derivative); shift-invariant, so on centred samples
+        zc = z - z.mean(-2, keepdim=True)
+        grad_mean = (k.sum(-2).unsqueeze(-1) * zc - k.transpose(-1, -2) @ zc) / (m * h2)
         beta = -math.sqrt(m) * inv_lam.unsqueeze(-1) * (u.transpose(-1, -2) @ grad_mean)  # (J, d)
         psi = math.sqrt(m) * (rbf_gram(x, z, h) @ u) * inv_lam.unsqueeze(-2)              # (N, J)
         return psi @ beta

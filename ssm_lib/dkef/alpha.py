@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from .._checks import check_count, check_number
-from ..curvature import hessian_diagonal
+from ..curvature import record_forward, sweep_approx_bp, sweep_cp
 from ..losses import OBJECTIVES
 from ..projections import sample_projections
 
@@ -132,8 +132,16 @@ def _curvature_system(model: DKEF, x: torch.Tensor, method: str, generator: torc
     d, var = model.dim, model.base_std**2
     w = model.kernel_weights()
     dk, trace = 0, 0
-    for j, layers in enumerate(model.kernel_layers()):
-        _, g, h = hessian_diagonal(layers, x, method=method, generator=generator)
+    for j, (phi, kernel) in enumerate(model.kernel_layers()):
+        # the sweep of hessian_diagonal([phi, kernel], x): one output channel per inducing point,
+        # the kernel layer's identity seed applied elementwise (no dense (batch, M, M) identity)
+        u, tape = record_forward(phi, x.detach())
+        k = kernel(u)
+        if method == "approx_bp":
+            g, h = sweep_approx_bp(tape, *kernel.identity_approx_bp(u, k))
+        else:
+            g, s_re, s_im = sweep_cp(tape, *kernel.identity_cp(u, k, generator), generator)
+            h = s_re * s_re - s_im * s_im
         dk, trace = dk + w[j] * g, trace + w[j] * h.sum(-1)
     g0 = -x / var
     return _mean_system(dk, g0, trace, (0.5 * (g0 * g0).sum(-1)).mean() - d / var)

@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from .._checks import check_batch, check_count, check_number
-from .._tensor_ops import rademacher
+from .._tensor_ops import pairwise_sq_dist, rademacher
 from ..curvature import SumOfBranches, hessian_diagonal, split_sqrt
 from . import alpha as _alpha
 
@@ -49,8 +49,9 @@ class GaussianKernelLayer(nn.Module):
         self.centres, self.bandwidth = centres, bandwidth
 
     def forward(self, u: torch.Tensor) -> torch.Tensor:
-        diff = u.unsqueeze(-2) - self.centres
-        return torch.exp(-(diff * diff).sum(-1) / (2 * self.bandwidth))
+        # squared feature distances from inner products (centred, clamped at 0): (batch, M)
+        # memory, not the (batch, M, F) differences
+        return torch.exp(pairwise_sq_dist(u, self.centres).div_(-2 * self.bandwidth))
 
     def _parts(self, u: torch.Tensor, k: torch.Tensor):
         d = u.unsqueeze(1) - self.centres  # (batch, M, F)
@@ -64,6 +65,34 @@ class GaussianKernelLayer(nn.Module):
         g_u = torch.einsum("bkm,bmf->bkf", g, jac)
         h_u = torch.einsum("bkm,bmf->bkf", h, jac * jac) + torch.einsum("bkm,bmf->bkf", g, local)
         return g_u, h_u
+
+    def identity_approx_bp(self, inp: torch.Tensor, out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`approx_bp_backward` seeded with ``g = I`` (one channel per centre) and ``h = 0``,
+        computed elementwise: ``(jac, diag of each k_m's Hessian)``, both ``(batch, M, F)``,
+        without the dense ``(batch, M, M)`` identity."""
+        d, jac = self._parts(inp, out)
+        s = self.bandwidth
+        return jac, out.unsqueeze(-1) * (d * d / s**2 - 1 / s)
+
+    def identity_cp(self, inp: torch.Tensor, out: torch.Tensor, generator: torch.Generator | None
+                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """:meth:`cp_backward` seeded with ``g = I`` and ``S = 0``, computed elementwise.
+
+        With ``g = I`` the Hessian weight ``c = g k`` is ``diag(k)``: row ``m`` carries only
+        :math:`k_m`. The Rademacher draws are those of the dense sweep (a ``(batch, M, M)`` sign
+        matrix, of which the diagonal is used, then the ``(batch, M, F)`` signs), so the result
+        is the dense sweep's, draw for draw."""
+        d, jac = self._parts(inp, out)
+        s = self.bandwidth
+        batch, m = out.shape
+        v = rademacher((batch, m, m), out, generator).diagonal(dim1=1, dim2=2)   # the dense draw's diagonal
+        c_pos, c_neg = split_sqrt(out)
+        rank_re = (c_pos * v).unsqueeze(-1) * d / s
+        rank_im = (c_neg * v).unsqueeze(-1) * d / s
+        iso = -out.unsqueeze(-1) / s  # (batch, M, 1): weight of the identity
+        w = rademacher((batch, m) + inp.shape[-1:], out, generator)
+        iso_pos, iso_neg = split_sqrt(iso)
+        return jac, rank_re + iso_pos * w, rank_im + iso_neg * w
 
     def cp_backward(self, inp, out, g, s_re, s_im, generator):  # noqa: ANN001
         d, jac = self._parts(inp, out)
