@@ -37,15 +37,38 @@ its MLP ``shift_net``, an ``nn.Sequential`` of ``nn.Linear`` and activation modu
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import nn
 
-from ._checks import check_choice, check_count, check_number
+from ._checks import _available_bytes, check_choice, check_count, check_number
 from .curvature import HalfSquaredNorm, record_forward, sweep_approx_bp, sweep_cp
 from .models import ACTIVATIONS, EnergyScore, mlp
+from .persistence import register_model
 
-__all__ = ["AdditiveCoupling", "DiagonalScaling", "NICE"]
+__all__ = ["AdditiveCoupling", "DiagonalScaling", "NICE", "default_hidden", "nice_parameter_count"]
+
+
+def default_hidden(dim: int) -> int:
+    r"""The default width of NICE's coupling MLPs for ``dim`` coordinates:
+    :math:`\min(1000, \max(64, 2d))`. It grows with the input and reaches the paper's 1000 units
+    at :math:`d = 500` (so the MNIST model, :math:`d = 784`, keeps its size), while a 2-D flow
+    gets 64 units (about 50 thousand parameters, not 12 million)."""
+    return min(1000, max(64, 2 * check_count(dim, "dim")))
+
+
+def nice_parameter_count(dim: int, hidden: int, depth: int, n_couplings: int) -> int:
+    r"""The number of parameters of ``NICE(dim, hidden, depth, n_couplings)``: per coupling an
+    MLP :math:`a \to h \to \dots \to h \to b` (``depth`` hidden layers, with
+    :math:`a = \lceil d/2\rceil` or :math:`\lfloor d/2\rfloor` inputs and the other half as
+    outputs), plus the :math:`d` log-scales."""
+    total = dim
+    for i in range(n_couplings):
+        a = len(range(i % 2, dim, 2))
+        b = dim - a
+        total += (a + 1) * hidden + (depth - 1) * (hidden + 1) * hidden + (hidden + 1) * b
+    return total
 
 
 def _check_flow_input(x: object, dim: int, name: str = "x") -> torch.Tensor:
@@ -145,6 +168,7 @@ class DiagonalScaling(nn.Module):
         return g * scale, h * scale * scale
 
 
+@register_model
 class NICE(nn.Module):
     r"""NICE flow: ``n_couplings`` additive couplings alternating the even and odd halves, an
     MLP per coupling, a diagonal scaling layer and a standard-normal prior.
@@ -153,23 +177,54 @@ class NICE(nn.Module):
     ``NICE(784, hidden=1000, depth=4, n_couplings=4)``: four couplings whose MLPs have five
     linear layers of 1000 softplus units.
 
+    ``hidden`` defaults to :func:`default_hidden` ``(dim)`` = :math:`\min(1000, \max(64, 2d))`,
+    which scales with the input: ``NICE(2)`` has 64-unit MLPs, ``NICE(784)`` the paper's 1000.
+    Pass ``hidden`` and ``depth`` explicitly for a reproducible architecture. A model whose
+    parameters (:func:`nice_parameter_count`, in the default dtype) would not fit in the
+    machine's memory is refused with a ``ValueError`` before anything is allocated.
+    :meth:`config` and :meth:`from_config` rebuild it (see :mod:`ssm_lib.persistence`).
+
     Methods: :meth:`forward` (:math:`x \mapsto (z, \log|\det\nabla f|)`), :meth:`inverse`,
     :meth:`log_prob` (exact), :meth:`energy` (:math:`= -\log p`), :meth:`score`
     (:math:`\nabla_x\log p`, differentiable again) and :meth:`sample`.
     """
 
-    def __init__(self, dim: int, hidden: int = 1000, depth: int = 4, n_couplings: int = 4,
+    def __init__(self, dim: int, hidden: int | None = None, depth: int = 4, n_couplings: int = 4,
                  activation: str = "softplus"):
         super().__init__()
-        check_count(dim, "dim")
-        check_count(hidden, "hidden")
-        check_count(depth, "depth")
-        check_count(n_couplings, "n_couplings")
+        dim = check_count(dim, "dim")
+        hidden = default_hidden(dim) if hidden is None else check_count(hidden, "hidden")
+        depth = check_count(depth, "depth")
+        n_couplings = check_count(n_couplings, "n_couplings")
         check_choice(activation, tuple(ACTIVATIONS), "activation")
-        self.dim = dim
+        if dim < 2:
+            raise ValueError(f"dim must be at least 2 for a coupling layer, got {dim}")
+        n_params = nice_parameter_count(dim, hidden, depth, n_couplings)
+        need = n_params * torch.get_default_dtype().itemsize
+        have = _available_bytes(torch.device("cpu"))
+        if have is not None and need > have:
+            raise ValueError(f"dim = {dim} with hidden = {hidden}, depth = {depth}, "
+                             f"n_couplings = {n_couplings} "
+                             f"gives {n_params:.3g} parameters ({need / 2**30:.3g} GiB), more than this "
+                             f"machine's {have / 2**30:.3g} GiB of memory: lower dim or hidden")
+        self.dim, self.hidden, self.depth = dim, hidden, depth
+        self.n_couplings, self.activation = n_couplings, activation
         self.couplings = nn.ModuleList(
             AdditiveCoupling(dim, i % 2, hidden, depth, activation) for i in range(n_couplings))
         self.scaling = DiagonalScaling(dim)
+
+    def config(self) -> dict[str, Any]:
+        """The constructor's arguments (``hidden`` resolved), for :func:`ssm_lib.save_model`."""
+        return {"dim": self.dim, "hidden": self.hidden, "depth": self.depth,
+                "n_couplings": self.n_couplings, "activation": self.activation}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> NICE:
+        """A new NICE built from ``config()``'s dictionary (weights then loaded by
+        :func:`ssm_lib.load_model`)."""
+        if not isinstance(config, dict):
+            raise ValueError(f"config must be a dict, got {type(config).__name__}")
+        return cls(**config)
 
     def _check_dtype(self, x: torch.Tensor, name: str = "x") -> None:
         dtype = self.scaling.log_scale.dtype

@@ -24,7 +24,8 @@ included: the loaded model computes the same outputs, bit for bit, as the saved 
    the file is ``cls.__name__`` unless ``name=`` is given).
 
 The library's :class:`~ssm_lib.models.ScoreMLP`, :class:`~ssm_lib.models.EnergyMLP` and
-:class:`~ssm_lib.models.NoiseConditionalScoreMLP` are registered.
+:class:`~ssm_lib.models.NoiseConditionalScoreMLP`, :class:`~ssm_lib.flows.NICE` and
+:class:`~ssm_lib.dkef.DKEF` are registered.
 """
 
 from __future__ import annotations

@@ -202,6 +202,7 @@ def train_loop(
     desc: str = "training",
     first_step: int = 1,
     what: str = "training",
+    after_step: Callable[[int], None] | None = None,
 ) -> LoopRecord:
     r"""The one training loop.
 
@@ -209,7 +210,8 @@ def train_loop(
     ``loss = loss_at(t)`` (a scalar with its graph), gradients zeroed, ``loss.backward()``,
     gradient norm clipped at ``clip`` (``None``: not clipped), the divergence check (see the
     module docstring; ``monitor`` carries the reference scale across calls, else a new
-    :class:`DivergenceMonitor` with ``divergence_factor``), then ``optimizer.step()``.
+    :class:`DivergenceMonitor` with ``divergence_factor``), then ``optimizer.step()``, then
+    ``after_step(t)`` when given (e.g. a learning-rate scheduler's ``step``).
 
     Validation (optional): ``validate(t) -> float`` (lower is better) runs at the start when
     ``validate_at_start`` (as step ``first_step - 1``), after every ``validate_every``-th step
@@ -280,6 +282,8 @@ def train_loop(
             if cause is not None:
                 diverged(step, cause)
             optimizer.step()
+            if after_step is not None:
+                after_step(step)
             record.losses.append(value)
             bar.update(1)
             if bar.n % max(1, n_steps // 50) == 0:
@@ -300,13 +304,66 @@ def train_loop(
 
 @dataclass
 class History:
-    """Training record of :func:`fit`: the loss at every step."""
+    """Training record of :func:`fit`.
+
+    ``losses``: the loss of every step of this call; ``val_steps`` / ``val_values``: the steps
+    at which the validation loss was computed and its values; ``best_step`` / ``best_value``:
+    the best validation step (the state kept when ``restore_best``) and its value;
+    ``stopped_early``: ``patience`` ran out. ``optimizer``, ``scheduler`` (``None`` without
+    ``lr_schedule``) and ``generator`` are the objects the run used, in their state after the
+    last step: pass them to the next call (``optimizer=``, ``lr_schedule=``, ``generator=``) to
+    continue the run instead of starting over. ``seed``: the seed of the run's generator
+    (``None`` when a generator was given)."""
 
     losses: list[float] = field(default_factory=list)
+    val_steps: list[int] = field(default_factory=list)
+    val_values: list[float] = field(default_factory=list)
+    best_step: int | None = None
+    best_value: float = math.inf
+    stopped_early: bool = False
+    optimizer: torch.optim.Optimizer | None = None
+    scheduler: object | None = None
+    generator: torch.Generator | None = None
+    seed: int | None = None
 
 
 def _score_of(model: nn.Module) -> ScoreFn:
     return model.score if hasattr(model, "score") else model  # type: ignore[return-value]
+
+
+def _check_device(device: object) -> torch.device:
+    try:
+        return torch.device(device)  # type: ignore[arg-type]
+    except (TypeError, RuntimeError):
+        raise ValueError(f"device must be a torch.device or a device name such as 'cpu' or 'cuda', "
+                         f"got {device!r}") from None
+
+
+def _scheduler_class() -> type:
+    lr = torch.optim.lr_scheduler
+    return getattr(lr, "LRScheduler", None) or lr._LRScheduler  # type: ignore[attr-defined]
+
+
+def _make_scheduler(lr_schedule: object, optimizer: torch.optim.Optimizer) -> object | None:
+    """The scheduler of ``fit``: ``None``; an ``LRScheduler`` of ``optimizer`` (a run being
+    continued); or the result of the factory ``lr_schedule(optimizer)``."""
+    base = _scheduler_class()
+    if lr_schedule is None:
+        return None
+    if isinstance(lr_schedule, base):
+        if lr_schedule.optimizer is not optimizer:
+            raise ValueError("lr_schedule is a scheduler of another optimizer: pass the optimizer it "
+                             "schedules as optimizer= (e.g. history.optimizer with history.scheduler)")
+        return lr_schedule
+    if not callable(lr_schedule):
+        raise ValueError(f"lr_schedule must be a factory optimizer -> torch.optim.lr_scheduler.LRScheduler "
+                         f"or such a scheduler, got {type(lr_schedule).__name__}")
+    scheduler = lr_schedule(optimizer)
+    if not isinstance(scheduler, base):
+        raise ValueError(f"lr_schedule(optimizer) must return a torch.optim.lr_scheduler.LRScheduler, got "
+                         f"{type(scheduler).__name__}; for a multiplier f(step) of lr pass "
+                         "lambda opt: torch.optim.lr_scheduler.LambdaLR(opt, f)")
+    return scheduler
 
 
 def fit(
@@ -322,6 +379,13 @@ def fit(
     score_fn: ScoreFn | None = None,
     progress: bool | None = None,
     divergence_factor: float | None = 1e8,
+    optimizer: torch.optim.Optimizer | None = None,
+    lr_schedule: object | None = None,
+    val_data: torch.Tensor | None = None,
+    validate_every: int | None = None,
+    patience: int | None = None,
+    restore_best: bool = True,
+    device: str | torch.device | None = None,
     **objective_options,
 ) -> History:
     r"""Train ``model`` with Adam on ``objective`` (a use of :func:`train_loop`).
@@ -334,10 +398,15 @@ def fit(
         objective: a name from :data:`ssm_lib.losses.OBJECTIVES` (``objective_options`` are
             passed to :func:`ssm_lib.losses.make_objective`, which rejects unknown ones) or a
             callable ``f(score_fn, x, generator=...)``.
-        n_steps, batch_size, lr: optimisation settings.
+        n_steps, batch_size, lr: optimisation settings (``lr`` is ignored when ``optimizer``
+            is given: the optimiser keeps its own).
         seed: seeds a new generator (on the model's device) for minibatches, projections and
-            noise; default 0. torch's global generator is not used.
-        generator: use this ``torch.Generator`` (on the model's device) instead of a seed.
+            noise. Default ``None``: a fresh seed drawn from torch's global generator, so that
+            two calls do not replay the same minibatches and ``torch.manual_seed(s)`` before
+            the call still reproduces it (the seed used is ``History.seed``). Pass a seed for a
+            run that does not depend on the global generator.
+        generator: use this ``torch.Generator`` (on the model's device) instead of a seed; its
+            state advances, so passing ``history.generator`` continues a run's random stream.
         score_fn: the score to train (default: ``model.score`` if it exists, else ``model``);
             objectives that take the model itself (MLE, CP, Approx BP) get ``model``.
         progress: the progress switch (see :mod:`ssm_lib.training`; default: a bar only on a
@@ -347,19 +416,52 @@ def fit(
             :math:`|L_t| > K \max(|L_1|, 1)` or :math:`G_t > K \max(G_1, 1)`, with
             :math:`L, G` the loss and the gradient norm. The default, :math:`10^8`, flags a
             run whose loss or gradient grew by eight orders of magnitude.
+        optimizer: a ``torch.optim.Optimizer`` over the model's parameters to use (and
+            continue) instead of a new ``Adam(lr=lr)``; ``history.optimizer`` of an earlier
+            call continues that run with its moment estimates.
+        lr_schedule: ``None`` (constant ``lr``); a factory ``lr_schedule(optimizer)``
+            returning a ``torch.optim.lr_scheduler.LRScheduler`` (e.g.
+            ``functools.partial(torch.optim.lr_scheduler.CosineAnnealingLR, T_max=n_steps)``, or
+            ``lambda opt: LambdaLR(opt, f)`` for :math:`\mathrm{lr}_t = \mathrm{lr}\,f(t)`); or
+            a scheduler of ``optimizer`` (``history.scheduler``, to continue). The scheduler
+            steps after every optimiser step.
+        val_data: a finite validation tensor. The validation value is the objective on all
+            of it (in chunks of ``batch_size`` rows, weighted by their sizes), with the same
+            random projections or noise at every evaluation (a generator reseeded from the
+            run's seed), computed every ``validate_every`` steps (default
+            ``max(1, n_steps // 20)``) and after the last step.
+        patience: stop when more than ``patience`` steps have passed since the best
+            validation value (early stopping; needs ``val_data``).
+        restore_best: with ``val_data``, load the state of the best validation step back
+            into ``model`` at the end (default ``True``).
+        device: move ``model`` (in place) to this device and train there; batches from
+            ``data`` and ``val_data`` are moved to it. Default: the model's device.
+
+    Returns:
+        :class:`History`. A run split into calls that pass on ``optimizer=history.optimizer``,
+        ``generator=history.generator`` and ``lr_schedule=history.scheduler`` equals, bit for
+        bit, one run with the total number of steps.
 
     Raises:
         ValueError: bad arguments, including an unknown keyword (naming it) and non-finite
-            values in ``data`` (found before any step) or in a batch drawn from a sampler
-            (naming the step).
+            values in ``data`` or ``val_data`` (found before any step) or in a batch drawn
+            from a sampler (naming the step).
         TrainingDivergedError: the loss or the gradient norm became NaN or infinite, or blew
-            up (see ``divergence_factor``); the message gives the step.
+            up (see ``divergence_factor``), or the validation value became non-finite; the
+            message gives the step.
     """
     n_steps = check_count(n_steps, "n_steps")
     batch_size = check_count(batch_size, "batch_size")
     lr = check_number(lr, "lr", positive=True)
     _show_progress(progress)
     divergence_factor = check_divergence_factor(divergence_factor)
+    restore_best = check_flag(restore_best, "restore_best")
+    if val_data is None and (validate_every is not None or patience is not None):
+        raise ValueError("validate_every and patience need val_data (a validation tensor)")
+    if validate_every is not None:
+        validate_every = check_count(validate_every, "validate_every")
+    if patience is not None:
+        patience = check_count(patience, "patience", 0)
     if isinstance(objective, str):
         if objective in OBJECTIVES:
             check_options(objective, objective_options, "fit", others=_FIT_KEYWORDS)
@@ -376,6 +478,8 @@ def fit(
         raise ValueError(f"objective must be a name in {tuple(OBJECTIVES)} or a callable, got {objective!r}")
     if not isinstance(model, nn.Module):
         raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if device is not None:
+        model.to(_check_device(device))
     if isinstance(objective, str):
         score = objective_input(objective, model, score_fn)
     else:
@@ -390,21 +494,57 @@ def fit(
         raise ValueError("give seed or generator, not both")
     if generator is not None:
         gen = check_generator(generator, device, what="the model")
+        run_seed = None
     else:
+        run_seed = (int(torch.randint(0, 2**62, (), generator=None)) if seed is None
+                    else check_count(seed, "seed", 0))
         gen = torch.Generator(device=device)
-        gen.manual_seed(check_count(0 if seed is None else seed, "seed", 0))
+        gen.manual_seed(run_seed)
     draw = minibatch_sampler(data, gen, device)
+    if optimizer is None:
+        optimizer = torch.optim.Adam(params, lr=lr)
+    elif not isinstance(optimizer, torch.optim.Optimizer):
+        raise ValueError(f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}")
+    else:
+        owned = {id(p) for group in optimizer.param_groups for p in group["params"]}
+        if not any(id(p) in owned for p in params):
+            raise ValueError("optimizer does not optimise any parameter of model (build it on "
+                             "model.parameters(), or pass history.optimizer of the same model)")
+    scheduler = _make_scheduler(lr_schedule, optimizer)
+
+    validate = None
+    if val_data is not None:
+        val = check_finite(check_batch(val_data, "val_data"), "val_data").detach().to(device)
+        val_gen = torch.Generator(device=device)
+        val_seed = 0 if run_seed is None else run_seed + 1
+
+        def validate(step: int) -> float:
+            val_gen.manual_seed(val_seed)
+            total = 0.0
+            with torch.enable_grad():
+                for start in range(0, val.shape[0], batch_size):
+                    rows = val[start:start + batch_size]
+                    total += float(loss_fn(score, rows, generator=val_gen).detach()) * rows.shape[0]
+            return total / val.shape[0]
 
     def loss_at(step: int) -> torch.Tensor:
         return loss_fn(score, draw(batch_size, step), generator=gen)
 
     model.train()
     try:
-        record = train_loop(loss_at, params, torch.optim.Adam(params, lr=lr), n_steps,
-                            divergence_factor=divergence_factor, progress=progress)
+        record = train_loop(
+            loss_at, params, optimizer, n_steps, divergence_factor=divergence_factor, progress=progress,
+            validate=validate,
+            validate_every=(max(1, n_steps // 20) if validate_every is None else validate_every)
+            if validate is not None else None,
+            patience=patience, restore=model if (validate is not None and restore_best) else None,
+            after_step=(lambda step: scheduler.step()) if scheduler is not None else None)
     finally:
         model.eval()
-    return History(losses=record.losses)
+    return History(losses=record.losses, val_steps=record.val_steps, val_values=record.val_values,
+                   best_step=record.best_step, best_value=record.best_value,
+                   stopped_early=record.stopped_early, optimizer=optimizer, scheduler=scheduler,
+                   generator=gen, seed=run_seed)
 
 
 _FIT_KEYWORDS = tuple(inspect.signature(fit).parameters)[3:-1]

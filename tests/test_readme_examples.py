@@ -28,5 +28,6 @@ def test_the_library_section_has_its_examples():
 @pytest.mark.parametrize("index", range(len(EXAMPLES)))
 def test_a_library_example_runs(index, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # examples may write files (save_model)
-    code = re.sub(r"n_steps=\d+", "n_steps=3", EXAMPLES[index])
+    code = re.sub(r"\b(n_steps|steps|lambda_steps)=\d+", r"\1=3", EXAMPLES[index])
+    code = re.sub(r"n_samples=[\d_]+", "n_samples=500", code)
     exec(compile(code, f"README.md library example {index + 1}", "exec"), {"__name__": "__readme__"})

@@ -5,7 +5,9 @@ the density model of the paper's UCI and scalability experiments (Song et al. 20
 * :mod:`ssm_lib.dkef.alpha`: the coefficients :math:`\alpha` in closed form (the quadratic
   each objective induces, its solve, its accumulation over chunks);
 * :mod:`ssm_lib.dkef.training`: the loss under an objective and the two-stage training;
-* :mod:`ssm_lib.dkef.evaluation`: :math:`\log Z` by importance sampling.
+* :mod:`ssm_lib.dkef.evaluation`: :math:`\log Z` by importance sampling;
+* :mod:`ssm_lib.dkef.likelihood`: the held-out log-likelihood with its standard error and
+  ESS in one call, and an approximate sampler (Langevin).
 
 The objectives are those of :data:`ssm_lib.losses.OBJECTIVES` whose entry has an
 ``alpha_system`` (:func:`closed_form_objectives`).
@@ -13,11 +15,18 @@ The objectives are those of :data:`ssm_lib.losses.OBJECTIVES` whose entry has an
 
 from .alpha import accumulate_system, alpha_system, closed_form_objectives, solve_alpha
 from .evaluation import log_normalizer
+from .likelihood import (
+    HeldoutLogLikelihood,
+    effective_sample_size_from_se,
+    heldout_log_likelihood,
+    sample_langevin,
+)
 from .model import DKEF, DKEFWithAlpha, GaussianKernelLayer, WeightedSum, feature_network
 from .training import DKEFHistory, dkef_loss, train_dkef, training_step
 
 __all__ = [
-    "DKEF", "DKEFHistory", "DKEFWithAlpha", "GaussianKernelLayer", "WeightedSum", "accumulate_system",
-    "alpha_system", "closed_form_objectives", "dkef_loss", "feature_network", "log_normalizer",
-    "solve_alpha", "train_dkef", "training_step",
+    "DKEF", "DKEFHistory", "DKEFWithAlpha", "GaussianKernelLayer", "HeldoutLogLikelihood", "WeightedSum",
+    "accumulate_system", "alpha_system", "closed_form_objectives", "dkef_loss",
+    "effective_sample_size_from_se", "feature_network", "heldout_log_likelihood", "log_normalizer",
+    "sample_langevin", "solve_alpha", "train_dkef", "training_step",
 ]

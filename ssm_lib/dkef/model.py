@@ -24,6 +24,7 @@ The coefficients :math:`\alpha` have a closed form under every score-matching ob
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import nn
@@ -31,6 +32,7 @@ from torch import nn
 from .._checks import check_batch, check_count, check_number
 from .._tensor_ops import pairwise_sq_dist, rademacher
 from ..curvature import SumOfBranches, hessian_diagonal, split_sqrt
+from ..persistence import register_model
 from . import alpha as _alpha
 
 __all__ = ["DKEF", "DKEFWithAlpha", "GaussianKernelLayer", "WeightedSum", "feature_network"]
@@ -137,6 +139,7 @@ def feature_network(dim: int, hidden: int = 30, *, skip: bool = True) -> nn.Modu
     return SumOfBranches(mlp, nn.Linear(dim, hidden, bias=False)) if skip else mlp
 
 
+@register_model
 class DKEF(nn.Module):
     r"""A deep kernel exponential family (see the module docstring).
 
@@ -151,7 +154,10 @@ class DKEF(nn.Module):
         generator: initialises the feature networks (weights and biases
             :math:`\mathcal N(0, 1/\text{fan-in})`).
 
-    ``alpha`` (a buffer) holds the current coefficients, set by :meth:`fit_alpha`.
+    ``alpha`` (a buffer) holds the current coefficients, set by :meth:`fit_alpha`. All the
+    model's state is in its parameters and buffers, so :meth:`config` (the constructor's
+    arguments, with the inducing points replaced by their shape) and :meth:`from_config`
+    rebuild it for :func:`ssm_lib.load_model` (see :mod:`ssm_lib.persistence`).
     """
 
     def __init__(self, inducing: torch.Tensor, *, n_kernels: int = 3, hidden: int = 30,
@@ -167,6 +173,10 @@ class DKEF(nn.Module):
         if len(log10_bandwidths) < n_kernels:
             raise ValueError(f"log10_bandwidths needs {n_kernels} values, got {log10_bandwidths!r}")
         self.base_std = check_number(base_std, "base_std", positive=True)
+        self._config = {"n_kernels": int(n_kernels), "hidden": int(hidden),
+                        "log10_bandwidths": [float(v) for v in log10_bandwidths[:n_kernels]],
+                        "base_std": self.base_std, "log10_lambda": float(log10_lambda),
+                        "train_inducing": bool(train_inducing), "skip": bool(skip)}
         self.dim = inducing.shape[1]
         self.n_inducing = inducing.shape[0]
         dtype = inducing.dtype
@@ -183,6 +193,25 @@ class DKEF(nn.Module):
         self.kernel_logits = nn.Parameter(torch.zeros(n_kernels, dtype=dtype))
         self.log10_lambda = nn.Parameter(torch.tensor(float(log10_lambda), dtype=dtype))
         self.register_buffer("alpha", torch.zeros(self.n_inducing, dtype=dtype))
+
+    # ------------------------------------------------------------------ persistence
+    def config(self) -> dict[str, Any]:
+        """The constructor's keyword arguments and ``inducing_shape`` ``[M, d]`` (the inducing
+        points themselves are a parameter, saved with the state dict)."""
+        return {"inducing_shape": [self.n_inducing, self.dim], **self._config}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> DKEF:
+        """A DKEF of the architecture ``config`` describes, with zero inducing points of the
+        saved shape (the state dict then fills every parameter and buffer)."""
+        if not isinstance(config, dict) or "inducing_shape" not in config:
+            raise ValueError(f"config must be a dict with the key 'inducing_shape', got {config!r}")
+        options = dict(config)
+        shape = options.pop("inducing_shape")
+        if (not isinstance(shape, (list, tuple)) or len(shape) != 2
+                or not all(isinstance(v, int) and v >= 1 for v in shape)):
+            raise ValueError(f"config['inducing_shape'] must be [M, d] with positive integers, got {shape!r}")
+        return cls(torch.zeros(tuple(shape)), **options)
 
     # ------------------------------------------------------------------ the density
     def _check_x(self, x: torch.Tensor, name: str = "x") -> None:
