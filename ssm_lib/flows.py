@@ -214,14 +214,14 @@ class NICE(nn.Module):
         self.scaling = DiagonalScaling(dim)
 
     def config(self) -> dict[str, Any]:
-        """The constructor's arguments (``hidden`` resolved), for :func:`ssm_lib.save_model`."""
+        """The constructor's arguments (``hidden`` resolved), for :func:`ssm_lib.persistence.save_model`."""
         return {"dim": self.dim, "hidden": self.hidden, "depth": self.depth,
                 "n_couplings": self.n_couplings, "activation": self.activation}
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> NICE:
         """A new NICE built from ``config()``'s dictionary (weights then loaded by
-        :func:`ssm_lib.load_model`)."""
+        :func:`ssm_lib.persistence.load_model`)."""
         if not isinstance(config, dict):
             raise ValueError(f"config must be a dict, got {type(config).__name__}")
         return cls(**config)

@@ -494,7 +494,7 @@ class ObjectiveSpec:
             that need more than its score: the exact log-density for MLE, the layers of an
             energy network for CP and Approx BP. :func:`objective_input` picks it.
         alpha_system: the builder of the quadratic :math:`(G, b, c)` that the objective
-            induces on DKEF's linear coefficients (see :mod:`ssm_lib.dkef.alpha`), called as
+            induces on DKEF's linear coefficients (see ``ssm_lib.dkef.alpha``), called as
             ``alpha_system(model, x, *, generator, sigma, create_graph)``; ``None``: no closed
             form (e.g. MLE).
     """
@@ -512,7 +512,7 @@ class ObjectiveSpec:
 
 
 def _dkef_system(name: str) -> Callable[..., tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-    """A reference to the builder ``name`` of :mod:`ssm_lib.dkef.alpha`, imported at its first
+    """A reference to the builder ``name`` of ``ssm_lib.dkef.alpha``, imported at its first
     call (that module imports this one)."""
     def builder(*args: Any, **kwargs: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         from .dkef import alpha
@@ -525,7 +525,7 @@ def _dkef_system(name: str) -> Callable[..., tuple[torch.Tensor, torch.Tensor, t
 
 #: Every objective by name. Adding an objective is one loss function with the signature
 #: ``f(score_fn, x, *, generator=None, reduction="mean", ...)`` and one entry here (with, for
-#: DKEF's closed-form alpha, a builder of its quadratic in :mod:`ssm_lib.dkef.alpha`).
+#: DKEF's closed-form alpha, a builder of its quadratic in ``ssm_lib.dkef.alpha``).
 OBJECTIVES: dict[str, ObjectiveSpec] = {
     "exact": ObjectiveSpec(exact_score_matching, "Exact SM", alpha_system=_dkef_system("exact_system")),
     "ssm": ObjectiveSpec(sliced_score_matching, "SSM", {"variance_reduction": False},

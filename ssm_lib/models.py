@@ -117,8 +117,9 @@ class ScoreMLP(_Configured, nn.Module):
     tanh and GELU. Forward hooks are not detected (see :mod:`ssm_lib.fast_path`): set
     ``fast_path = False`` on a model whose hooks change its outputs.
 
-    :meth:`config` and :meth:`from_config` rebuild the model's architecture;
-    :func:`ssm_lib.save_model` and :func:`ssm_lib.load_model` store it with its weights.
+    ``config()`` and ``from_config(config)`` rebuild the model's architecture;
+    :func:`ssm_lib.persistence.save_model` and :func:`ssm_lib.persistence.load_model` store it
+    with its weights.
     """
 
     def __init__(self, dim: int, hidden: int = 128, depth: int = 3, activation: str = "silu",

@@ -79,7 +79,7 @@ def median_bandwidth(samples: torch.Tensor) -> torch.Tensor:
     :math:`i < j`, within each group of ``samples (*batch, M, d)``; shape ``batch`` (for an
     even number of pairs, the midpoint of the two middle distances).
 
-    The middle pairs are found on the squared distances of :func:`_pairwise_sq_dist` (one
+    The middle pairs are found on the squared distances of ``_pairwise_sq_dist`` (one
     ``(M, M)`` matrix per group, no ``(M, M, d)`` differences); their distances are then
     recomputed from the differences of the two samples, so the result carries no cancellation
     error. Falls back to 1 for a group whose samples all coincide (median distance 0).

@@ -77,7 +77,7 @@ def check_divergence_factor(factor: object) -> float | None:
 
 
 class DivergenceMonitor:
-    r"""The divergence policy (see the module docstring): :meth:`check` returns ``None`` for a
+    r"""The divergence policy (see the module docstring): ``check(loss, grad_norm)`` returns ``None`` for a
     healthy step, else the cause in words. The reference scale is taken at the first step
     checked: :math:`\max(|L_{t_0}|, 1)` and :math:`\max(G_{t_0}, 1)`; a step is a blow-up when
     its loss or gradient norm exceeds ``factor`` (:math:`K`, not :math:`K^2`) times it."""

@@ -1,12 +1,12 @@
 r"""Deep kernel exponential families (DKEF; Wenliang, Sutherland, Strathmann & Gretton 2019),
 the density model of the paper's UCI and scalability experiments (Song et al. 2019, Sec. 5.1).
 
-* :mod:`ssm_lib.dkef.model`: the density (:class:`DKEF`) and its kernel layers;
-* :mod:`ssm_lib.dkef.alpha`: the coefficients :math:`\alpha` in closed form (the quadratic
+* ``ssm_lib.dkef.model``: the density (:class:`DKEF`) and its kernel layers;
+* ``ssm_lib.dkef.alpha``: the coefficients :math:`\alpha` in closed form (the quadratic
   each objective induces, its solve, its accumulation over chunks);
-* :mod:`ssm_lib.dkef.training`: the loss under an objective and the two-stage training;
-* :mod:`ssm_lib.dkef.evaluation`: :math:`\log Z` by importance sampling;
-* :mod:`ssm_lib.dkef.likelihood`: the held-out log-likelihood with its standard error and
+* ``ssm_lib.dkef.training``: the loss under an objective and the two-stage training;
+* ``ssm_lib.dkef.evaluation``: :math:`\log Z` by importance sampling;
+* ``ssm_lib.dkef.likelihood``: the held-out log-likelihood with its standard error and
   ESS in one call, and an approximate sampler (Langevin).
 
 The objectives are those of :data:`ssm_lib.losses.OBJECTIVES` whose entry has an

@@ -55,7 +55,7 @@ def log_normalizer(model: DKEF, n_samples: int = 10**6, *, generator: torch.Gene
 
     The proposal samples are drawn ``chunk`` rows at a time (the draws, hence the estimate for a
     given ``generator``, depend on ``chunk``, not on the budget); each block is evaluated in
-    pieces of at most :func:`rows_within_budget` rows, so that the working memory of a piece
+    pieces of at most ``rows_within_budget(model, memory_budget)`` rows, so that the working memory of a piece
     stays near ``memory_budget`` bytes (default 256 MiB) whatever ``chunk`` is.
 
     Returns ``(log_z, standard_error)`` (``n_samples`` at least 2, for the standard error)."""

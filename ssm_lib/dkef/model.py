@@ -17,7 +17,7 @@ weights :math:`w = \operatorname{softmax}(\eta)`, and the base density
 paper's, calls it :math:`\sigma`.)
 
 The coefficients :math:`\alpha` have a closed form under every score-matching objective
-(:mod:`ssm_lib.dkef.alpha`); the model's methods :meth:`DKEF.alpha_system`,
+(``ssm_lib.dkef.alpha``); the model's methods :meth:`DKEF.alpha_system`,
 :meth:`DKEF.solve_alpha` and :meth:`DKEF.fit_alpha` use it.
 """
 
@@ -69,7 +69,7 @@ class GaussianKernelLayer(nn.Module):
         return g_u, h_u
 
     def identity_approx_bp(self, inp: torch.Tensor, out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """:meth:`approx_bp_backward` seeded with ``g = I`` (one channel per centre) and ``h = 0``,
+        """``approx_bp_backward`` seeded with ``g = I`` (one channel per centre) and ``h = 0``,
         computed elementwise: ``(jac, diag of each k_m's Hessian)``, both ``(batch, M, F)``,
         without the dense ``(batch, M, M)`` identity."""
         d, jac = self._parts(inp, out)
@@ -78,7 +78,7 @@ class GaussianKernelLayer(nn.Module):
 
     def identity_cp(self, inp: torch.Tensor, out: torch.Tensor, generator: torch.Generator | None
                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """:meth:`cp_backward` seeded with ``g = I`` and ``S = 0``, computed elementwise.
+        """``cp_backward`` seeded with ``g = I`` and ``S = 0``, computed elementwise.
 
         With ``g = I`` the Hessian weight ``c = g k`` is ``diag(k)``: row ``m`` carries only
         :math:`k_m`. The Rademacher draws are those of the dense sweep (a ``(batch, M, M)`` sign
@@ -157,7 +157,7 @@ class DKEF(nn.Module):
     ``alpha`` (a buffer) holds the current coefficients, set by :meth:`fit_alpha`. All the
     model's state is in its parameters and buffers, so :meth:`config` (the constructor's
     arguments, with the inducing points replaced by their shape) and :meth:`from_config`
-    rebuild it for :func:`ssm_lib.load_model` (see :mod:`ssm_lib.persistence`).
+    rebuild it for :func:`ssm_lib.persistence.load_model` (see :mod:`ssm_lib.persistence`).
     """
 
     def __init__(self, inducing: torch.Tensor, *, n_kernels: int = 3, hidden: int = 30,
@@ -292,7 +292,7 @@ class DKEF(nn.Module):
         return [[phi, GaussianKernelLayer(phi(self.inducing), s[j])] for j, phi in enumerate(self.features)]
 
     def kernel_grads(self, x: torch.Tensor):
-        """``(xe, K, dK)``: ``x`` repeated per inducing point ``(n, M, d)`` (requiring grad), the
+        r"""``(xe, K, dK)``: ``x`` repeated per inducing point ``(n, M, d)`` (requiring grad), the
         kernel values ``(n, M)`` and their gradients :math:`\nabla_x K(x_b, z_m)` ``(n, M, d)``,
         with the graph for second derivatives."""
         n, m = x.shape[0], self.n_inducing
@@ -310,7 +310,7 @@ class DKEF(nn.Module):
                      sigma: float | None = None, create_graph: bool = True
                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         r"""``(G, b, c)`` of the quadratic ``objective`` induces on ``x`` (see
-        :func:`ssm_lib.dkef.alpha.alpha_system`); ``sigma`` is DSM's noise level."""
+        :func:`ssm_lib.dkef.alpha_system`); ``sigma`` is DSM's noise level."""
         return _alpha.alpha_system(self, x, objective, generator=generator, sigma=sigma,
                                    create_graph=create_graph)
 
@@ -322,7 +322,7 @@ class DKEF(nn.Module):
     def accumulate_system(self, x: torch.Tensor, objective: str, *, generator: torch.Generator | None = None,
                           sigma: float | None = None, chunk: int = 100) -> tuple[torch.Tensor, torch.Tensor]:
         """``(G, b)`` over all of ``x``, detached, ``chunk`` rows at a time (see
-        :func:`ssm_lib.dkef.alpha.accumulate_system`)."""
+        :func:`ssm_lib.dkef.accumulate_system`)."""
         return _alpha.accumulate_system(self, x, objective, generator=generator, sigma=sigma, chunk=chunk)
 
     def fit_alpha(self, x: torch.Tensor, objective: str, *, generator: torch.Generator | None = None,
