@@ -176,3 +176,11 @@ def test_cp_gradients_are_finite():
     loss = dkef_loss(model, x, "cp", model.solve_alpha(G, b), generator=torch.Generator().manual_seed(1))
     grads = torch.autograd.grad(loss, [p for p in model.parameters() if p.requires_grad], allow_unused=True)
     assert all(g is None or bool(torch.isfinite(g).all()) for g in grads)
+
+
+def test_non_finite_inducing_points_are_named():
+    """A NaN inducing point used to give NaN densities silently (issue 21, item 6)."""
+    z = torch.randn(5, 2, generator=torch.Generator().manual_seed(0))
+    z[0, 0] = float("nan")
+    with pytest.raises(ValueError, match="inducing"):
+        DKEF(z)

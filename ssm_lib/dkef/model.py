@@ -29,7 +29,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .._checks import check_batch, check_count, check_number
+from .._checks import check_batch, check_count, check_finite, check_number
 from .._tensor_ops import pairwise_sq_dist, rademacher
 from ..curvature import SumOfBranches, hessian_diagonal, split_sqrt
 from ..persistence import register_model
@@ -168,6 +168,7 @@ class DKEF(nn.Module):
         check_batch(inducing, "inducing")
         if inducing.dim() != 2:
             raise ValueError(f"inducing must have shape (M, d), got {tuple(inducing.shape)}")
+        check_finite(inducing, "inducing")
         check_count(n_kernels, "n_kernels")
         check_count(hidden, "hidden")
         if len(log10_bandwidths) < n_kernels:
