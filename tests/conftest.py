@@ -37,3 +37,13 @@ def standard_error(values: torch.Tensor) -> float:
     """Standard error of the mean of a 1-D sample."""
     values = values.detach()
     return float(values.std() / values.numel() ** 0.5)
+
+
+@pytest.fixture
+def one_thread():
+    """Small batched linear algebra and tiny networks: one thread is faster on a shared CPU.
+    Use in a module with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -28,12 +28,7 @@ from ssm_lib.dkef.alpha import approx_bp_system, cp_system
 D64 = torch.float64
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _model(m: int = 15, dim: int = 4, hidden: int = 6, dtype: torch.dtype = D64) -> DKEF:

@@ -25,12 +25,7 @@ from ssm_lib.score_estimators import SpectralScoreEstimator, SteinScoreEstimator
 D64 = torch.float64
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # ---------------------------------------------------------------- the difference-based oracle

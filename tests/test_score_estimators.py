@@ -30,13 +30,7 @@ from ssm_lib.score_estimators import (
 D64 = torch.float64
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small batched linear algebra and tiny networks: one thread is faster on a shared CPU."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _rbf(a: torch.Tensor, b: torch.Tensor, h: float) -> torch.Tensor:
