@@ -107,7 +107,7 @@ def test_reading_an_unrecorded_setting_fails_and_unread_ones_are_listed(tmp_path
     with pytest.raises(KeyError, match="'batch' is not in the record of 'toy'"):
         cfg["batch"]
     with pytest.raises(AttributeError, match="'batch' is not in the record"):
-        cfg.batch
+        _ = cfg.batch
     assert cfg.steps == 50
     assert cfg.unread() == ["lr", "track_every"]
 
@@ -207,14 +207,14 @@ def toy_experiment(tmp_path: Path):
 def test_finish_names_unread_settings_and_undecided_claims(tmp_path, capsys):
     exp = toy_experiment(tmp_path)
     cfg = exp.settings
-    cfg["steps"], cfg["lr"]
+    _ = cfg["steps"], cfg["lr"]
     exp.decide("a_beats_b", samples=[1.0, 2.0, 3.0], subject="one")
     with pytest.raises(RecordIncomplete) as err:
         exp.finish()
     text = str(err.value)
     assert "['track_every']" in text and "'a_beats_b' (two) not decided" in text
     assert "'a_like_c' not decided" in text
-    cfg["track_every"]
+    _ = cfg["track_every"]
     exp.decide("a_beats_b", samples=[-1.0, -2.0, -3.0], subject="two")
     exp.decide("a_like_c", samples=[0.0, 1.0, -0.5])
     exp.finish()

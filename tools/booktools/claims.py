@@ -17,6 +17,7 @@ rule with its margin and the reason for it::
     figure = "fig-dkef-uci"   # a label (or a /document path) that shows the evidence
     digits = 2                # decimals of the printed effect
     unit = "nats"             # optional
+    samples_over = "seeds"    # what one sample is (default "seeds"), e.g. "values of M"
 
 The notebook passes the data, never the rule: :func:`decide` computes the mean :math:`\bar d`
 of the ``n`` per-seed samples (paired differences on the same splits) and the interval
@@ -60,7 +61,7 @@ __all__ = [
 RULES = ("greater", "less", "equivalent")
 VERDICTS = ("reproduced", "not reproduced", "inconclusive")
 CLAIM_KEYS = {"paper", "where", "statistic", "rule", "margin", "margin_reason", "alpha", "subjects",
-              "figure", "digits", "unit", "rule_change"}
+              "figure", "digits", "unit", "rule_change", "samples_over"}
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,7 @@ class Claim:
     digits: int = 2
     unit: str = ""
     rule_change: str = ""
+    samples_over: str = "seeds"
 
     def rule_text(self) -> str:
         """The decision rule in words, e.g. ``"> 0 (one-sided, 5 %)"``."""
@@ -125,7 +127,8 @@ def claim_from_record(claim_id: str, raw: dict[str, Any], source: str = "record"
                  statistic=raw["statistic"].strip(), rule=rule, margin=margin,
                  margin_reason=str(raw.get("margin_reason", "")).strip(), alpha=alpha,
                  subjects=tuple(subjects), figure=str(raw.get("figure", "")).strip(), digits=digits,
-                 unit=str(raw.get("unit", "")).strip(), rule_change=str(raw.get("rule_change", "")).strip())
+                 unit=str(raw.get("unit", "")).strip(), rule_change=str(raw.get("rule_change", "")).strip(),
+                 samples_over=str(raw.get("samples_over", "seeds")).strip() or "seeds")
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,14 @@ from typing import Any
 import torch
 
 from booktools.claims import Claim, Decision, claim_from_record, decide
-from booktools.records import PROFILES, Record, Settings, differences_markdown, load_record
+from booktools.records import (
+    PROFILES,
+    Record,
+    Settings,
+    differences_html,
+    differences_markdown,
+    load_record,
+)
 from ssm_lib.devices import make_generator, resolve_device
 
 
@@ -152,11 +159,12 @@ class Experiment:
         return self._settings
 
     def show_differences(self) -> str:
-        """Display the "Differences from the paper" table of this profile and glue it as
-        ``differences`` (chapters: ``{glue:md}`` with ``:format: myst``); returns the Markdown."""
+        """Display the "Differences from the paper" table of this profile and glue it (as HTML)
+        under ``differences``, for the chapters' ``{glue}`` directive with ``:doc:``; returns
+        the Markdown."""
         text = differences_markdown(self.paper_record, self.profile)
         try:
-            from IPython.display import Markdown, display
+            from IPython.display import HTML, Markdown, display
         except ImportError:  # pragma: no cover
             print(text)
             return text
@@ -165,7 +173,7 @@ class Experiment:
             from myst_nb import glue as nb_glue
         except ImportError:  # pragma: no cover
             return text
-        nb_glue("differences", Markdown(text), display=False)
+        nb_glue("differences", HTML(differences_html(self.paper_record, self.profile)), display=False)
         return text
 
     def claim(self, claim_id: str) -> Claim:
@@ -192,7 +200,8 @@ class Experiment:
         self._decisions[key] = d
         tag = claim_id + (f"_{subject}" if subject else "")
         effect = d.effect_text(claim.digits, claim.unit)
-        size = f"n = {d.n} seeds" if d.n is not None else "one estimate with its standard error"
+        size = (f"n = {d.n} {claim.samples_over}" if d.n is not None
+                else "one estimate with its standard error")
         power = (f"; detectable with 80% power: {d.detectable:.{claim.digits}f}"
                  if math.isfinite(d.detectable) else "")
         print(textwrap.fill(f"[claim] {tag}: {d.verdict.upper()}. Effect {effect}; rule "

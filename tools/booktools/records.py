@@ -24,6 +24,7 @@ The same file holds the experiment's claims (see :mod:`booktools.claims`).
 
 from __future__ import annotations
 
+import html
 import math
 import tomllib
 from collections.abc import Iterator, Mapping
@@ -38,6 +39,7 @@ __all__ = [
     "RecordError",
     "Setting",
     "Settings",
+    "differences_html",
     "differences_markdown",
     "format_value",
     "load_record",
@@ -239,25 +241,48 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
+def _difference_rows(record: Record, profile: str) -> tuple[list[tuple[str, str, str, str]], list[str]]:
+    """The rows (setting, paper with source, this profile's value, why) of the settings that
+    differ in ``profile``, and the labels of those equal to the paper's."""
+    if profile not in PROFILES:
+        raise ValueError(f"profile must be one of {PROFILES}, got {profile!r}")
+    rows = []
+    for s in record.settings.values():
+        if s.differs(profile):
+            paper = "not set by the paper" if s.paper_unset else f"{format_value(s.paper)} ({s.source})"
+            rows.append((s.label, paper, format_value(s.values[profile]), s.reasons[profile]))
+    same = [s.label for s in record.settings.values() if not s.differs(profile)]
+    return rows, same
+
+
 def differences_markdown(record: Record, profile: str) -> str:
     """The "Differences from the paper" table of ``profile`` as Markdown: one row per setting
     whose value differs from the paper's (or that the paper leaves open), with the paper's value
     and source, this profile's value, and why; then the settings equal to the paper's, by name."""
-    if profile not in PROFILES:
-        raise ValueError(f"profile must be one of {PROFILES}, got {profile!r}")
-    rows = [s for s in record.settings.values() if s.differs(profile)]
-    same = [s.label for s in record.settings.values() if not s.differs(profile)]
+    rows, same = _difference_rows(record, profile)
     lines = [f"| setting | paper | {profile} profile | why |", "|---|---|---|---|"]
-    for s in rows:
-        paper = "not set by the paper" if s.paper_unset else f"{format_value(s.paper)} ({s.source})"
-        lines.append(f"| {_cell(s.label)} | {_cell(paper)} | {_cell(format_value(s.values[profile]))} "
-                     f"| {_cell(s.reasons[profile])} |")
+    lines += [f"| {' | '.join(_cell(c) for c in row)} |" for row in rows]
     if not rows:
         lines.append(f"| (none) | | | the {profile} profile is the paper's setting |")
     text = "\n".join(lines)
     if same:
         text += (f"\n\nAs in the paper ({len(same)} settings): " + "; ".join(same) + ".")
     return text
+
+
+def differences_html(record: Record, profile: str) -> str:
+    """The same table as :func:`differences_markdown`, as an HTML fragment (what the chapters
+    glue from the executed notebook: cross-page glue carries HTML, not Markdown)."""
+    rows, same = _difference_rows(record, profile)
+    head = ["setting", "paper", f"{profile} profile", "why"]
+    body = rows or [("(none)", "", "", f"the {profile} profile is the paper's setting")]
+    out = ['<table class="table differences-table">', "<thead><tr>"
+           + "".join(f"<th>{html.escape(h)}</th>" for h in head) + "</tr></thead>", "<tbody>"]
+    out += ["<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in body]
+    out.append("</tbody></table>")
+    if same:
+        out.append(f"<p>As in the paper ({len(same)} settings): {html.escape('; '.join(same))}.</p>")
+    return "\n".join(out)
 
 
 def settings_markdown(record: Record) -> str:

@@ -87,7 +87,7 @@ def render(directory: Path = RECORDS_DIR) -> str:
                 what = f"{claim.paper} ({claim.where})" + (f": **{subject}**" if subject else "")
                 glue = f"/experiments/{name}.ipynb::"
                 lines.append(f"| {_cell(what)} | {_cell(test)} | "
-                             f"{{glue:text}}`{glue}verdict_{tag}` | {{glue:text}}`{glue}effect_{tag}` | "
+                             f"{{glue:text}}`{glue}verdict_{tag}:s` | {{glue:text}}`{glue}effect_{tag}:s` | "
                              f"{_link(claim.figure)} |")
         parts.append("\n".join(lines) + "\n")
         changes = [(cid, raw.get("rule_change", "")) for cid, raw in record.claims.items()
@@ -98,7 +98,8 @@ def render(directory: Path = RECORDS_DIR) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--check", action="store_true", help="exit 1 if book/report_card.md is out of date")
     args = parser.parse_args(argv)
     text = render()
