@@ -203,6 +203,7 @@ def train_loop(
     first_step: int = 1,
     what: str = "training",
     after_step: Callable[[int], None] | None = None,
+    best_so_far: tuple[int | None, float, dict[str, torch.Tensor] | None] | None = None,
 ) -> LoopRecord:
     r"""The one training loop.
 
@@ -220,6 +221,12 @@ def train_loop(
     (also when it raises). ``patience``: stop when more than ``patience`` steps have passed
     since the best validation step. A NaN or infinite validation value is a divergence,
     never a best.
+
+    ``best_so_far``: ``(best_step, best_value, best_state)`` of an earlier part of the same
+    run, for a loop that continues it (``first_step`` after that part's last step): the best
+    starts there instead of at ``(None, inf)`` and the initial state, so that validation,
+    ``patience`` and ``restore`` behave as in one uninterrupted loop (``best_state`` ``None``:
+    the module's state now).
 
     Raises:
         TrainingDivergedError: (``on_diverge="raise"``) naming the step and the cause.
@@ -239,6 +246,10 @@ def train_loop(
         monitor = DivergenceMonitor(divergence_factor)
     record = LoopRecord()
     best_state = copy.deepcopy(restore.state_dict()) if restore is not None else None
+    if best_so_far is not None:
+        record.best_step, record.best_value, state = best_so_far
+        if restore is not None and state is not None:
+            best_state = copy.deepcopy(state)
     last = first_step + n_steps - 1
 
     class _Stop(Exception):
