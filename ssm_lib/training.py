@@ -36,7 +36,7 @@ import inspect
 import math
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import torch
 from torch import nn
@@ -154,7 +154,21 @@ def progress_bar(total: int, progress: bool | None, desc: str = "training"):
 
 
 @dataclass
-class LoopRecord:
+class _ValidationRecord:
+    """The fields that :class:`LoopRecord` and :class:`History` share (one definition): the
+    loss of every step, the validation steps and values, the best step and value, and whether
+    ``patience`` ran out."""
+
+    losses: list[float] = field(default_factory=list)
+    val_steps: list[int] = field(default_factory=list)
+    val_values: list[float] = field(default_factory=list)
+    best_step: int | None = None
+    best_value: float = math.inf
+    stopped_early: bool = False
+
+
+@dataclass
+class LoopRecord(_ValidationRecord):
     """What :func:`train_loop` did. Steps are numbered from ``first_step`` (default 1).
 
     ``losses``: the loss of every completed step; ``val_steps`` / ``val_values``: the steps
@@ -164,12 +178,6 @@ class LoopRecord:
     ``diverged_at`` / ``divergence``: the step and cause of a divergence that stopped the run
     (``on_diverge="stop"``)."""
 
-    losses: list[float] = field(default_factory=list)
-    val_steps: list[int] = field(default_factory=list)
-    val_values: list[float] = field(default_factory=list)
-    best_step: int | None = None
-    best_value: float = math.inf
-    stopped_early: bool = False
     diverged_at: int | None = None
     divergence: str | None = None
 
@@ -314,7 +322,7 @@ def train_loop(
 # ---------------------------------------------------------------------------- fit
 
 @dataclass
-class History:
+class History(_ValidationRecord):
     """Training record of :func:`fit`.
 
     ``losses``: the loss of every step of this call; ``val_steps`` / ``val_values``: the steps
@@ -326,12 +334,6 @@ class History:
     continue the run instead of starting over. ``seed``: the seed of the run's generator
     (``None`` when a generator was given)."""
 
-    losses: list[float] = field(default_factory=list)
-    val_steps: list[int] = field(default_factory=list)
-    val_values: list[float] = field(default_factory=list)
-    best_step: int | None = None
-    best_value: float = math.inf
-    stopped_early: bool = False
     optimizer: torch.optim.Optimizer | None = None
     scheduler: object | None = None
     generator: torch.Generator | None = None
@@ -552,10 +554,8 @@ def fit(
             after_step=(lambda step: scheduler.step()) if scheduler is not None else None)
     finally:
         model.eval()
-    return History(losses=record.losses, val_steps=record.val_steps, val_values=record.val_values,
-                   best_step=record.best_step, best_value=record.best_value,
-                   stopped_early=record.stopped_early, optimizer=optimizer, scheduler=scheduler,
-                   generator=gen, seed=run_seed)
+    shared = {f.name: getattr(record, f.name) for f in fields(_ValidationRecord)}
+    return History(**shared, optimizer=optimizer, scheduler=scheduler, generator=gen, seed=run_seed)
 
 
 _FIT_KEYWORDS = tuple(inspect.signature(fit).parameters)[3:-1]
