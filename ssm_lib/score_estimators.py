@@ -38,10 +38,11 @@ import math
 import torch
 from torch import nn
 
-from ._checks import check_count, check_number
+from ._checks import check_choice, check_count, check_generator, check_number
 from ._tensor_ops import pairwise_sq_dist
 from .losses import sliced_score_matching
 from .models import mlp
+from .projections import PROJECTIONS
 from .training import DivergenceMonitor, train_loop
 
 __all__ = [
@@ -301,10 +302,15 @@ class NetworkScoreEstimator(ScoreEstimator):
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, *, n_steps: int = 1,
                  projection: str = "gaussian", generator: torch.Generator | None = None,
                  divergence_factor: float | None = 1e8):
+        if not isinstance(model, nn.Module):
+            raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        if not isinstance(optimizer, torch.optim.Optimizer):
+            raise ValueError(f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}")
         self.model, self.optimizer = model, optimizer
         self.n_steps = check_count(n_steps, "n_steps")
         self._monitor = DivergenceMonitor(divergence_factor)
-        self.projection, self.generator = projection, generator
+        self.projection = check_choice(projection, PROJECTIONS, "projection")
+        self.generator = check_generator(generator)
         self.step = 0
 
     @staticmethod
