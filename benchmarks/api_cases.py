@@ -5,6 +5,7 @@ and the list of cases that did not end in the expected way.
     python benchmarks/api_cases.py                 # every case
     python benchmarks/api_cases.py --only dkef     # the cases whose name starts with "dkef"
     python benchmarks/api_cases.py --json out.json # also write every case's outcome
+    python benchmarks/api_cases.py --strict        # exit status 1 when a case is not ok/clear
 
 Each case is a call and its expected behaviour, either
 
@@ -40,6 +41,7 @@ import io
 import json
 import math
 import os
+import re
 import resource
 import signal
 import sys
@@ -758,10 +760,12 @@ def _last_frame_file(exc: BaseException) -> str:
 
 
 def _names(message: str, arg: str | tuple[str, ...] | None) -> bool:
+    """Whether ``message`` names ``arg`` (or one of them) as a whole word."""
     if arg is None:
         return False
     names = (arg,) if isinstance(arg, str) else arg
-    return any(n.lower() in message.lower() for n in names)
+    return any(re.search(rf"(?<![A-Za-z0-9_]){re.escape(n)}(?![A-Za-z0-9_])", message, re.IGNORECASE)
+               for n in names)
 
 
 def classify(case: Case, result: object, exc: BaseException | None) -> tuple[str, str]:
@@ -830,6 +834,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", default="", help="run only the cases whose name starts with this")
     parser.add_argument("--json", type=Path, help="write every case's outcome here")
     parser.add_argument("--memory-gib", type=float, default=4.0, help="address space allowed above the start")
+    parser.add_argument("--strict", action="store_true", help="exit 1 when a case is not 'ok' or 'clear'")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     cap_memory(args.memory_gib)
@@ -850,7 +855,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  [{r['outcome']}] {r['name']}: {r['what']}")
     if args.json:
         args.json.write_text(json.dumps(dict(counts=dict(counts), cases=rows), indent=1))
-    return 0
+    return 1 if args.strict and bad else 0
 
 
 if __name__ == "__main__":
