@@ -751,6 +751,68 @@ error("density: sample n=-1", "n")(lambda: Banana().sample(-1))
 error("density: log_prob of x of the wrong width", "x")(lambda: Banana().log_prob(data(d=3)))
 
 
+# ---------------------------------------------------------------------------- more edge cases
+
+works("edge: DKEF and train_dkef in float64", lambda h: len(h.train) == 2)(
+    lambda: train_dkef(
+        DKEF(data(10, seed=1).double(), n_kernels=1, hidden=4, generator=g(2)),
+        data(60).double(),
+        data(30, seed=5).double(),
+        "ssm",
+        **DK,
+        generator=g(),
+    )
+)
+error("edge: train_dkef batch_size larger than train", "batch_size")(
+    lambda: dkef_call(train=data(12), batch_size=40)
+)
+error("edge: heldout_log_likelihood x of the wrong width", "x")(
+    lambda: heldout_log_likelihood(small_dkef(), data(d=3), n_samples=100)
+)
+works("edge: sample_langevin n=np.int64(3) [item 10]", lambda s: s.shape == (3, 2))(
+    lambda: sample_langevin(small_dkef(), np.int64(3), n_steps=2, generator=g())
+)
+works("edge: NICE in float64 trained by fit", lambda h: len(h.losses) == 2)(
+    lambda: fit(small_nice().double(), data().double(), "ssm", **FIT)
+)
+error("edge: fit val_data of the wrong width", ("val_data", "x"))(lambda: fit_call(val_data=data(20, d=3)))
+error("edge: fit mle on a model without log_prob", ("log_prob", "model"))(lambda: fit_call(objective="mle"))
+error("edge: fit with n_projections=0", "n_projections")(lambda: fit_call(n_projections=0))
+error("edge: fit sampler returning NaN", "data")(
+    lambda: fit_call(data=lambda n, gen: torch.full((n, 2), float("nan")))
+)
+error("edge: langevin 1-D x0", "x0")(
+    lambda: langevin_dynamics(lambda x: -x, torch.randn(3), step_size=0.1, n_steps=2)
+)
+error("edge: Gaussian non-symmetric cov", "cov")(
+    lambda: Gaussian(torch.zeros(2), torch.tensor([[1.0, 0.5], [0.0, 1.0]]))
+)
+error("edge: GaussianMixture weights not summing to 1", "weights")(
+    lambda: GaussianMixture([0.2, 0.2], torch.zeros(2, 2), torch.eye(2).expand(2, 2, 2))
+)
+works("edge: Banana().sample(np.int64(5)) [item 10]", lambda s: s.shape == (5, 2))(
+    lambda: Banana().sample(np.int64(5), generator=g())
+)
+error("edge: ScoreMLP on x of the wrong width", "x")(lambda: score_mlp()(data(d=3)))
+error("edge: save_model path=3", "path")(lambda: save_model(score_mlp(), 3))
+error("edge: Spectral n_eigen larger than the samples", "n_eigen")(
+    lambda: SpectralScoreEstimator(n_eigen=50)(data(20))
+)
+error("edge: Stein on samples whose kernel matrix cannot fit [item 7]", "samples", limit=20)(
+    lambda: SteinScoreEstimator()(torch.zeros(400_000, 2))
+)
+error("edge: median_bandwidth of samples whose distances cannot fit [item 7]", "samples", limit=20)(
+    lambda: median_bandwidth(torch.zeros(400_000, 2))
+)
+error("edge: NICE.sample of a size that cannot fit [item 7]", "n", limit=20)(
+    lambda: small_nice().sample(10**11)
+)
+error("edge: Banana().sample of a size that cannot fit", "n", limit=20)(lambda: Banana().sample(10**11))
+error("edge: sample_langevin of a size that cannot fit", "n", limit=20)(
+    lambda: sample_langevin(small_dkef(), 10**11, n_steps=1)
+)
+
+
 # ---------------------------------------------------------------------------- the runner
 
 
@@ -764,8 +826,9 @@ def _names(message: str, arg: str | tuple[str, ...] | None) -> bool:
     if arg is None:
         return False
     names = (arg,) if isinstance(arg, str) else arg
-    return any(re.search(rf"(?<![A-Za-z0-9_]){re.escape(n)}(?![A-Za-z0-9_])", message, re.IGNORECASE)
-               for n in names)
+    return any(
+        re.search(rf"(?<![A-Za-z0-9_]){re.escape(n)}(?![A-Za-z0-9_])", message, re.IGNORECASE) for n in names
+    )
 
 
 def classify(case: Case, result: object, exc: BaseException | None) -> tuple[str, str]:

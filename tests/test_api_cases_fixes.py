@@ -9,17 +9,25 @@ import torch
 
 from ssm_lib import (
     NICE,
+    Banana,
     ConditionalScoreMLP,
     EnergyMLP,
+    Gaussian,
+    GaussianMixture,
     NetworkScoreEstimator,
+    Ring,
     ScoreMLP,
+    SpectralScoreEstimator,
+    SteinScoreEstimator,
     approx_backprop_score_matching,
     curvature_propagation_score_matching,
     make_objective,
     save_model,
 )
+from ssm_lib.dkef import DKEF, sample_langevin, train_dkef
 from ssm_lib.flow_training import evaluate_flow
 from ssm_lib.losses import negative_log_likelihood
+from ssm_lib.score_estimators import median_bandwidth
 
 
 def _x(dtype=torch.float32) -> torch.Tensor:
@@ -116,3 +124,52 @@ def test_save_model_names_a_missing_folder(tmp_path):
         save_model(ScoreMLP(2, hidden=4, depth=1), tmp_path / "no-such-folder" / "m.pt")
     save_model(ScoreMLP(2, hidden=4, depth=1), tmp_path / "m.pt")
     assert (tmp_path / "m.pt").is_file()
+
+
+# ---------------------------------------------------------------------------- sizes that cannot fit
+# each is refused at once, naming the argument, before any large allocation (the sizes need
+# terabytes: more than any machine's memory)
+
+
+@pytest.mark.parametrize(
+    "estimate",
+    [
+        lambda z: SteinScoreEstimator()(z),
+        lambda z: SpectralScoreEstimator()(z),
+        lambda z: median_bandwidth(z),
+    ],
+)
+def test_kernel_estimators_refuse_samples_whose_kernel_matrix_cannot_fit(estimate):
+    with pytest.raises(ValueError, match="samples is too large"):
+        estimate(torch.zeros(400_000, 2))
+
+
+@pytest.mark.parametrize(
+    "sample",
+    [
+        lambda n: _nice().sample(n),
+        lambda n: Banana().sample(n),
+        lambda n: Ring().sample(n),
+        lambda n: Gaussian(torch.zeros(2), torch.eye(2)).sample(n),
+        lambda n: GaussianMixture([0.5, 0.5], torch.zeros(2, 2), torch.eye(2).expand(2, 2, 2)).sample(n),
+        lambda n: sample_langevin(DKEF(_x(), n_kernels=1, hidden=4), n, n_steps=1),
+    ],
+)
+def test_samplers_refuse_a_count_that_cannot_fit(sample):
+    with pytest.raises(ValueError, match="n is too large"):
+        sample(10**11)
+    assert sample(3).shape == (3, 2)
+
+
+def test_spectral_names_more_eigenfunctions_than_samples():
+    z = torch.randn(20, 2, generator=torch.Generator().manual_seed(0))
+    with pytest.raises(ValueError, match="n_eigen = 21 is more than the 20 samples"):
+        SpectralScoreEstimator(n_eigen=21)(z)
+    assert SpectralScoreEstimator(n_eigen=20)(z).shape == (20, 2)
+
+
+def test_train_dkef_names_a_batch_larger_than_the_training_rows():
+    x = torch.randn(40, 2, generator=torch.Generator().manual_seed(0))
+    model = DKEF(x[:5], n_kernels=1, hidden=4)
+    with pytest.raises(ValueError, match="batch_size = 30 is more than the 12 rows of train"):
+        train_dkef(model, x[:12], x[20:], "ssm", steps=1, batch_size=30, progress=False)

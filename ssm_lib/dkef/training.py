@@ -202,6 +202,9 @@ def train_dkef(model: DKEF, train: torch.Tensor, val: torch.Tensor, objective: s
         raise ValueError(f"sigma: objective {objective!r} needs a noise level sigma")
     if sigma is not None:
         check_number(sigma, "sigma", positive=True)
+    if batch_size > train.shape[0]:
+        raise ValueError(f"batch_size = {batch_size} is more than the {train.shape[0]} rows of train "
+                         "(each step draws batch_size distinct rows)")
     resume = _check_resume(resume, objective, train.shape[0])
     if generator is not None and seed is not None:
         raise ValueError("give seed or generator, not both")
