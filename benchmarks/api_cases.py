@@ -25,7 +25,10 @@ of swapping the machine). Each outcome is one of
 ``crash``       a raw crash: the traceback's last frame is inside torch, numpy or the standard
                 library, or an internal error type (``ZeroDivisionError``, ``IndexError``, ...);
 ``silent``      bad input silently accepted, or a wrong result returned;
-``hang``        the time limit or the memory guard stopped it.
+``missing``     the function does not exist in the ``ssm_lib`` tried (an older one);
+``hang``        the time limit or the memory guard stopped it, or the peak resident set rose by
+                more than the case allows (1 GiB by default; 512 MiB for the kernel-estimator and
+                log Z cases, whose old cost was several GiB).
 
 Cases are grouped by area (``objective/...``, ``fit/...``, ``dkef/...``, ``nice/...``,
 ``estimator/...``, ``sampler/...``, ``uci/...``, ``persist/...``, ``model/...``,
@@ -85,23 +88,37 @@ from ssm_lib import (  # noqa: E402
     fisher_divergence,
     fit,
     langevin_dynamics,
-    load_model,
     make_objective,
-    save_model,
 )
-from ssm_lib.dkef import (  # noqa: E402
-    DKEF,
-    dkef_loss,
-    heldout_log_likelihood,
-    log_normalizer,
-    sample_langevin,
-    train_dkef,
-)
+from ssm_lib.dkef import DKEF, dkef_loss, log_normalizer, train_dkef  # noqa: E402
+
+
+class MissingFeature(Exception):
+    """The ``ssm_lib`` being tried (e.g. an older one on ``PYTHONPATH``) lacks a function."""
+
+
+def _missing(name: str) -> Callable[..., object]:
+    def call(*args, **kwargs):
+        raise MissingFeature(f"{name} does not exist in this ssm_lib")
+
+    return call
+
+
+# newer functions: an older ssm_lib without them still runs the rest of the table
+try:
+    from ssm_lib import load_model, save_model
+except ImportError:
+    load_model, save_model = _missing("load_model"), _missing("save_model")
+try:
+    from ssm_lib.dkef import heldout_log_likelihood, sample_langevin
+except ImportError:
+    heldout_log_likelihood = _missing("heldout_log_likelihood")
+    sample_langevin = _missing("sample_langevin")
 from ssm_lib.flow_training import evaluate_flow, flow_objective, train_with_validation  # noqa: E402
 from ssm_lib.losses import objective_input  # noqa: E402
 from ssm_lib.score_estimators import median_bandwidth  # noqa: E402
 
-OUTCOMES = ("ok", "clear", "misleading", "crash", "silent", "hang")
+OUTCOMES = ("ok", "clear", "misleading", "crash", "silent", "hang", "missing")
 PROJECT_DIRS = (
     str(Path(ssm_lib.__file__).parent),
     str(Path(importlib.util.find_spec("paper_recipes").origin).parent),
@@ -133,6 +150,7 @@ class Case:
     check: Callable[[object], bool] | None = None  # expected: a result passing this check
     errors: tuple[type[BaseException], ...] = (ValueError, TypeError)
     limit: float = 30.0
+    memory_mib: float = 1024.0  # allowed rise of the peak resident set during the case
 
 
 CASES: list[Case] = []
@@ -143,21 +161,27 @@ def error(
     arg: str | tuple[str, ...],
     errors: tuple[type[BaseException], ...] = (ValueError, TypeError),
     limit: float = 30.0,
+    memory_mib: float = 1024.0,
 ):
     """Register a case expected to raise ``errors`` naming ``arg``."""
 
     def register(fn: Callable[[], object]) -> Callable[[], object]:
-        CASES.append(Case(name, fn, arg=arg, errors=errors, limit=limit))
+        CASES.append(Case(name, fn, arg=arg, errors=errors, limit=limit, memory_mib=memory_mib))
         return fn
 
     return register
 
 
-def works(name: str, check: Callable[[object], bool] = lambda r: True, limit: float = 30.0):
+def works(
+    name: str,
+    check: Callable[[object], bool] = lambda r: True,
+    limit: float = 30.0,
+    memory_mib: float = 1024.0,
+):
     """Register a case expected to return a result that passes ``check``."""
 
     def register(fn: Callable[[], object]) -> Callable[[], object]:
-        CASES.append(Case(name, fn, check=check, limit=limit))
+        CASES.append(Case(name, fn, check=check, limit=limit, memory_mib=memory_mib))
         return fn
 
     return register
@@ -454,6 +478,7 @@ works(
     "dkef: log_normalizer with its default 10^6 samples in time and memory [item 7]",
     lambda r: all(math.isfinite(v) for v in r),
     limit=60,
+    memory_mib=512,
 )(lambda: log_normalizer(small_dkef(), generator=g()))
 error("dkef: heldout_log_likelihood of an empty x", "x")(
     lambda: heldout_log_likelihood(small_dkef(), data(0))
@@ -572,7 +597,10 @@ error("estimator: Stein 1-D samples", "samples")(lambda: SteinScoreEstimator()(t
 error("estimator: Stein NaN samples", "samples")(lambda: SteinScoreEstimator()(with_nan(data())))
 error("estimator: Stein empty samples", "samples")(lambda: SteinScoreEstimator()(data(0)))
 works(
-    "estimator: Stein on 2000 x 100 in time and memory [item 7]", lambda s: s.shape == (2000, 100), limit=30
+    "estimator: Stein on 2000 x 100 in time and memory [item 7]",
+    lambda s: s.shape == (2000, 100),
+    limit=30,
+    memory_mib=512,
 )(lambda: SteinScoreEstimator(eta=0.1)(data(2000, 100)))
 error("estimator: Spectral n_eigen=0", "n_eigen")(lambda: SpectralScoreEstimator(n_eigen=0))
 error("estimator: Spectral eigen_threshold=1.5", "eigen_threshold")(
@@ -583,12 +611,14 @@ works(
     "estimator: Spectral on 2000 x 100 in time and memory [item 7]",
     lambda s: s.shape == (2000, 100),
     limit=60,
+    memory_mib=512,
 )(lambda: SpectralScoreEstimator(n_eigen=20)(data(2000, 100)))
 error("estimator: median_bandwidth of one sample", "samples")(lambda: median_bandwidth(data(1)))
 works(
     "estimator: median_bandwidth of 2000 x 100 in time and memory [item 7]",
     lambda b: bool(torch.isfinite(b).all()),
     limit=20,
+    memory_mib=512,
 )(lambda: median_bandwidth(data(2000, 100)))
 works(
     "estimator: ConditionalScoreMLP(context_dim=np.int64(3)) [item 10]",
@@ -843,6 +873,8 @@ def classify(case: Case, result: object, exc: BaseException | None) -> tuple[str
             result = f"{result!r:.80} ({type(err).__name__} in the check)"
         return ("ok", "as documented") if good else ("silent", f"wrong result: {result!r:.120}")
     message = f"{type(exc).__name__}: {exc}".replace("\n", " ")[:200]
+    if isinstance(exc, MissingFeature):
+        return "missing", message
     if isinstance(exc, CaseTimeout):
         return "hang", f"over the {case.limit:.0f} s limit"
     if isinstance(exc, MemoryError) or "can't allocate memory" in str(exc) or "out of memory" in str(exc):
@@ -860,11 +892,33 @@ def classify(case: Case, result: object, exc: BaseException | None) -> tuple[str
     return "misleading", message
 
 
-def run_case(case: Case) -> tuple[str, str, float]:
+def _rss_mib(field: str) -> float | None:
+    try:
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) / 1024 for line in f if line.startswith(field + ":"))
+    except (OSError, StopIteration):
+        return None
+
+
+def _reset_peak() -> float | None:
+    """Reset the peak resident set to the current one (Linux); the current one in MiB."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        return None
+    return _rss_mib("VmRSS")
+
+
+def run_case(case: Case) -> tuple[str, str, float, float | None]:
+    """Run ``case``: its outcome, what happened, its seconds and the rise of the peak resident
+    set in MiB (``None`` where it cannot be measured)."""
+
     def on_alarm(signum, frame):
         raise CaseTimeout
 
     old = signal.signal(signal.SIGALRM, on_alarm)
+    before = _reset_peak()
     signal.setitimer(signal.ITIMER_REAL, case.limit)
     start = time.perf_counter()
     result, exc = None, None
@@ -880,8 +934,13 @@ def run_case(case: Case) -> tuple[str, str, float]:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, old)
     seconds = time.perf_counter() - start
+    peak = _rss_mib("VmHWM")
+    rise = None if before is None or peak is None else max(0.0, peak - before)
     outcome, what = classify(case, result, exc)
-    return outcome, what, seconds
+    del result
+    if rise is not None and rise > case.memory_mib and outcome != "hang":
+        outcome, what = "hang", f"peak memory rose by {rise:.0f} MiB (limit {case.memory_mib:.0f}); {what}"
+    return outcome, what, seconds, rise
 
 
 def cap_memory(extra_gib: float) -> None:
@@ -905,14 +964,23 @@ def main(argv: list[str] | None = None) -> int:
     counts: Counter[str] = Counter()
     rows = []
     for case in cases:
-        outcome, what, seconds = run_case(case)
+        outcome, what, seconds, rise = run_case(case)
         counts[outcome] += 1
-        rows.append(dict(name=case.name, outcome=outcome, what=what, seconds=round(seconds, 3)))
+        rows.append(
+            dict(
+                name=case.name,
+                outcome=outcome,
+                what=what,
+                seconds=round(seconds, 3),
+                peak_rise_mib=None if rise is None else round(rise, 1),
+            )
+        )
     print(f"ssm_lib {ssm_lib.__version__}: {len(cases)} cases, torch {torch.__version__}\n")
     print(f"{'outcome':<12}{'cases':>6}")
     for outcome in OUTCOMES:
-        print(f"{outcome:<12}{counts[outcome]:>6}")
-    bad = [r for r in rows if r["outcome"] not in ("ok", "clear")]
+        if outcome != "missing" or counts[outcome]:
+            print(f"{outcome:<12}{counts[outcome]:>6}")
+    bad = [r for r in rows if r["outcome"] not in ("ok", "clear", "missing")]
     print(f"\n{len(bad)} cases not 'ok' or 'clear':")
     for r in bad:
         print(f"  [{r['outcome']}] {r['name']}: {r['what']}")
