@@ -843,6 +843,28 @@ error("edge: sample_langevin of a size that cannot fit", "n", limit=20)(
 )
 
 
+def _dkef_checkpoint():
+    return dkef_call("exact", seed=0).checkpoint
+
+
+error("edge: train_dkef resume with another objective", "resume")(
+    lambda: dkef_call("ssm", resume=_dkef_checkpoint())
+)
+error("edge: train_dkef resume with a seed", "seed")(
+    lambda: dkef_call("exact", seed=1, resume=_dkef_checkpoint())
+)
+error("edge: fit optimizer of another model", "optimizer")(
+    lambda: fit_call(optimizer=torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=0.1))
+)
+error("edge: fit lr_schedule of another optimizer", "lr_schedule")(
+    lambda: fit_call(
+        lr_schedule=torch.optim.lr_scheduler.StepLR(
+            torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=0.1), 3
+        )
+    )
+)
+
+
 # ---------------------------------------------------------------------------- the runner
 
 
