@@ -68,7 +68,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from ._checks import check_batch, check_choice, check_reduction
+from ._checks import check_batch, check_choice, check_generator, check_reduction
 from ._tensor_ops import event_sum, rademacher, reduce
 
 __all__ = [
@@ -330,6 +330,10 @@ def hessian_diagonal(layers: nn.Module | Sequence[nn.Module], x: torch.Tensor, *
         leaf for layer in layers for leaf in _leaves(layer)]
     for layer in seq:
         _check_layer(layer, method)
+    dtype = next((p.dtype for layer in seq for p in layer.parameters()), x.dtype)
+    if x.dtype != dtype:
+        raise ValueError(f"x has dtype {x.dtype} but the network's parameters are {dtype}; "
+                         f"convert one of them (e.g. x.to({dtype}))")
     y, tape = _forward(seq, x.detach())
     if y.dim() != 2:
         raise ValueError(f"layers must map (batch, d) to (batch, K); got output shape {tuple(y.shape)}")
@@ -365,6 +369,7 @@ def _hessian_score_matching(energy: object, x: torch.Tensor, method: str,
                             generator: torch.Generator | None, reduction: str) -> torch.Tensor:
     check_reduction(reduction)
     check_batch(x)
+    check_generator(generator, x.device)
     _, grad, hdiag = energy_hessian_terms(energy, x, method=method, generator=generator)
     # s = -grad E, tr grad s = -sum diag Hess E
     per_sample = 0.5 * event_sum(grad**2) - event_sum(hdiag)

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 import torch
 
-from ._checks import check_batch, check_count, check_generator, check_number
+from ._checks import check_batch, check_count, check_fits_in_memory, check_generator, check_number
 
 __all__ = ["Banana", "Density", "Gaussian", "GaussianMixture", "Ring"]
 
@@ -76,6 +76,13 @@ class Density:
     def _check_x(self, x: torch.Tensor) -> torch.Tensor:
         return check_batch(x, event_shape=(self.dim,))
 
+    def _check_n(self, n: object, generator: torch.Generator | None) -> int:
+        """``n`` a count whose ``(n, dim)`` samples (and the few temporaries of drawing them)
+        fit in the device's memory: refused at once, naming ``n``, otherwise."""
+        n = check_count(n, "n")
+        check_fits_in_memory(n * self.dim, torch.float64, self._device(generator), "n", copies=4)
+        return n
+
     def _device(self, generator: torch.Generator | None) -> torch.device:
         check_generator(generator)
         return generator.device if generator is not None else torch.device("cpu")
@@ -128,7 +135,7 @@ class Gaussian(Density):
         return -diff @ self.precision.to(x)
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        n = check_count(n, "n")
+        n = self._check_n(n, generator)
         dev = self._device(generator)
         z = torch.randn(n, self.dim, generator=generator, dtype=self.dtype, device=dev)
         return self.mean.to(dev) + z @ self.scale_tril.to(dev).T
@@ -173,7 +180,7 @@ class GaussianMixture(Density):
         return (resp.unsqueeze(-1) * scores).sum(1)
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        n = check_count(n, "n")
+        n = self._check_n(n, generator)
         dev = self._device(generator)
         idx = torch.multinomial(self.weights.to(dev), n, replacement=True, generator=generator)
         z = torch.randn(n, self.dim, generator=generator, dtype=self.dtype, device=dev)
@@ -222,7 +229,7 @@ class Banana(Density):
         return torch.stack([g0, -u / s2sq], dim=-1)
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        n = check_count(n, "n")
+        n = self._check_n(n, generator)
         z = torch.randn(n, 2, generator=generator, dtype=self.dtype, device=self._device(generator))
         x1 = self.sigma1 * z[:, 0]
         x2 = self.sigma2 * z[:, 1] + self.curvature * (x1**2 - self.sigma1**2)
@@ -278,7 +285,7 @@ class Ring(Density):
                 + big_r * w * math.sqrt(2 * math.pi) * (gauss((r - big_r) / w) - gauss(lo)))
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        n = check_count(n, "n")
+        n = self._check_n(n, generator)
         dev = self._device(generator)
         u = torch.rand(n, generator=generator, dtype=torch.float64, device=dev)
         theta = 2 * math.pi * torch.rand(n, generator=generator, dtype=torch.float64, device=dev)

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from ._checks import check_choice, check_count, check_finite, check_number
-from .losses import exact_score_matching, make_objective, objective_input
+from .losses import EXACT_METHODS, exact_score_matching, make_objective, objective_input
 from .training import train_loop
 
 __all__ = ["FlowObjective", "FlowRun", "evaluate_flow", "flow_objective", "train_with_validation"]
@@ -179,6 +179,9 @@ def evaluate_flow(model: nn.Module, x: torch.Tensor, *, batch_size: int = 256, e
     (Song et al. 2019, Eq. 2; :math:`d` backward passes per point), in batches. Both are
     ``(N,)`` tensors on the CPU."""
     check_count(batch_size, "batch_size")
+    check_choice(exact_method, EXACT_METHODS, "exact_method")
+    if chunk_size is not None:
+        check_count(chunk_size, "chunk_size")
     if not isinstance(x, torch.Tensor) or x.dim() != 2 or x.shape[0] < 1:
         raise ValueError(f"x must be a tensor of shape (N, d) with N >= 1, got "
                          f"{tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}")

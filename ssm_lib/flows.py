@@ -42,7 +42,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ._checks import _available_bytes, check_choice, check_count, check_number
+from ._checks import _available_bytes, check_choice, check_count, check_fits_in_memory, check_number
 from .curvature import HalfSquaredNorm, record_forward, sweep_approx_bp, sweep_cp
 from .models import ACTIVATIONS, EnergyScore, mlp
 from .persistence import register_model
@@ -282,8 +282,9 @@ class NICE(nn.Module):
                temperature: float = 1.0) -> torch.Tensor:
         r"""``n`` samples :math:`f^{-1}(\tau z)`, :math:`z\sim\mathcal N(0, I)` (``temperature``
         :math:`\tau`; 1 samples the model itself)."""
-        check_count(n, "n")
+        n = check_count(n, "n")
         temperature = check_number(temperature, "temperature", positive=True)
         p = self.scaling.log_scale
+        check_fits_in_memory(n * self.dim, p.dtype, p.device, "n", copies=4)
         z = torch.randn(n, self.dim, generator=generator, dtype=p.dtype, device=p.device)
         return self.inverse(temperature * z)

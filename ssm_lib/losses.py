@@ -469,6 +469,7 @@ def negative_log_likelihood(model: Any, x: torch.Tensor, *, generator: torch.Gen
     signature of the objectives and not used. Unlike the score-matching losses it takes the *model*, not a
     score function."""
     check_reduction(reduction)
+    check_generator(generator)
     log_prob = getattr(model, "log_prob", None)
     if not callable(log_prob):
         raise ValueError(f"model must have a log_prob method, got {type(model).__name__}")
@@ -562,7 +563,31 @@ def make_objective(name: str, **options: Any) -> Objective:
     if fixed:
         raise ValueError(f"objective {name!r} fixes {', '.join(fixed)}; choose another objective "
                          f"(e.g. 'ssm' or 'ssm_vr') instead of passing it")
+    for key, value in options.items():
+        check = _OPTION_CHECKS.get(key)
+        if check is not None:
+            check(value)
     return partial(spec.loss, **spec.options, **options)
+
+
+def _check_scalar_sigma(sigma: object) -> None:
+    # a tensor or a sequence of noise levels is checked against x when the loss is called
+    if not isinstance(sigma, (torch.Tensor, list, tuple)):
+        check_number(sigma, "sigma", positive=True)
+
+
+# the option values that make_objective checks before any call (the others are checked by the
+# loss when it is called, e.g. "method", whose choices differ between objectives)
+_OPTION_CHECKS: dict[str, Callable[[Any], object]] = {
+    "n_projections": lambda v: check_count(v, "n_projections"),
+    "projection": lambda v: check_choice(v, PROJECTIONS, "projection"),
+    "variance_reduction": lambda v: check_flag(v, "variance_reduction"),
+    "chunk_size": lambda v: v is None or check_count(v, "chunk_size"),
+    "memory_budget": lambda v: v is None or check_number(v, "memory_budget", positive=True),
+    "reduction": check_reduction,
+    "sigma": _check_scalar_sigma,
+    "sigma_weight_power": lambda v: check_number(v, "sigma_weight_power"),
+}
 
 
 def objective_options(name: str) -> tuple[str, ...]:

@@ -127,6 +127,9 @@ def save_model(model: nn.Module, path: PathLike) -> None:
     if not isinstance(model, nn.Module):
         raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     _check_path(path)
+    if isinstance(path, (str, os.PathLike)) and not Path(path).parent.is_dir():
+        raise ValueError(f"path {os.fspath(path)!r}: the folder {os.fspath(Path(path).parent)!r} "
+                         "does not exist")
     key = _class_name(model)
     config = model.config()
     if not isinstance(config, dict):

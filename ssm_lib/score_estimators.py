@@ -38,10 +38,11 @@ import math
 import torch
 from torch import nn
 
-from ._checks import check_count, check_number
+from ._checks import check_choice, check_count, check_fits_in_memory, check_generator, check_number
 from ._tensor_ops import pairwise_sq_dist
 from .losses import sliced_score_matching
 from .models import mlp
+from .projections import PROJECTIONS
 from .training import DivergenceMonitor, train_loop
 
 __all__ = [
@@ -56,13 +57,17 @@ __all__ = [
 ]
 
 
-def _check_samples(samples: object, name: str = "samples", min_points: int = 1) -> torch.Tensor:
+def _check_samples(samples: object, name: str = "samples", min_points: int = 1, *,
+                   gram: bool = False) -> torch.Tensor:
     if not isinstance(samples, torch.Tensor) or samples.dim() < 2 or not samples.is_floating_point():
         got = tuple(samples.shape) if isinstance(samples, torch.Tensor) else type(samples).__name__
         raise ValueError(f"{name} must be a floating-point tensor of shape (*batch, M, d), got {got}")
     if samples.shape[-2] < min_points or samples.shape[-1] < 1:
         raise ValueError(f"{name} must hold at least {min_points} samples of dimension >= 1 per "
                          f"group (shape (*batch, M, d)), got {tuple(samples.shape)}")
+    if gram:  # (*batch, M, M) kernel matrices and their temporaries must fit: refused at once
+        m = samples.shape[-2]
+        check_fits_in_memory(samples[..., 0].numel() * m, samples.dtype, samples.device, name, copies=4)
     if not torch.isfinite(samples).all():
         raise ValueError(f"{name} must be finite")
     return samples
@@ -84,7 +89,7 @@ def median_bandwidth(samples: torch.Tensor) -> torch.Tensor:
     recomputed from the differences of the two samples, so the result carries no cancellation
     error. Falls back to 1 for a group whose samples all coincide (median distance 0).
     """
-    samples = _check_samples(samples, min_points=2).detach()
+    samples = _check_samples(samples, min_points=2, gram=True).detach()
     m, d = samples.shape[-2:]
     batch = samples.shape[:-2]
     z = samples.reshape(-1, m, d)
@@ -164,7 +169,7 @@ class SteinScoreEstimator(ScoreEstimator):
         self.bandwidth = None if bandwidth is None else check_number(bandwidth, "bandwidth", positive=True)
 
     def __call__(self, samples: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
-        z = _check_samples(samples, min_points=2).detach()
+        z = _check_samples(samples, min_points=2, gram=True).detach()
         m = z.shape[-2]
         h = _bandwidth(z, self.bandwidth)
         k = rbf_gram(z, z, h)
@@ -218,7 +223,7 @@ class SpectralScoreEstimator(ScoreEstimator):
     def __call__(self, samples: torch.Tensor, context: torch.Tensor | None = None, *,
                  queries: torch.Tensor | None = None) -> torch.Tensor:
         """The estimate at ``queries (*batch, N, d)`` (default: at ``samples`` themselves)."""
-        z = _check_samples(samples, min_points=2).detach()
+        z = _check_samples(samples, min_points=2, gram=True).detach()
         x = z if queries is None else _check_samples(queries, "queries").detach()
         if x.shape[:-2] != z.shape[:-2] or x.shape[-1] != z.shape[-1]:
             raise ValueError(f"queries must have shape (*batch, N, d) with (*batch, d) of samples "
@@ -231,6 +236,9 @@ class SpectralScoreEstimator(ScoreEstimator):
         lam, u = torch.linalg.eigh(k_reg)                    # ascending
         lam, u = lam.flip(-1), u.flip(-1)                    # descending: column j is u_j
         if self.n_eigen is not None:
+            if self.n_eigen > m:
+                raise ValueError(f"n_eigen = {self.n_eigen} is more than the {m} samples per group: "
+                                 f"at most M = {m} eigenfunctions exist")
             keep = torch.arange(m, device=z.device) < self.n_eigen
             keep = keep.expand(lam.shape)
         else:
@@ -301,10 +309,15 @@ class NetworkScoreEstimator(ScoreEstimator):
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, *, n_steps: int = 1,
                  projection: str = "gaussian", generator: torch.Generator | None = None,
                  divergence_factor: float | None = 1e8):
+        if not isinstance(model, nn.Module):
+            raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        if not isinstance(optimizer, torch.optim.Optimizer):
+            raise ValueError(f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}")
         self.model, self.optimizer = model, optimizer
         self.n_steps = check_count(n_steps, "n_steps")
         self._monitor = DivergenceMonitor(divergence_factor)
-        self.projection, self.generator = projection, generator
+        self.projection = check_choice(projection, PROJECTIONS, "projection")
+        self.generator = check_generator(generator)
         self.step = 0
 
     @staticmethod

@@ -36,7 +36,7 @@ import inspect
 import math
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import torch
 from torch import nn
@@ -154,7 +154,21 @@ def progress_bar(total: int, progress: bool | None, desc: str = "training"):
 
 
 @dataclass
-class LoopRecord:
+class _ValidationRecord:
+    """The fields that :class:`LoopRecord` and :class:`History` share (one definition): the
+    loss of every step, the validation steps and values, the best step and value, and whether
+    ``patience`` ran out."""
+
+    losses: list[float] = field(default_factory=list)
+    val_steps: list[int] = field(default_factory=list)
+    val_values: list[float] = field(default_factory=list)
+    best_step: int | None = None
+    best_value: float = math.inf
+    stopped_early: bool = False
+
+
+@dataclass
+class LoopRecord(_ValidationRecord):
     """What :func:`train_loop` did. Steps are numbered from ``first_step`` (default 1).
 
     ``losses``: the loss of every completed step; ``val_steps`` / ``val_values``: the steps
@@ -164,12 +178,6 @@ class LoopRecord:
     ``diverged_at`` / ``divergence``: the step and cause of a divergence that stopped the run
     (``on_diverge="stop"``)."""
 
-    losses: list[float] = field(default_factory=list)
-    val_steps: list[int] = field(default_factory=list)
-    val_values: list[float] = field(default_factory=list)
-    best_step: int | None = None
-    best_value: float = math.inf
-    stopped_early: bool = False
     diverged_at: int | None = None
     divergence: str | None = None
 
@@ -203,6 +211,7 @@ def train_loop(
     first_step: int = 1,
     what: str = "training",
     after_step: Callable[[int], None] | None = None,
+    best_so_far: tuple[int | None, float, dict[str, torch.Tensor] | None] | None = None,
 ) -> LoopRecord:
     r"""The one training loop.
 
@@ -220,6 +229,12 @@ def train_loop(
     (also when it raises). ``patience``: stop when more than ``patience`` steps have passed
     since the best validation step. A NaN or infinite validation value is a divergence,
     never a best.
+
+    ``best_so_far``: ``(best_step, best_value, best_state)`` of an earlier part of the same
+    run, for a loop that continues it (``first_step`` after that part's last step): the best
+    starts there instead of at ``(None, inf)`` and the initial state, so that validation,
+    ``patience`` and ``restore`` behave as in one uninterrupted loop (``best_state`` ``None``:
+    the module's state now).
 
     Raises:
         TrainingDivergedError: (``on_diverge="raise"``) naming the step and the cause.
@@ -239,6 +254,10 @@ def train_loop(
         monitor = DivergenceMonitor(divergence_factor)
     record = LoopRecord()
     best_state = copy.deepcopy(restore.state_dict()) if restore is not None else None
+    if best_so_far is not None:
+        record.best_step, record.best_value, state = best_so_far
+        if restore is not None and state is not None:
+            best_state = copy.deepcopy(state)
     last = first_step + n_steps - 1
 
     class _Stop(Exception):
@@ -303,7 +322,7 @@ def train_loop(
 # ---------------------------------------------------------------------------- fit
 
 @dataclass
-class History:
+class History(_ValidationRecord):
     """Training record of :func:`fit`.
 
     ``losses``: the loss of every step of this call; ``val_steps`` / ``val_values``: the steps
@@ -315,12 +334,6 @@ class History:
     continue the run instead of starting over. ``seed``: the seed of the run's generator
     (``None`` when a generator was given)."""
 
-    losses: list[float] = field(default_factory=list)
-    val_steps: list[int] = field(default_factory=list)
-    val_values: list[float] = field(default_factory=list)
-    best_step: int | None = None
-    best_value: float = math.inf
-    stopped_early: bool = False
     optimizer: torch.optim.Optimizer | None = None
     scheduler: object | None = None
     generator: torch.Generator | None = None
@@ -541,10 +554,8 @@ def fit(
             after_step=(lambda step: scheduler.step()) if scheduler is not None else None)
     finally:
         model.eval()
-    return History(losses=record.losses, val_steps=record.val_steps, val_values=record.val_values,
-                   best_step=record.best_step, best_value=record.best_value,
-                   stopped_early=record.stopped_early, optimizer=optimizer, scheduler=scheduler,
-                   generator=gen, seed=run_seed)
+    shared = {f.name: getattr(record, f.name) for f in fields(_ValidationRecord)}
+    return History(**shared, optimizer=optimizer, scheduler=scheduler, generator=gen, seed=run_seed)
 
 
 _FIT_KEYWORDS = tuple(inspect.signature(fit).parameters)[3:-1]

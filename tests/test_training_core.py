@@ -5,6 +5,8 @@ keywords and non-finite data are named before any step; nothing is printed to st
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import math
 
 import pytest
@@ -16,7 +18,7 @@ from ssm_lib.dkef import DKEF, dkef_loss, train_dkef
 from ssm_lib.flow_training import flow_objective, train_with_validation
 from ssm_lib.losses import make_objective
 from ssm_lib.score_estimators import ConditionalScoreMLP, NetworkScoreEstimator
-from ssm_lib.training import DivergenceMonitor, TrainingDivergedError, train_loop
+from ssm_lib.training import DivergenceMonitor, History, LoopRecord, TrainingDivergedError, train_loop
 
 
 def _g(seed: int = 0) -> torch.Generator:
@@ -341,3 +343,16 @@ def test_numpy_scalars_are_numbers():
     # the same z scaled by 0.5 through a fixed flow: the samples are not those at temperature 1
     assert not torch.allclose(cold, hot)
     assert ConditionalScoreMLP(2, np.int64(3), hidden=4).context_dim == 3
+
+
+def test_history_and_loop_record_keep_their_fields_defined_once():
+    # issue 21: the six shared fields have one definition; the public field lists and their
+    # positional order are those of before
+    shared = ["losses", "val_steps", "val_values", "best_step", "best_value", "stopped_early"]
+    assert [f.name for f in dataclasses.fields(History)] == shared + ["optimizer", "scheduler", "generator",
+                                                                      "seed"]
+    assert [f.name for f in dataclasses.fields(LoopRecord)] == shared + ["diverged_at", "divergence"]
+    h = History([1.0], [1], [2.0], 1, 2.0, False, None, None, None, 7)
+    assert h.seed == 7 and h.best_value == 2.0 and not hasattr(h, "diverged_at")
+    defined_here = {cls: set(inspect.get_annotations(cls)) for cls in (History, LoopRecord)}
+    assert not defined_here[History] & set(shared) and not defined_here[LoopRecord] & set(shared)

@@ -43,7 +43,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .._checks import check_count, check_number
+from .._checks import check_count, check_fits_in_memory, check_number
 from ..sampling import langevin_dynamics
 from .evaluation import log_normalizer
 from .model import DKEF
@@ -123,6 +123,7 @@ def sample_langevin(model: DKEF, n: int, *, n_steps: int = 1000, step_size: floa
         raise ValueError(f"model must be a ssm_lib.dkef.DKEF, got {type(model).__name__}")
     n = check_count(n, "n")
     p = model.alpha
+    check_fits_in_memory(n * model.dim, p.dtype, p.device, "n", copies=4)
     if init is None:
         init = model.base_std * torch.randn(n, model.dim, generator=generator, dtype=p.dtype, device=p.device)
     else:
