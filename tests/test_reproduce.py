@@ -195,3 +195,78 @@ def test_notebook_follows_the_template(path):
         if cell.cell_type == "code" and cell.source.startswith("# NBVAL_CHECK_OUTPUT"):
             for clock in ("elapsed(", "perf_counter", "time.time", "timeit", "monotonic"):
                 assert clock not in cell.source, f"a compared cell must not print timings ({clock})"
+
+
+# --- issue 24: the cpu profile, the smoke run, results and progress of long runs -----------
+
+SMOKE_TOY = TOY.replace('output_dir = "experiments"\n',
+                        'output_dir = "experiments"\nsmoke_steps = 0\n').replace(
+    "exp = setup(\"toy\", profile=profile, device=\"cpu\", seed=seed, output_dir=output_dir)",
+    "exp = setup(\"toy\", profile=profile, device=\"cpu\", seed=seed, output_dir=output_dir, "
+    "smoke_steps=smoke_steps)")
+
+SMOKE_LAST = """\
+from booktools.runs import RunStore, Fingerprint, run_units
+steps = exp.limit(1000)
+exp.time_estimate("train", seconds_per_step=0.5, steps=1000)
+store = RunStore("toy", profile, fingerprint=Fingerprint("l", "r", "n", "s"))
+run_units([{"seed": 0}, {"seed": 1}], lambda u: {"steps": steps}, store)
+exp.record(steps=steps)
+"""
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--smoke-steps", "-1"], "--smoke-steps must be a non-negative integer"),
+    (["--smoke-steps", "2"], "--smoke-steps: "),
+    (["--smoke-steps", "two"], "argument --smoke-steps: invalid int value"),
+    (["--profile", "cpu"], "--profile cpu: profile 'cpu': experiment 'toy' has no record"),
+    (["--profile", "medium"], "--profile medium: profile must be one of ('quick', 'full', 'cpu')"),
+])
+def test_issue24_mistakes_name_the_argument(tmp_path, capsys, args, message):
+    _toy(tmp_path / "nb", "x")  # declares no smoke_steps
+    code = reproduce.main(["toy", *args, "--notebook-dir", str(tmp_path / "nb"),
+                           "--output-dir", str(tmp_path / "out"), "--device", "cpu"])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+    if "does not declare" in err:
+        assert "does not declare smoke_steps in its parameters cell" in err
+
+
+def test_issue24_results_and_progress_locations_are_checked_first(tmp_path, capsys):
+    _toy(tmp_path / "nb", "x")
+    (tmp_path / "file").write_text("")
+    base = ["toy", "--notebook-dir", str(tmp_path / "nb"), "--output-dir", str(tmp_path / "out"),
+            "--device", "cpu"]
+    assert reproduce.main([*base, "--results-dir", str(tmp_path / "file")]) == 2
+    assert "--results-dir" in capsys.readouterr().err
+    assert reproduce.main([*base, "--progress-file", str(tmp_path)]) == 2
+    assert "--progress-file" in capsys.readouterr().err
+
+
+def test_declares_smoke_steps_reads_the_parameters_cell_only(tmp_path):
+    (tmp_path / "a.md").write_text(SMOKE_TOY.format(tag="t", last="", figure="f"))
+    (tmp_path / "b.md").write_text(TOY.format(tag="t", last="smoke_steps = 0", figure="f"))
+    assert reproduce.declares_smoke_steps(tmp_path / "a.md")
+    assert not reproduce.declares_smoke_steps(tmp_path / "b.md")  # declared elsewhere: not support
+
+
+def test_a_smoke_run_cuts_loops_estimates_time_and_reports_units(tmp_path):
+    nb = tmp_path / "nb"
+    nb.mkdir()
+    (nb / "toy.md").write_text(SMOKE_TOY.format(tag="smoke", last=SMOKE_LAST, figure="f"))
+    progress = tmp_path / "progress.log"
+    run = subprocess.run(_command(tmp_path, "--profile", "full", "--smoke-steps", "2",
+                                  "--results-dir", str(tmp_path / "res"),
+                                  "--progress-file", str(progress)),
+                         capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr
+    data = json.loads((tmp_path / "out" / "results" / "toy.json").read_text())
+    assert data["steps"] == 2 and data["meta"]["smoke_steps"] == 2 and data["meta"]["profile"] == "full"
+    assert data["time_estimates"]["train"]["seconds"] == 500.0 and data["time_estimate_total_s"] == 500.0
+    assert sorted(p.name for p in (tmp_path / "res" / "full" / "toy").iterdir()) == [
+        "seed=0.json", "seed=1.json"]
+    assert "toy/full: [2/2] seed=1 done in" in progress.read_text()
+    assert "toy: toy/full: [1/2] seed=0 done in" in run.stderr  # followed onto the terminal
+    nb_json = json.loads((tmp_path / "out" / "toy.ipynb").read_text())
+    assert "[estimate] train: 500 ms/step x 1000 steps = 8.33 min" in json.dumps(nb_json)
+    assert "it/s" not in json.dumps(nb_json)  # no progress bar in the rendered notebook
