@@ -219,7 +219,7 @@ exp.record(steps=steps)
     (["--smoke-steps", "-1"], "--smoke-steps must be a non-negative integer"),
     (["--smoke-steps", "2"], "--smoke-steps: "),
     (["--smoke-steps", "two"], "argument --smoke-steps: invalid int value"),
-    (["--profile", "cpu"], "--profile cpu: profile 'cpu': experiment 'toy' has no record"),
+    (["--profile", "cpu"], "--profile cpu: experiment 'toy' has no record"),
     (["--profile", "medium"], "--profile medium: profile must be one of ('quick', 'full', 'cpu')"),
 ])
 def test_issue24_mistakes_name_the_argument(tmp_path, capsys, args, message):
@@ -270,3 +270,43 @@ def test_a_smoke_run_cuts_loops_estimates_time_and_reports_units(tmp_path):
     nb_json = json.loads((tmp_path / "out" / "toy.ipynb").read_text())
     assert "[estimate] train: 500 ms/step x 1000 steps = 8.33 min" in json.dumps(nb_json)
     assert "it/s" not in json.dumps(nb_json)  # no progress bar in the rendered notebook
+
+
+_spec_smoke = importlib.util.spec_from_file_location("smoke_full", ROOT / "tools" / "smoke_full.py")
+smoke_full = importlib.util.module_from_spec(_spec_smoke)
+_spec_smoke.loader.exec_module(smoke_full)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--output-dir", str(ROOT / "experiments" / "smoke")], "--output-dir"),
+    (["--output-dir", str(ROOT / "results")], "inside results/"),
+    (["--steps", "0"], "--steps must be a positive integer"),
+    (["plain"], "plain: no smoke_steps in the parameters cell (notebooks that support the smoke run: toy)"),
+])
+def test_smoke_full_mistakes_are_one_line(tmp_path, capsys, args, message):
+    nb = tmp_path / "nb"
+    nb.mkdir()
+    (nb / "toy.md").write_text(SMOKE_TOY.format(tag="t", last="", figure="f"))
+    (nb / "plain.md").write_text(TOY.format(tag="t", last="", figure="f"))
+    base = ["--notebook-dir", str(nb), "--output-dir", str(tmp_path / "scratch")]
+    assert smoke_full.main([*base, *args]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_smoke_full_prints_one_line_per_notebook(tmp_path, capsys):
+    nb = tmp_path / "nb"
+    nb.mkdir()
+    (nb / "toy.md").write_text(SMOKE_TOY.format(tag="t", last=SMOKE_LAST, figure="f"))
+    (nb / "bad.md").write_text(SMOKE_TOY.format(tag="t", last="raise RuntimeError('shape (2, 3)')",
+                                                figure="f"))
+    (nb / "plain.md").write_text(TOY.format(tag="t", last="", figure="f"))  # not supported: skipped
+    assert smoke_full.supporting_notebooks(nb) == ["bad", "toy"]
+    code = smoke_full.main(["--notebook-dir", str(nb), "--output-dir", str(tmp_path / "scratch")])
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert code == 1 and len(lines) == 2, lines
+    assert re.match(r"^bad +FAILED +[\d.]+ s +reproduce.py: bad failed: cell \d+ .*RuntimeError: shape "
+                    r"\(2, 3\)", lines[0]), lines[0]
+    assert re.match(r"^toy +ok +[\d.]+ s +full run estimated 8.3 min on cpu \(1 phases\)$",
+                    lines[1]), lines[1]
+    assert (tmp_path / "scratch" / "runs" / "full" / "toy" / "seed=1.json").is_file()

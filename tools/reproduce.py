@@ -103,8 +103,8 @@ def check(args: argparse.Namespace) -> Path:
     try:
         check_parameters(args.profile, args.device, args.seed, name=args.name)
     except ValueError as err:
-        message = str(err)
-        raise UsageError(f"--profile {args.profile}: {message}" if message.startswith("profile")
+        message = str(err).removeprefix(f"profile {args.profile!r}: ")
+        raise UsageError(f"--profile {args.profile}: {message}" if "profile" in str(err)[:8]
                          else message) from None
     writable_folder(args.output_dir, "--output-dir")
     if args.results_dir is not None:
