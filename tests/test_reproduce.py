@@ -310,3 +310,22 @@ def test_smoke_full_prints_one_line_per_notebook(tmp_path, capsys):
     assert re.match(r"^toy +ok +[\d.]+ s +full run estimated 8.3 min on cpu \(1 phases\)$",
                     lines[1]), lines[1]
     assert (tmp_path / "scratch" / "runs" / "full" / "toy" / "seed=1.json").is_file()
+
+
+def test_make_routes_the_cpu_profile_and_the_smoke_run():
+    """``make reproduce PROFILE=cpu`` runs reproduce-cpu (resumable, progress file, results/cpu),
+    ``make smoke-full`` writes into a scratch folder (dry runs: nothing executed)."""
+    def dry(*args: str) -> str:
+        run = subprocess.run(["make", "-n", "--no-print-directory", *args], cwd=ROOT,
+                             capture_output=True, text=True, timeout=120)
+        assert run.returncode == 0, run.stderr
+        return run.stdout
+
+    out = dry("reproduce", "PROFILE=cpu", "CPU_NOTEBOOKS=dkef_uci nice_digits", "CPU_JOBS=2")
+    assert "-k -j2 cpu-run/dkef_uci cpu-run/nice_digits" in out
+    for name in ("dkef_uci", "nice_digits"):
+        assert re.search(rf"tools/reproduce.py {name} --profile cpu .*--output-dir results/cpu "
+                         rf"\\\s+--progress-file results/cpu/logs/{name}.progress 2>&1 \| tee -a "
+                         rf"results/cpu/logs/{name}.log", out, re.S), out
+    smoke = dry("smoke-full")
+    assert "tools/smoke_full.py --steps 2 --device cpu --output-dir _build/smoke-full" in smoke
