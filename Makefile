@@ -30,6 +30,8 @@ help:
 	@echo "make book     - build the book into _build/html (creating .venv if needed)"
 	@echo "make test     - ruff, actionlint, pytest, the notebooks (papermill + nbval), strict build, browser test"
 	@echo "make reproduce - run the experiment notebooks that changed (PROFILE=quick|full, DEVICE, SEED)"
+	@echo "make reproduce-cpu - the paper experiments' cpu profile (hours; resumable; also PROFILE=cpu)"
+	@echo "make smoke-full - every notebook that supports it, full profile, 2 steps per phase, on the CPU"
 	@echo "make nbval    - stock nbval: run notebooks/reference/*.ipynb, compare the marked cells (make outputs: same)"
 	@echo "make notebooks - reproduce and nbval side by side, JOBS at a time (part of make test)"
 	@echo "make reference - rewrite notebooks/reference/ from the executed notebooks (quick, seed 0, CPU)"
@@ -73,7 +75,11 @@ book-strict: $(STAMP) reproduce
 # Experiments: experiments/<name>.ipynb is notebooks/<name>.md executed by papermill (see
 # tools/reproduce.py). It is rerun when its source, ssm_lib, the environment or the run
 # settings (PROFILE, DEVICE, SEED, kept in $(RUN_SETTINGS)) changed.
+ifeq ($(PROFILE),cpu)
+reproduce: reproduce-cpu
+else
 reproduce: $(EXECUTED)
+endif
 
 $(EXPERIMENTS)/%.ipynb: notebooks/%.md $(LIB_SOURCES) tools/reproduce.py $(RUN_SETTINGS) $(STAMP)
 	$(BIN)/python tools/reproduce.py $* --profile $(PROFILE) --device $(DEVICE) --seed $(SEED)
@@ -85,6 +91,37 @@ $(RUN_SETTINGS): FORCE
 	@echo "$(RUN_SETTINGS_TEXT)" | cmp -s - $@ || echo "$(RUN_SETTINGS_TEXT)" > $@
 
 FORCE:
+
+# The cpu profile (the paper's data and settings, reduced only where a 2-core CPU cannot run
+# them; opt-in per record, see tools/booktools/profiles.py): hours per notebook, so it runs apart
+# from the book. Each notebook writes its executed notebook, figures and results JSON into the
+# committed $(CPU_RESULTS)/, and one JSON file per finished unit (data set x objective x seed)
+# into $(CPU_RESULTS)/<name>/ (booktools.runs), so an interrupted run resumes where it stopped
+# and a later sitting adds seeds. CPU_JOBS notebooks side by side (CPU_THREADS threads each);
+# the progress of every unit is printed and appended to $(CPU_RESULTS)/logs/<name>.log. In the
+# background: nohup make reproduce-cpu CPU_JOBS=2 > /dev/null 2>&1 &  then tail -f the logs.
+CPU_RESULTS := results/cpu
+CPU_NOTEBOOKS ?= dkef_uci dkef_scalability nice_digits implicit_vae
+CPU_JOBS ?= 1
+CPU_THREADS ?= 1
+CPU_TIMEOUT ?= 86400
+.PHONY: reproduce-cpu smoke-full
+reproduce-cpu: $(STAMP)
+	@mkdir -p $(CPU_RESULTS)/logs
+	$(MAKE) --no-print-directory -k -j$(CPU_JOBS) $(addprefix cpu-run/,$(CPU_NOTEBOOKS))
+
+cpu-run/%: $(STAMP) FORCE
+	@echo "cpu profile: $* started $$(date -u +%FT%TZ); log $(CPU_RESULTS)/logs/$*.log"
+	@set -o pipefail; OMP_NUM_THREADS=$(CPU_THREADS) $(BIN)/python tools/reproduce.py $* --profile cpu \
+		--device $(DEVICE) --seed $(SEED) --timeout $(CPU_TIMEOUT) --output-dir $(CPU_RESULTS) \
+		--progress-file $(CPU_RESULTS)/logs/$*.progress 2>&1 | tee -a $(CPU_RESULTS)/logs/$*.log
+
+# The full-profile smoke run (tools/smoke_full.py): every notebook whose parameters cell declares
+# smoke_steps, in the full profile with every phase cut to 2 steps, on the CPU, into a scratch
+# folder; one line per notebook (status, wall time, the full run's estimated time).
+SMOKE_DIR ?= _build/smoke-full
+smoke-full: $(STAMP)
+	$(BIN)/python tools/smoke_full.py --steps 2 --device cpu --output-dir $(SMOKE_DIR)
 
 # The key numbers, checked by stock nbval: notebooks/reference/<name>.ipynb is the notebook with
 # the expected outputs of its cells marked `# NBVAL_CHECK_OUTPUT` (quick profile, seed 0, CPU);

@@ -23,6 +23,16 @@ papermill:
 * Progress bars are switched off inside the kernel (``TQDM_DISABLE=1``, tqdm's environment
   default for ``disable``): their redraws would be frozen into the executed notebook, which
   the book renders. papermill's own bar (one per notebook, on a terminal only) still shows.
+* ``--profile cpu`` (opt-in, :mod:`booktools.profiles`) is accepted for a notebook whose record
+  describes that profile, and refused in one line otherwise.
+* ``--smoke-steps N`` (N > 0) runs a notebook that declares ``smoke_steps`` in its parameters
+  cell with every long loop cut to N steps (``Experiment.limit``); refused in one line for a
+  notebook that does not declare it.
+* ``--results-dir`` sets where the long runs keep their per-unit results
+  (``BOOKTOOLS_RESULTS_DIR``, default the committed ``results/``); ``--progress-file`` names a
+  file that receives one line per finished unit (``BOOKTOOLS_PROGRESS_FILE``), and those lines
+  are printed on standard error as they come, so a long run shows its progress in a terminal or
+  log while the notebook itself stays free of it.
 """
 
 from __future__ import annotations
@@ -30,9 +40,12 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import re
 import shutil
 import signal
 import sys
+import threading
+from contextlib import contextmanager
 from pathlib import Path
 
 from booktools.cli import Parser, UsageError, run_command, writable_folder
@@ -44,14 +57,33 @@ PROG = "reproduce.py"
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = Parser(prog=PROG, description=__doc__.split("\n\n")[0])
     p.add_argument("name", help="notebook name: notebooks/<name>.md")
-    p.add_argument("--profile", default="quick", help="quick (CPU, minutes) or full (one GPU)")
+    p.add_argument("--profile", default="quick",
+                   help="quick (CPU, minutes), full (the paper's setting, one GPU) or cpu (the "
+                        "paper's data on a 2-core CPU; only for notebooks whose record describes it)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
     p.add_argument("--seed", type=int, default=0, help="integer seed passed to the notebook")
     p.add_argument("--output-dir", type=Path, default=ROOT / "experiments",
                    help="where the executed notebooks go (default: experiments/)")
     p.add_argument("--notebook-dir", type=Path, default=ROOT / "notebooks", help=argparse.SUPPRESS)
     p.add_argument("--timeout", type=int, default=3600, help="per-cell timeout in seconds")
+    p.add_argument("--smoke-steps", type=int, default=0, metavar="N",
+                   help="smoke run: every long loop cut to N steps (0: a normal run)")
+    p.add_argument("--results-dir", type=Path, default=None,
+                   help="where long runs keep their per-unit results (default: results/)")
+    p.add_argument("--progress-file", type=Path, default=None,
+                   help="file receiving one line per finished unit, also printed on stderr")
     return p.parse_args(argv)
+
+
+_PARAMETERS_CELL = re.compile(r"^```\{code-cell\}[^\n]*\n(?::[^\n]*\n)*?:tags: \[[^\]]*parameters[^\]]*\]\n"
+                              r"(.*?)^```", re.M | re.S)
+
+
+def declares_smoke_steps(source: Path) -> bool:
+    """Whether the notebook's parameters cell declares ``smoke_steps`` (its support of the
+    full-profile smoke run)."""
+    m = _PARAMETERS_CELL.search(source.read_text())
+    return bool(m and re.search(r"^smoke_steps\s*=", m.group(1), re.M))
 
 
 def check(args: argparse.Namespace) -> Path:
@@ -62,12 +94,57 @@ def check(args: argparse.Namespace) -> Path:
     if not source.is_file():
         known = sorted(p.stem for p in args.notebook_dir.glob("*.md"))
         raise UsageError(f"no notebook {args.name!r} in {args.notebook_dir} (known: {', '.join(known)})")
+    if args.smoke_steps < 0:
+        raise UsageError(f"--smoke-steps must be a non-negative integer (0: a normal run), "
+                         f"got {args.smoke_steps}")
+    if args.smoke_steps and not declares_smoke_steps(source):
+        raise UsageError(f"--smoke-steps: {source} does not declare smoke_steps in its parameters cell, "
+                         "so it cannot cut its loops short")
     try:
-        check_parameters(args.profile, args.device, args.seed)
+        check_parameters(args.profile, args.device, args.seed, name=args.name)
     except ValueError as err:
-        raise UsageError(str(err)) from None
+        message = str(err).removeprefix(f"profile {args.profile!r}: ")
+        raise UsageError(f"--profile {args.profile}: {message}" if "profile" in str(err)[:8]
+                         else message) from None
     writable_folder(args.output_dir, "--output-dir")
+    if args.results_dir is not None:
+        writable_folder(args.results_dir, "--results-dir")
+    if args.progress_file is not None:
+        writable_folder(args.progress_file.parent, "--progress-file")
+        if args.progress_file.is_dir():
+            raise UsageError(f"--progress-file {args.progress_file} is a folder, not a file")
     return source
+
+
+@contextmanager
+def _follow(path: Path | None, prefix: str, stream):
+    """Print the lines appended to ``path`` on ``stream`` (the terminal) while the block runs."""
+    if path is None:
+        yield
+        return
+    stop = threading.Event()
+    path.touch()
+    start = path.stat().st_size
+
+    def follow() -> None:
+        with path.open() as fh:
+            fh.seek(start)
+            while True:
+                line = fh.readline()
+                if line.endswith("\n"):
+                    print(f"{prefix}: {line.rstrip()}", file=stream, flush=True)
+                elif stop.is_set():
+                    return
+                else:
+                    stop.wait(0.5)
+
+    thread = threading.Thread(target=follow, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=5)
 
 
 def _kernel_environment() -> None:
@@ -154,17 +231,25 @@ def run(args: argparse.Namespace, source: Path) -> int:
     nb.metadata["kernelspec"] = {"display_name": "Python 3", "language": "python", "name": "python3"}
     nb.metadata.pop("jupytext", None)  # the .ipynb is a build product, not a paired file
     _kernel_environment()
+    if args.results_dir is not None:
+        os.environ["BOOKTOOLS_RESULTS_DIR"] = str(args.results_dir.resolve())
+    if args.progress_file is not None:
+        os.environ["BOOKTOOLS_PROGRESS_FILE"] = str(args.progress_file.resolve())
+    parameters = {"profile": args.profile, "device": args.device, "seed": args.seed,
+                  "output_dir": str(staging.relative_to(out))}
+    if args.smoke_steps:
+        parameters["smoke_steps"] = args.smoke_steps
     signal.signal(signal.SIGTERM, _interrupt)
     try:
         # the kernel's start-up warnings and papermill's log go to a file, not the terminal
-        with native_stderr_to(staging / "kernel-stderr.log") as terminal:
+        with native_stderr_to(staging / "kernel-stderr.log") as terminal, \
+                _follow(args.progress_file, name, terminal):
             # disable=False given explicitly: it wins over the TQDM_DISABLE default set above
             bar = ({"file": terminal, "desc": name, "leave": False, "disable": False}
                    if terminal.isatty() else False)
             pm.execute_notebook(
                 nb, str(staging / f"{name}.ipynb"),
-                parameters={"profile": args.profile, "device": args.device, "seed": args.seed,
-                            "output_dir": str(staging.relative_to(out))},
+                parameters=parameters,
                 kernel_name="python3", language="python", cwd=str(out), progress_bar=bar,
                 execution_timeout=args.timeout, log_output=False)
     except KeyboardInterrupt:

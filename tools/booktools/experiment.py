@@ -20,6 +20,17 @@ The paper experiments also read their settings from the experiment's record
 
 ``check`` is for the project's own invariants; a paper claim that does not reproduce is a
 verdict, never a failure.
+
+The full-profile smoke run (``make smoke-full``): a notebook that declares ``smoke_steps = 0``
+in its parameters cell is run with ``smoke_steps = 2``, and caps every loop of the paper's
+length by :meth:`Experiment.limit` (``range(exp.limit(cfg.steps))``), so that every phase runs
+at full size for two steps; :meth:`Experiment.time_estimate` turns the measured cost per step
+into the time of the full run::
+
+    exp.time_estimate("train ssm_vr", seconds_per_step=t / n, steps=cfg.steps)
+
+Long runs keep one result per unit of work with its provenance (:meth:`Experiment.run_store`,
+:mod:`booktools.runs`), so that an interrupted run resumes.
 """
 
 from __future__ import annotations
@@ -35,6 +46,7 @@ from typing import Any
 import torch
 
 from booktools.claims import Claim, Decision, claim_from_record, decide
+from booktools.profiles import RUN_PROFILES, NotDescribed, opt_in_values
 from booktools.records import (
     PROFILES,
     Record,
@@ -84,14 +96,66 @@ class Experiment:
     _record: Record | None = field(default=None, repr=False)
     _settings: Settings | None = field(default=None, repr=False)
     _decisions: dict[tuple[str, str | None], Decision] = field(default_factory=dict, repr=False)
+    smoke_steps: int = 0
 
     @property
     def quick(self) -> bool:
         return self.profile == "quick"
 
     def pick(self, quick: Any, full: Any) -> Any:
-        """The quick-profile or the full-profile value of a setting."""
+        """The quick-profile or the full-profile value of a setting (only these two profiles:
+        another profile reads its values from the record, ``exp.settings``)."""
+        if self.profile not in PROFILES:
+            raise ValueError(f"pick() knows the quick and full profiles only; the {self.profile!r} "
+                             "profile reads its values from the record (exp.settings)")
         return quick if self.quick else full
+
+    # --- the full-profile smoke run and time estimates ---------------------------------------
+    @property
+    def smoke(self) -> bool:
+        """Whether this is a smoke run (``smoke_steps > 0``): every long loop cut short."""
+        return self.smoke_steps > 0
+
+    def limit(self, n: int) -> int:
+        """``n`` in a normal run; ``min(n, smoke_steps)`` in a smoke run. Wrap every count of the
+        paper's length in it (steps, epochs, iterations, sample counts of an estimate)."""
+        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+            raise ValueError(f"n must be a non-negative integer, got {n!r}")
+        return min(n, self.smoke_steps) if self.smoke else n
+
+    def time_estimate(self, name: str, seconds_per_step: float, steps: int) -> float:
+        """Record and print the extrapolated time of a phase of the full run: seconds per step
+        (measured in this run) times ``steps`` (the phase's length in this profile, before
+        :meth:`limit`). Returns the estimate in seconds; the results JSON keeps every phase
+        under ``time_estimates`` and their sum under ``time_estimate_total_s``."""
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"name must be a non-empty string, got {name!r}")
+        if (isinstance(seconds_per_step, bool) or not isinstance(seconds_per_step, (int, float))
+                or not math.isfinite(seconds_per_step) or seconds_per_step < 0):
+            raise ValueError(f"seconds_per_step must be a finite number >= 0, got {seconds_per_step!r}")
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
+            raise ValueError(f"steps must be a non-negative integer, got {steps!r}")
+        total = float(seconds_per_step) * steps
+        estimates = self.results.setdefault("time_estimates", {})
+        estimates[name] = {"seconds_per_step": float(seconds_per_step), "steps": steps,
+                           "seconds": total, "device": str(self.device)}
+        self.results["time_estimate_total_s"] = sum(e["seconds"] for e in estimates.values())
+        self.record()
+        print(f"[estimate] {name}: {_duration(seconds_per_step)}/step x {steps} steps = "
+              f"{_duration(total)} on {self.device} ({self.profile} profile)")
+        return total
+
+    def run_store(self, *, fingerprint: Any = None, root: str | Path | None = None):
+        """A :class:`booktools.runs.RunStore` for this experiment and profile, with this
+        profile's settings and device in every unit's provenance. Results go to the committed
+        ``results/<profile>/<name>/`` (or ``$BOOKTOOLS_RESULTS_DIR``); a quick or smoke run's go
+        to ``<output_dir>/runs/`` (build products, never committed)."""
+        from booktools.runs import RunStore
+
+        if root is None and (self.quick or self.smoke):
+            root = self.output_dir / "runs"
+        return RunStore(self.name, self.profile, root=Path(root) if root is not None else None,
+                        fingerprint=fingerprint, settings=self.settings, device=self.device)
 
     def generator(self, offset: int = 0, device: torch.device | str | None = None) -> torch.Generator:
         """A fresh generator seeded with ``seed + offset`` (on the experiment's device)."""
@@ -125,6 +189,8 @@ class Experiment:
         path.mkdir(parents=True, exist_ok=True)
         meta = {"notebook": self.name, "profile": self.profile, "device": str(self.device),
                 "seed": self.seed, "torch": torch.__version__}
+        if self.smoke:
+            meta["smoke_steps"] = self.smoke_steps
         text = json.dumps({"meta": meta, **self.results}, indent=2, sort_keys=True, allow_nan=False)
         (path / f"{self.name}.json").write_text(text)
 
@@ -238,25 +304,50 @@ class Experiment:
               f"reproduced, {counts['inconclusive']} inconclusive).")
 
 
-def check_parameters(profile: str, device: str, seed: int) -> torch.device:
+def _duration(seconds: float) -> str:
+    if seconds < 1:
+        return f"{seconds * 1e3:.3g} ms"
+    if seconds < 120:
+        return f"{seconds:.3g} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.3g} min"
+    return f"{seconds / 3600:.3g} h"
+
+
+def check_parameters(profile: str, device: str, seed: int, smoke_steps: int = 0,
+                     name: str | None = None) -> torch.device:
     """Validate a notebook's papermill parameters; returns the device they name.
 
-    Raises ``ValueError`` for an unknown ``profile``, a ``device`` that is not there or a
-    ``seed`` that is not an integer. ``tools/reproduce.py`` calls it before starting a kernel.
+    Raises ``ValueError`` for an unknown ``profile`` (one of
+    :data:`booktools.profiles.RUN_PROFILES`; an opt-in profile such as ``cpu`` only for an
+    experiment ``name`` whose record describes it), a ``device`` that is not there, a ``seed``
+    that is not an integer or a ``smoke_steps`` that is not a non-negative integer.
+    ``tools/reproduce.py`` calls it before starting a kernel.
     """
-    if profile not in PROFILES:
-        raise ValueError(f"profile must be one of {PROFILES}, got {profile!r}")
+    if profile not in RUN_PROFILES:
+        raise ValueError(f"profile must be one of {RUN_PROFILES}, got {profile!r}")
+    if profile not in PROFILES:  # opt-in: the record must describe it (and follow the rules)
+        if name is None:
+            raise ValueError(f"profile {profile!r} is opt-in per record: name the experiment")
+        try:
+            opt_in_values(name, profile)
+        except NotDescribed as err:
+            raise ValueError(f"profile {profile!r}: {err}") from None
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise ValueError(f"seed must be an integer, got {seed!r}")
+    if isinstance(smoke_steps, bool) or not isinstance(smoke_steps, int) or smoke_steps < 0:
+        raise ValueError(f"smoke_steps must be a non-negative integer (0: a normal run), got {smoke_steps!r}")
     return resolve_device(device)
 
 
 def setup(name: str, *, profile: str = "quick", device: str = "auto", seed: int = 0,
-          output_dir: str | Path = "experiments") -> Experiment:
+          output_dir: str | Path = "experiments", smoke_steps: int = 0) -> Experiment:
     """Validate the papermill parameters (:func:`check_parameters`), seed torch's global
-    generator with ``seed`` and prepare the output folder."""
-    dev = check_parameters(profile, device, seed)
+    generator with ``seed`` and prepare the output folder. ``smoke_steps > 0``: a smoke run
+    (see :meth:`Experiment.limit`)."""
+    dev = check_parameters(profile, device, seed, smoke_steps, name)
     torch.manual_seed(seed)
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    return Experiment(name=name, profile=profile, device=dev, seed=seed, output_dir=out)
+    return Experiment(name=name, profile=profile, device=dev, seed=seed, output_dir=out,
+                      smoke_steps=smoke_steps)

@@ -1,0 +1,215 @@
+"""booktools.runs: resumable results with provenance. A unit's file is written atomically and
+counts as done only when it reads back; an interrupted loop resumes with the pending units; a
+corrupt file is run again with a warning; a result made before a change to the library, the
+recipes, the notebook's code or the record's settings is marked stale; every file carries its
+provenance."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from booktools import runs
+from booktools.records import load_record
+from booktools.runs import (
+    CorruptResult,
+    Fingerprint,
+    RunStore,
+    UnitFailed,
+    inputs_fingerprint,
+    run_units,
+    unit_key,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+FP = Fingerprint(library="l1", recipes="r1", notebook="n1", record="s1")
+UNITS = [{"dataset": d, "objective": o, "seed": s}
+         for d in ("redwine", "parkinsons") for o in ("ssm", "exact") for s in (0, 1)]
+
+
+def store(tmp_path: Path, fingerprint: Fingerprint = FP, **kw) -> RunStore:
+    return RunStore("toy", "cpu", root=tmp_path / "results", fingerprint=fingerprint, **kw)
+
+
+def test_unit_keys_are_plain_and_bad_units_are_named():
+    assert unit_key({"dataset": "redwine", "seed": 3}) == "dataset=redwine__seed=3"
+    assert unit_key("warmup") == "warmup"
+    with pytest.raises(ValueError, match="'dataset'='red wine'"):
+        unit_key({"dataset": "red wine"})
+    with pytest.raises(TypeError, match="value of 'sigma' must be an int or a string"):
+        unit_key({"sigma": 0.1})
+    with pytest.raises(TypeError, match="non-empty mapping"):
+        unit_key({})
+    with pytest.raises(ValueError, match="profile must be a plain word"):
+        RunStore("toy", "../cpu", root=Path("/nonexistent"), fingerprint=FP)
+    with pytest.raises(TypeError, match="fingerprint must be a Fingerprint"):
+        RunStore("toy", "cpu", root=Path("/nonexistent"), fingerprint="abc")
+
+
+def test_a_saved_unit_carries_its_provenance(tmp_path):
+    s = store(tmp_path, settings={"steps": 500, "lr": {"ssm": 1e-4}})
+    path = s.save({"dataset": "redwine", "seed": 4}, {"loss": -1.25}, wall_time=3.5)
+    assert path == tmp_path / "results" / "cpu" / "toy" / "dataset=redwine__seed=4.json"
+    data = json.loads(path.read_text())
+    prov = data["provenance"]
+    assert data["payload"] == {"loss": -1.25} and data["unit"] == {"dataset": "redwine", "seed": 4}
+    assert prov["profile"] == "cpu" and prov["experiment"] == "toy" and prov["seed"] == 4
+    assert prov["settings"] == {"steps": 500, "lr": {"ssm": 1e-4}}
+    assert prov["wall_time_s"] == 3.5 and prov["fingerprint"] == FP.parts
+    assert prov["torch"] and prov["machine"]["cores"] == os.cpu_count() and prov["machine"]["cpu"]
+    assert "gpu" in prov["machine"] and "hostname" not in json.dumps(prov)
+    assert len(prov["commit"]) == 40 and isinstance(prov["dirty"], bool)  # the test runs in a checkout
+    assert not list(s.folder.glob(".*"))  # no temporary file left behind
+    with pytest.raises(ValueError, match="payload of unit dataset=redwine__seed=4 is not JSON"):
+        s.save({"dataset": "redwine", "seed": 4}, {"loss": float("nan")})
+    assert json.loads(path.read_text())["payload"] == {"loss": -1.25}  # the old file survived
+
+
+def test_storing_record_settings_does_not_count_as_reading_them(tmp_path):
+    record = tmp_path / "toy.toml"
+    record.write_text('experiment = "toy"\ntitle = "t"\npaper_section = "s"\n'
+                      '[settings.steps]\nlabel = "steps"\npaper = 500\nsource = "Sec. 1"\n'
+                      'quick = 5\nquick_reason = "fast"\n')
+    cfg = load_record("toy", tmp_path).settings_for("quick")
+    s = store(tmp_path, settings=cfg)
+    s.save("only", 1)
+    assert s.read("only").provenance["settings"] == {"steps": 5}
+    assert cfg.unread() == ["steps"]  # exp.finish() still sees that the run never read it
+
+
+def test_an_interrupted_loop_resumes_with_the_pending_units(tmp_path):
+    s, calls = store(tmp_path), []
+
+    def fn(unit):
+        calls.append(unit_key(unit))
+        if len(calls) == 4:
+            raise RuntimeError("diverged at step 17")
+        return {"value": unit["seed"] + len(unit["dataset"])}
+
+    with pytest.raises(UnitFailed, match=r"unit dataset=redwine__objective=exact__seed=1 failed "
+                                         r"with RuntimeError: diverged at step 17; the 3 finished"):
+        run_units(UNITS, fn, s, progress=False)
+    assert len(s.load_all()) == 3 and s.pending(UNITS) == UNITS[3:]
+    second = []
+    out = run_units(UNITS, lambda u: second.append(u) or {"value": u["seed"] + len(u["dataset"])},
+                    s, progress=False)
+    assert second == UNITS[3:]  # the failed unit and those after it, nothing done twice
+    assert list(out) == [unit_key(u) for u in UNITS]
+    assert out[unit_key(UNITS[5])] == {"value": 1 + len("parkinsons")}
+    done_before = {p.name: p.stat().st_mtime_ns for p in s.folder.glob("*.json")}
+    ran = []
+    run_units(UNITS, lambda u: ran.append(u) or {}, s, progress=False)
+    assert ran == [] and done_before == {p.name: p.stat().st_mtime_ns for p in s.folder.glob("*.json")}
+
+
+def test_a_half_written_file_never_counts_as_done(tmp_path, monkeypatch):
+    s = store(tmp_path)
+    unit = UNITS[0]
+
+    def crash(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(runs.os, "replace", crash)  # the write stops before the rename
+    with pytest.raises(OSError, match="disk full"):
+        s.save(unit, {"value": 1})
+    monkeypatch.undo()
+    assert not s.done(unit) and not s.path(unit).exists() and not list(s.folder.iterdir())
+    s.folder.joinpath(f".{unit_key(unit)}.json.tmp-999").write_text('{"schema": 1')  # a dead writer's
+    assert not s.done(unit) and s.load_all() == {} and s.pending([unit]) == [unit]
+
+
+@pytest.mark.parametrize("text", ['{"schema": 1, "unit": ', "", '{"schema": 1}', "[1, 2]",
+                                  '{"schema": 1, "unit": "other", "payload": 1, "provenance": {}}'])
+def test_a_corrupt_file_is_run_again_with_a_warning(tmp_path, text):
+    s = store(tmp_path)
+    run_units(UNITS[:2], lambda u: {"first": True}, s, progress=False)
+    s.path(UNITS[0]).write_text(text)
+    assert not s.done(UNITS[0]) and s.done(UNITS[1])
+    with pytest.raises(CorruptResult):
+        s.read(UNITS[0])
+    ran = []
+    with pytest.warns(UserWarning, match=r"re-running unit dataset=redwine__objective=ssm__seed=0"):
+        out = run_units(UNITS[:2], lambda u: ran.append(u) or {"second": True}, s, progress=False)
+    assert ran == [UNITS[0]] and out[unit_key(UNITS[0])] == {"second": True}
+    assert out[unit_key(UNITS[1])] == {"first": True} and s.summary().corrupt == ()
+
+
+def test_results_from_changed_inputs_are_marked_stale(tmp_path):
+    run_units(UNITS[:3], lambda u: 1, store(tmp_path), progress=False)
+    same = store(tmp_path)
+    assert same.stale_units() == [] and same.summary().line() == "All 3 stored results are current."
+    changed = store(tmp_path, Fingerprint(library="l2", recipes="r1", notebook="n1", record="s2"))
+    assert sorted(changed.stale_units()) == sorted(unit_key(u) for u in UNITS[:3])
+    assert all(r.changed == ("library", "record") for r in changed.load_all().values())
+    assert changed.summary().line().startswith("STALE: 3 of 3 stored results were produced before "
+                                               "a change to library, record")
+    # a stale result is still done (resumption does not rerun it silently), only marked
+    assert changed.pending(UNITS[:3]) == []
+
+
+def _copy_tree(tmp_path: Path) -> Path:
+    """A copy of what the fingerprint reads: the library, the recipes, one notebook, its record."""
+    tree = tmp_path / "tree"
+    shutil.copytree(ROOT / "ssm_lib", tree / "ssm_lib", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(ROOT / "tools" / "paper_recipes", tree / "tools" / "paper_recipes",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    (tree / "notebooks").mkdir()
+    shutil.copy(ROOT / "notebooks" / "ssm_variance.md", tree / "notebooks")
+    return tree
+
+
+def test_a_change_to_a_library_file_in_a_copy_marks_the_results_stale(tmp_path):
+    tree = _copy_tree(tmp_path)
+    fp = inputs_fingerprint("ssm_variance", tree)
+    assert fp == inputs_fingerprint("ssm_variance", tree) and "absent" not in fp.parts.values()
+    s = RunStore("ssm_variance", "cpu", root=tmp_path / "results", fingerprint=fp)
+    run_units(["a", "b"], lambda u: 0, s, progress=False)
+
+    def stale_after(edit) -> list[str]:
+        edit()
+        now = inputs_fingerprint("ssm_variance", tree)
+        return RunStore("ssm_variance", "cpu", root=tmp_path / "results", fingerprint=now).stale_units()
+
+    lib = tree / "ssm_lib" / "dkef" / "alpha.py"  # a file in a subfolder: the glob is recursive
+    nb = tree / "notebooks" / "ssm_variance.md"
+    rec = tree / "tools" / "paper_recipes" / "records" / "ssm_variance.toml"
+    # prose of the notebook and the claims' wording do not shape a number: still current
+    assert stale_after(lambda: nb.write_text(nb.read_text().replace("\n# ", "\n# Edited: ", 1))) == []
+    assert stale_after(lambda: rec.write_text(rec.read_text() + '\n[claims.extra]\npaper = "x"\n')) == []
+    assert stale_after(lambda: lib.write_text(lib.read_text() + "\n# one more line\n")) == ["a", "b"]
+    fresh = inputs_fingerprint("ssm_variance", tree)
+    assert fp.changed(fresh.parts) == ["library"]
+    for edit, part in [
+        (lambda: (tree / "tools" / "paper_recipes" / "uci.py").write_text("x = 1\n"), "recipes"),
+        (lambda: nb.write_text(nb.read_text().replace("```{code-cell} ipython3\n",
+                                                      "```{code-cell} ipython3\nx = 2\n", 1)), "notebook"),
+        (lambda: rec.write_text(rec.read_text() + '\n[settings.new]\nlabel = "n"\npaper = 1\n'
+                                                  'source = "s"\n'), "record"),
+    ]:
+        before = inputs_fingerprint("ssm_variance", tree)
+        edit()
+        assert before.changed(inputs_fingerprint("ssm_variance", tree).parts) == [part]
+
+
+def test_progress_bar_only_on_a_terminal_and_lines_to_the_progress_file(tmp_path, monkeypatch, capsys):
+    log = tmp_path / "progress.log"
+    monkeypatch.setenv(runs.PROGRESS_ENV, str(log))
+    monkeypatch.setenv("TQDM_DISABLE", "1")
+    run_units(UNITS[:2], lambda u: 0, store(tmp_path), progress=True)  # TQDM_DISABLE wins
+    assert capsys.readouterr().err == ""
+    lines = log.read_text().splitlines()
+    assert lines[0] == "toy/cpu: 0 of 2 units already done"
+    assert lines[1].startswith("toy/cpu: [1/2] dataset=redwine__objective=ssm__seed=0 done in ")
+    monkeypatch.delenv("TQDM_DISABLE")
+    run_units(UNITS[:3], lambda u: 0, store(tmp_path), progress=True)
+    assert "toy/cpu" in capsys.readouterr().err  # the bar, asked for explicitly
+    run_units(UNITS[:4], lambda u: 0, store(tmp_path))  # default: not a terminal, no bar
+    assert capsys.readouterr().err == ""
+    with pytest.raises(TypeError, match="progress must be"):
+        run_units(UNITS[:1], lambda u: 0, store(tmp_path), progress="yes")
+    with pytest.raises(ValueError, match="units must be distinct"):
+        run_units([UNITS[0], UNITS[0]], lambda u: 0, store(tmp_path))

@@ -1,0 +1,499 @@
+"""Resumable results with provenance, for the long runs (the ``cpu`` and ``full`` profiles).
+
+A long experiment is cut into *units* of work, each a small mapping such as
+``{"dataset": "redwine", "objective": "ssm_vr", "seed": 3}``. A :class:`RunStore` keeps one JSON
+file per finished unit under ``<root>/<profile>/<experiment>/`` (``root`` is the committed folder
+``results/`` unless told otherwise)::
+
+    store = RunStore("dkef_uci", "cpu", settings=cfg, device=exp.device)
+    results = run_units(units, train_one, store)   # skips the units already done
+
+Each file is written when its unit finishes, atomically (a temporary file in the same folder,
+then a rename), so an interrupted run leaves no half-written result, and the next run resumes
+with the units still pending. A file that cannot be read back (corrupt, or written by something
+else) does not count as done: the unit is run again, with a warning.
+
+Every file carries its provenance: the git commit (and whether the work tree had uncommitted
+changes), the profile, the settings used (this profile's values from the record), the seed, the
+machine (CPU model, core count, GPU if any), the torch version, the unit's wall time, and the
+*inputs fingerprint* (:func:`inputs_fingerprint`): SHA-256 digests of the library sources
+(``ssm_lib/**/*.py``), the paper's recipes (``tools/paper_recipes/**/*.py``), the code cells of
+the notebook and the settings table of its record. When the current fingerprint differs from the
+one a result was made with, the result is *stale* (:meth:`RunStore.stale_units`,
+:meth:`RunStore.summary`), and the page says so instead of showing old numbers as current.
+
+Progress: a tqdm bar on a terminal only (never in a rendered notebook; ``TQDM_DISABLE`` is
+respected), and one line per finished unit appended to the file named by the environment
+variable ``BOOKTOOLS_PROGRESS_FILE`` when it is set (``tools/reproduce.py --progress-file``
+follows that file and prints the lines on the terminal).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import platform
+import re
+import subprocess
+import sys
+import time
+import tomllib
+import warnings
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "PROGRESS_ENV",
+    "RESULTS_ENV",
+    "ROOT",
+    "CorruptResult",
+    "Fingerprint",
+    "RunResult",
+    "RunStore",
+    "StaleSummary",
+    "UnitFailed",
+    "git_state",
+    "inputs_fingerprint",
+    "machine",
+    "results_root",
+    "run_units",
+    "unit_key",
+]
+
+#: The repository (``tools/booktools/runs.py`` is two folders below it).
+ROOT = Path(__file__).resolve().parents[2]
+#: Environment variable naming another results root (the smoke runs write into a scratch folder).
+RESULTS_ENV = "BOOKTOOLS_RESULTS_DIR"
+#: Environment variable naming a file that receives one line per finished unit.
+PROGRESS_ENV = "BOOKTOOLS_PROGRESS_FILE"
+
+_SCHEMA = 1
+_SAFE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
+
+
+class UnitFailed(RuntimeError):
+    """A unit's function raised; the message names the unit, the finished units are kept."""
+
+
+class CorruptResult(ValueError):
+    """A result file that cannot be read back as a finished unit."""
+
+
+def results_root() -> Path:
+    """Where committed results live: ``$BOOKTOOLS_RESULTS_DIR`` when set, else ``results/``."""
+    env = os.environ.get(RESULTS_ENV)
+    return Path(env) if env else ROOT / "results"
+
+
+def unit_key(unit: Mapping[str, Any] | str) -> str:
+    """The file name (without ``.json``) of a unit: its items in the given order as
+    ``name=value`` joined by ``__``, e.g. ``dataset=redwine__objective=ssm__seed=0``; a string
+    unit is its own key. Names and values must be short plain words (letters, digits, ``._+-``);
+    a value may be an int or a string."""
+    if isinstance(unit, str):
+        parts = [unit]
+    elif isinstance(unit, Mapping) and unit:
+        parts = []
+        for name, value in unit.items():
+            if isinstance(value, bool) or not isinstance(value, (int, str)):
+                raise TypeError(f"unit {dict(unit)!r}: value of {name!r} must be an int or a string, "
+                                f"got {type(value).__name__}")
+            parts.append(f"{name}={value}")
+            if not (isinstance(name, str) and _SAFE.match(name) and _SAFE.match(str(value))):
+                raise ValueError(f"unit {dict(unit)!r}: {name!r}={value!r} is not a plain word "
+                                 "(letters, digits, '._+-')")
+    else:
+        raise TypeError(f"unit must be a non-empty mapping or a string, got {unit!r}")
+    if isinstance(unit, str) and not _SAFE.match(unit):
+        raise ValueError(f"unit {unit!r} is not a plain word (letters, digits, '._+-')")
+    key = "__".join(parts)
+    if len(key) > 200:
+        raise ValueError(f"unit {unit!r}: key longer than 200 characters")
+    return key
+
+
+# --- provenance --------------------------------------------------------------------------------
+
+def _digest(items: Iterable[tuple[str, bytes]]) -> str:
+    h = hashlib.sha256()
+    for name, data in items:
+        h.update(name.encode() + b"\0" + hashlib.sha256(data).digest())
+    return h.hexdigest()[:16]
+
+
+def _tree_digest(root: Path, folder: str) -> str:
+    files = sorted(p for p in (root / folder).rglob("*.py") if "__pycache__" not in p.parts)
+    return _digest((p.relative_to(root).as_posix(), p.read_bytes()) for p in files)
+
+
+_CODE_CELL = re.compile(r"^```\{code-cell\}[^\n]*\n(.*?)^```", re.M | re.S)
+
+
+def _notebook_digest(path: Path) -> str:
+    """The digest of the notebook's code cells (prose edits do not make results stale)."""
+    if not path.is_file():
+        return "absent"
+    text = path.read_text()
+    cells = _CODE_CELL.findall(text) if path.suffix == ".md" else [text]
+    return _digest((str(i), c.encode()) for i, c in enumerate(cells))
+
+
+def _record_digest(path: Path) -> str:
+    """The digest of the record's ``settings`` table (its claims' wording does not shape a
+    result)."""
+    if not path.is_file():
+        return "absent"
+    with path.open("rb") as fh:
+        settings = tomllib.load(fh).get("settings", {})
+    return _digest([("settings", json.dumps(settings, sort_keys=True, default=str).encode())])
+
+
+@dataclass(frozen=True)
+class Fingerprint:
+    """Digests of what a result depends on, part by part (so a page can say what changed)."""
+
+    library: str
+    recipes: str
+    notebook: str
+    record: str
+
+    @property
+    def parts(self) -> dict[str, str]:
+        return {"library": self.library, "recipes": self.recipes, "notebook": self.notebook,
+                "record": self.record}
+
+    def changed(self, other: Mapping[str, str]) -> list[str]:
+        """The parts whose digest differs from ``other`` (a stored fingerprint)."""
+        return [k for k, v in self.parts.items() if other.get(k) != v]
+
+
+def inputs_fingerprint(experiment: str, root: Path = ROOT) -> Fingerprint:
+    """The fingerprint of ``experiment``'s inputs in the tree at ``root``: ``ssm_lib/**/*.py``,
+    ``tools/paper_recipes/**/*.py``, the code cells of ``notebooks/<experiment>.md`` and the
+    ``settings`` table of ``tools/paper_recipes/records/<experiment>.toml``."""
+    root = Path(root)
+    return Fingerprint(
+        library=_tree_digest(root, "ssm_lib"),
+        recipes=_tree_digest(root, "tools/paper_recipes"),
+        notebook=_notebook_digest(root / "notebooks" / f"{experiment}.md"),
+        record=_record_digest(root / "tools" / "paper_recipes" / "records" / f"{experiment}.toml"))
+
+
+def git_state(root: Path = ROOT) -> dict[str, Any]:
+    """``{"commit": <hash or None>, "dirty": <tracked files changed since the commit>}``."""
+    def git(*args: str) -> str | None:
+        try:
+            out = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True,
+                                 timeout=30)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return out.stdout.strip() if out.returncode == 0 else None
+
+    commit = git("rev-parse", "HEAD")
+    status = git("status", "--porcelain", "--untracked-files=no") if commit else None
+    return {"commit": commit, "dirty": None if status is None else bool(status)}
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine(device: Any = "cpu") -> dict[str, Any]:
+    """What a unit ran on: CPU model, core count, torch threads and version, Python, the device
+    and the GPU's name when it is CUDA (no host name: the files are committed)."""
+    import torch
+
+    dev = torch.device(device)
+    info: dict[str, Any] = {"cpu": _cpu_model(), "cores": os.cpu_count(),
+                            "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
+                            "python": platform.python_version(), "device": str(dev), "gpu": None}
+    if dev.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(dev)
+    return info
+
+
+def _settings_values(settings: Any) -> dict[str, Any]:
+    """Plain values of a settings mapping; a :class:`booktools.records.Settings` is read through
+    its record, so that storing it does not count as the run reading every setting."""
+    if settings is None:
+        return {}
+    record, profile = getattr(settings, "record", None), getattr(settings, "profile", None)
+    if record is not None and profile is not None and hasattr(record, "settings"):
+        return {k: s.values[profile] for k, s in record.settings.items()}
+    return dict(settings)
+
+
+# --- the store ---------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class RunResult:
+    """One finished unit read back: its key, the unit, the payload, the provenance, and which
+    fingerprint parts changed since (empty: current)."""
+
+    key: str
+    unit: dict[str, Any] | str
+    payload: Any
+    provenance: dict[str, Any]
+    changed: tuple[str, ...] = ()
+
+    @property
+    def stale(self) -> bool:
+        return bool(self.changed)
+
+
+@dataclass(frozen=True)
+class StaleSummary:
+    """Which stored results are current and which were produced by inputs that have changed."""
+
+    current: tuple[str, ...]
+    stale: dict[str, tuple[str, ...]]  # key -> changed parts
+    corrupt: tuple[str, ...] = ()
+
+    @property
+    def any_stale(self) -> bool:
+        return bool(self.stale)
+
+    def line(self) -> str:
+        """One sentence for a page: how many results are current, which are stale and why."""
+        n = len(self.current) + len(self.stale)
+        if not n:
+            return "No stored results."
+        if not self.stale:
+            return f"All {n} stored results are current."
+        parts = sorted({p for ch in self.stale.values() for p in ch})
+        return (f"STALE: {len(self.stale)} of {n} stored results were produced before a change to "
+                f"{', '.join(parts)}; rerun them before quoting their numbers.")
+
+
+@dataclass
+class RunStore:
+    """The finished units of ``experiment`` under ``profile``: one JSON file per unit in
+    ``<root>/<profile>/<experiment>/``.
+
+    ``fingerprint``: the inputs fingerprint results are compared with (default: computed from
+    the repository, :func:`inputs_fingerprint`); ``settings``: this profile's settings (stored in
+    each file); ``device``: where the units run (stored with the machine)."""
+
+    experiment: str
+    profile: str
+    root: Path | None = None
+    fingerprint: Fingerprint | None = None
+    settings: Any = None
+    device: Any = "cpu"
+    _machine: dict[str, Any] | None = field(default=None, repr=False)
+    _git: dict[str, Any] | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        for name in ("experiment", "profile"):
+            value = getattr(self, name)
+            if not isinstance(value, str) or not _SAFE.match(value):
+                raise ValueError(f"{name} must be a plain word (letters, digits, '._+-'), got {value!r}")
+        self.root = Path(self.root) if self.root is not None else results_root()
+        if self.fingerprint is None:
+            self.fingerprint = inputs_fingerprint(self.experiment)
+        elif not isinstance(self.fingerprint, Fingerprint):
+            raise TypeError(f"fingerprint must be a Fingerprint, got {type(self.fingerprint).__name__}")
+
+    @property
+    def folder(self) -> Path:
+        return self.root / self.profile / self.experiment
+
+    def path(self, unit: Mapping[str, Any] | str) -> Path:
+        return self.folder / f"{unit_key(unit)}.json"
+
+    def read(self, unit: Mapping[str, Any] | str) -> RunResult:
+        """The stored result of ``unit``; ``FileNotFoundError`` when there is none,
+        :class:`CorruptResult` when its file cannot be read back."""
+        return self._read_file(self.path(unit))
+
+    def _read_file(self, path: Path) -> RunResult:
+        try:
+            data = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise CorruptResult(f"{path}: not readable JSON ({err})") from None
+        if (not isinstance(data, dict) or data.get("schema") != _SCHEMA
+                or not {"unit", "payload", "provenance"} <= set(data)
+                or not isinstance(data["provenance"], dict)):
+            raise CorruptResult(f"{path}: not a result file of schema {_SCHEMA}")
+        try:
+            key = unit_key(data["unit"])
+        except (TypeError, ValueError) as err:
+            raise CorruptResult(f"{path}: {err}") from None
+        if key != path.stem:
+            raise CorruptResult(f"{path}: holds unit {data['unit']!r}, not {path.stem!r}")
+        stored = data["provenance"].get("fingerprint", {})
+        changed = tuple(self.fingerprint.changed(stored if isinstance(stored, dict) else {}))
+        return RunResult(path.stem, data["unit"], data["payload"], data["provenance"], changed)
+
+    def done(self, unit: Mapping[str, Any] | str) -> bool:
+        """Whether ``unit`` has a finished, readable result (stale or not)."""
+        try:
+            self.read(unit)
+        except (FileNotFoundError, CorruptResult):
+            return False
+        return True
+
+    def pending(self, units: Iterable[Mapping[str, Any] | str]) -> list[Mapping[str, Any] | str]:
+        """The units of ``units`` without a finished, readable result, in order."""
+        return [u for u in units if not self.done(u)]
+
+    def save(self, unit: Mapping[str, Any] | str, payload: Any, *, wall_time: float | None = None,
+             seed: int | None = None) -> Path:
+        """Write ``unit``'s result with its provenance, atomically (temporary file + rename).
+        ``payload`` must be JSON data (non-finite floats are refused: store them as strings)."""
+        key = unit_key(unit)
+        if seed is None and isinstance(unit, Mapping) and isinstance(unit.get("seed"), int):
+            seed = unit["seed"]
+        if self._machine is None:
+            self._machine, self._git = machine(self.device), git_state()
+        provenance = {
+            **self._git, "profile": self.profile, "experiment": self.experiment, "seed": seed,
+            "settings": _settings_values(self.settings), "machine": self._machine,
+            "torch": self._machine["torch"], "wall_time_s": wall_time,
+            "finished_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "fingerprint": self.fingerprint.parts,
+        }
+        body = {"schema": _SCHEMA, "unit": dict(unit) if isinstance(unit, Mapping) else unit,
+                "payload": payload, "provenance": provenance}
+        try:
+            text = json.dumps(body, indent=1, sort_keys=True, allow_nan=False)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"payload of unit {key} is not JSON data: {err}") from None
+        self.folder.mkdir(parents=True, exist_ok=True)
+        path = self.folder / f"{key}.json"
+        tmp = self.folder / f".{key}.json.tmp-{os.getpid()}"
+        try:
+            with tmp.open("w") as fh:
+                fh.write(text + "\n")
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return path
+
+    def load_all(self) -> dict[str, RunResult]:
+        """Every readable result in the folder, by key (corrupt files are skipped with a
+        warning; temporary files of unfinished writes are ignored)."""
+        out: dict[str, RunResult] = {}
+        for path in sorted(self.folder.glob("*.json")) if self.folder.is_dir() else []:
+            try:
+                out[path.stem] = self._read_file(path)
+            except CorruptResult as err:
+                warnings.warn(f"skipping a corrupt result: {err}", stacklevel=2)
+        return out
+
+    def summary(self) -> StaleSummary:
+        """Current, stale and corrupt results of this store."""
+        current, stale, corrupt = [], {}, []
+        for path in sorted(self.folder.glob("*.json")) if self.folder.is_dir() else []:
+            try:
+                r = self._read_file(path)
+            except CorruptResult:
+                corrupt.append(path.stem)
+                continue
+            if r.stale:
+                stale[r.key] = r.changed
+            else:
+                current.append(r.key)
+        return StaleSummary(tuple(current), stale, tuple(corrupt))
+
+    def stale_units(self) -> list[str]:
+        """The keys of the stored results whose inputs changed since they were produced."""
+        return list(self.summary().stale)
+
+
+# --- the loop ----------------------------------------------------------------------------------
+
+def _bar_wanted(progress: bool | None) -> bool:
+    if os.environ.get("TQDM_DISABLE", "").strip().lower() not in ("", "0", "false", "no"):
+        return False
+    if progress is None:
+        isatty = getattr(sys.stderr, "isatty", None)
+        return bool(isatty and isatty())
+    if not isinstance(progress, bool):
+        raise TypeError(f"progress must be True, False or None, got {progress!r}")
+    return progress
+
+
+def _log_line(text: str) -> None:
+    target = os.environ.get(PROGRESS_ENV)
+    if target:
+        with open(target, "a") as fh:
+            fh.write(text + "\n")
+
+
+def run_units(units: Iterable[Mapping[str, Any] | str], fn: Callable[[Any], Any], store: RunStore,
+              *, progress: bool | None = None) -> dict[str, Any]:
+    """Run ``fn(unit)`` for every unit without a finished result in ``store`` and save what it
+    returns; return the payloads of all units (stored and new), by key, in the order given.
+
+    A unit whose file is corrupt is run again (with a warning). When ``fn`` raises, the loop
+    stops with :class:`UnitFailed` naming the unit; the units finished before it stay saved, so
+    the next call resumes there. ``progress``: a tqdm bar on standard error (``None``: only on a
+    terminal; never when ``TQDM_DISABLE`` is set)."""
+    if not isinstance(store, RunStore):
+        raise TypeError(f"store must be a RunStore, got {type(store).__name__}")
+    if not callable(fn):
+        raise TypeError(f"fn must be callable, got {type(fn).__name__}")
+    units = list(units)
+    keys = [unit_key(u) for u in units]
+    if len(set(keys)) != len(keys):
+        dup = sorted({k for k in keys if keys.count(k) > 1})
+        raise ValueError(f"units must be distinct; repeated: {dup}")
+    results: dict[str, Any] = {}
+    todo = []
+    for unit, key in zip(units, keys, strict=True):
+        try:
+            results[key] = store.read(unit).payload
+        except FileNotFoundError:
+            todo.append((unit, key))
+        except CorruptResult as err:
+            warnings.warn(f"re-running unit {key}: {err}", stacklevel=2)
+            todo.append((unit, key))
+    name = f"{store.experiment}/{store.profile}"
+    _log_line(f"{name}: {len(units) - len(todo)} of {len(units)} units already done")
+    from tqdm.auto import tqdm
+
+    show = _bar_wanted(progress)
+    with tqdm(total=len(todo), desc=name, disable=not show, leave=False, file=sys.stderr) as bar:
+        for i, (unit, key) in enumerate(todo, 1):
+            bar.set_postfix_str(key, refresh=False)
+            start = time.perf_counter()
+            try:
+                payload = fn(unit)
+            except KeyboardInterrupt:
+                raise
+            except Exception as err:
+                raise UnitFailed(f"{name}: unit {key} failed with {type(err).__name__}: {err}; the "
+                                 f"{len(units) - len(todo) + i - 1} finished units are kept in "
+                                 f"{store.folder}, rerun to resume") from err
+            wall = time.perf_counter() - start
+            store.save(unit, payload, wall_time=wall)
+            results[key] = payload
+            bar.update(1)
+            _log_line(f"{name}: [{i}/{len(todo)}] {key} done in {_fmt_time(wall)}")
+    return {k: results[k] for k in keys}
+
+
+def _fmt_time(seconds: float) -> str:
+    if not math.isfinite(seconds):
+        return str(seconds)
+    if seconds < 120:
+        return f"{seconds:.1f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.2f} h"
