@@ -1,4 +1,5 @@
-"""DKEF's DSM with the sigma^4 weight of the paper's code (issue 20, audit item 1).
+"""DKEF options that reproduce the paper's code (issue 20): DSM with the sigma^4 weight, the
+rows alpha is fitted on, the feature networks' initialisation.
 
 The paper's code minimises (1/2) sigma^4 ||s(x~) + z/sigma||^2 and solves its ridge system as it
 stands, (sigma^4 G + lambda I) alpha = -sigma^4 b, i.e. (G + lambda sigma^-4 I) alpha = -b. The
@@ -88,3 +89,65 @@ def test_dsm_sigma4_loss_is_sigma4_times_dsm_and_matches_its_quadratic():
     quad = 0.5 * alpha @ G @ alpha + b @ alpha + c
     torch.testing.assert_close(quad, weighted.detach(), rtol=1e-9, atol=1e-15)
     assert OBJECTIVES["dsm_sigma4"].options == {"sigma_weight_power": 4.0}
+
+
+# ---------------------------------------------------------------------------- alpha's rows (paper's code)
+
+
+def _trained_alpha_rows(resample, final_n_alpha, monkeypatch):
+    from ssm_lib.dkef import train_dkef
+
+    model = _model(dim=2, m=4)
+    train, val = _x(30, dim=2, seed=2), _x(10, dim=2, seed=3)
+    seen = []
+    original = model.fit_alpha
+
+    def spy(x, *args, **kwargs):
+        seen.append(x.clone())
+        return original(x, *args, **kwargs)
+
+    monkeypatch.setattr(model, "fit_alpha", spy)
+    train_dkef(model, train, val, "exact", steps=4, batch_size=8, val_every=1, n_alpha=6, lambda_steps=0,
+               generator=torch.Generator().manual_seed(0), progress=False, resample_alpha_rows=resample,
+               final_n_alpha=final_n_alpha)
+    return model, train, seen
+
+
+def test_validation_alpha_rows_are_fresh_only_when_asked(monkeypatch):
+    """Mutant: ``resample_alpha_rows`` ignored (always the fixed subset) or always on. Oracle:
+    the rows alpha is fitted on at each validation, recorded by a spy."""
+    _, _, fixed = _trained_alpha_rows(False, None, monkeypatch)
+    assert len(fixed) == 4 and all(torch.equal(fixed[0], rows) for rows in fixed)
+    _, _, fresh = _trained_alpha_rows(True, None, monkeypatch)
+    assert len(fresh) == 4 and all(rows.shape == (6, 2) for rows in fresh)
+    assert sum(not torch.equal(fresh[0], rows) for rows in fresh[1:]) >= 2
+
+
+def test_final_alpha_from_all_training_rows(monkeypatch):
+    """Mutant: ``final_n_alpha`` ignored (final alpha from the validation subset). Oracle: the
+    exact-SM quadratic over all 30 training rows, solved here (exact SM is deterministic, so only
+    the rows matter); the 6-row subset's solve differs."""
+    model, train, seen = _trained_alpha_rows(False, 10**6, monkeypatch)
+    G, b = model.accumulate_system(train, "exact")
+    want = model.solve_alpha(G, b).detach()
+    torch.testing.assert_close(model.alpha, want, rtol=1e-9, atol=1e-12)
+    G6, b6 = model.accumulate_system(seen[0], "exact")
+    assert (model.solve_alpha(G6, b6).detach() - want).abs().max() > 1e-6
+
+
+def test_fan_out_initialisation_scales_by_the_output_width():
+    """Mutant: dividing by sqrt(fan_in) (the library's own rule) or not at all. Oracle: the
+    same standard-normal draws, divided here by sqrt(rows) of each parameter; a 3 -> 5 layer
+    tells fan-in (3) from fan-out (5)."""
+    import math
+
+    from paper_recipes.dkef_init import init_features_fan_out
+
+    model = _model(dim=3)
+    init_features_fan_out(model, torch.Generator().manual_seed(11))
+    gen = torch.Generator().manual_seed(11)
+    for p in model.features.parameters():
+        want = torch.randn(p.shape, generator=gen, dtype=F64) / math.sqrt(p.shape[0])
+        torch.testing.assert_close(p.detach(), want, rtol=0, atol=0)
+    first = next(model.features[0].parameters())
+    assert first.shape == (5, 3)
