@@ -151,3 +151,22 @@ def test_fan_out_initialisation_scales_by_the_output_width():
         torch.testing.assert_close(p.detach(), want, rtol=0, atol=0)
     first = next(model.features[0].parameters())
     assert first.shape == (5, 3)
+
+
+def test_the_new_options_refuse_bad_input_by_name():
+    """A non-bool ``resample_alpha_rows``, a ``final_n_alpha`` below 1 and a model that is not a
+    DKEF are named in the error, before any training step."""
+    import pytest
+
+    from paper_recipes.dkef_init import init_features_fan_out
+    from ssm_lib.dkef import train_dkef
+
+    model, x = _model(dim=2, m=4), _x(20, dim=2)
+    with pytest.raises(TypeError, match="resample_alpha_rows"):
+        train_dkef(model, x, x, "exact", steps=1, resample_alpha_rows=1, progress=False)
+    with pytest.raises(ValueError, match="final_n_alpha"):
+        train_dkef(model, x, x, "exact", steps=1, final_n_alpha=0, progress=False)
+    with pytest.raises(TypeError, match="DKEF"):
+        init_features_fan_out(torch.nn.Linear(2, 2))
+    with pytest.raises(ValueError, match="sigma"):
+        model.alpha_system(x, "dsm_sigma4")
