@@ -535,6 +535,10 @@ OBJECTIVES: dict[str, ObjectiveSpec] = {
                             alpha_system=_dkef_system("ssm_vr_system")),
     "dsm": ObjectiveSpec(denoising_score_matching, "DSM", required=("sigma",),
                          alpha_system=_dkef_system("dsm_system")),
+    # DSM weighted by sigma^4 (the scaling of Song et al.'s DKEF code): for DKEF's alpha the
+    # ridge then acts as lambda / sigma^4 (see ssm_lib.dkef.alpha.dsm_sigma4_system)
+    "dsm_sigma4": ObjectiveSpec(denoising_score_matching, "DSM (σ⁴)", {"sigma_weight_power": 4.0},
+                                required=("sigma",), alpha_system=_dkef_system("dsm_sigma4_system")),
     "cp": ObjectiveSpec(curvature_propagation_score_matching, "CP", takes="model",
                         alpha_system=_dkef_system("cp_system")),
     "approx_bp": ObjectiveSpec(approx_backprop_score_matching, "Approx BP", takes="model",

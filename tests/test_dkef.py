@@ -165,7 +165,7 @@ def test_bad_input():
         model.alpha_system(x, "mle")
     with pytest.raises(ValueError, match=r"shape \(batch, 3\)"):
         model.alpha_system(_x(dim=2), "exact")
-    assert set(closed_form_objectives()) == {"exact", "ssm", "ssm_vr", "dsm", "cp", "approx_bp"}
+    assert set(closed_form_objectives()) == {"exact", "ssm", "ssm_vr", "dsm", "dsm_sigma4", "cp", "approx_bp"}
 
 
 def test_cp_gradients_are_finite():

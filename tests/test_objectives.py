@@ -27,8 +27,10 @@ DIRECT = {
     "ssm": lambda x, g: losses.sliced_score_matching(_score, x, generator=g),
     "ssm_vr": lambda x, g: losses.sliced_score_matching(_score, x, generator=g, variance_reduction=True),
     "dsm": lambda x, g: losses.denoising_score_matching(_score, x, 0.2, generator=g),
+    "dsm_sigma4": lambda x, g: losses.denoising_score_matching(_score, x, 0.2, generator=g,
+                                                               sigma_weight_power=4),
 }
-REQUIRED = {"dsm": {"sigma": 0.2}}
+REQUIRED = {"dsm": {"sigma": 0.2}, "dsm_sigma4": {"sigma": 0.2}}
 
 
 def _energy() -> torch.nn.Module:

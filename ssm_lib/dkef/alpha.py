@@ -15,6 +15,12 @@ With :math:`\kappa_m = \nabla_x K(x, z_m)` and :math:`g_0 = \nabla\log q_0 = -x/
   :math:`v^\top\nabla_x^2 K v`;
 * DSM (:func:`dsm_system`): at :math:`\tilde x = x + \sigma z`, with :math:`g_0 + z/\sigma`
   for :math:`g_0` and no trace;
+* DSM weighted by :math:`\sigma^4` (:func:`dsm_sigma4_system`, the objective ``"dsm_sigma4"``):
+  DSM's :math:`(G, b, c)` times :math:`\sigma^4`, so that the ridge solve is
+  :math:`(\sigma^4 G + \lambda I)\alpha = -\sigma^4 b`, i.e.
+  :math:`(G + \lambda\sigma^{-4} I)\alpha = -b`: the same :math:`\lambda` regularises
+  :math:`\sigma^{-4}` times more strongly than under ``"dsm"`` (the scaling of Song et al.'s
+  code for DKEF);
 * CP and Approx BP (:func:`cp_system`, :func:`approx_bp_system`): the trace by their
   estimates of the Hessian's diagonal (:mod:`ssm_lib.curvature`).
 
@@ -40,7 +46,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "accumulate_system", "alpha_system", "approx_bp_system", "closed_form_objectives", "cp_system",
-    "dsm_system", "exact_system", "solve_alpha", "ssm_system", "ssm_vr_system",
+    "dsm_sigma4_system", "dsm_system", "exact_system", "solve_alpha", "ssm_system", "ssm_vr_system",
 ]
 
 System = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
@@ -125,6 +131,17 @@ def dsm_system(model: DKEF, x: torch.Tensor, *, generator: torch.Generator | Non
     G = torch.einsum("bmd,bnd->mn", dk, dk) / x.shape[0]
     b = (dk * t.unsqueeze(1)).sum(-1).mean(0)
     return G, b, (0.5 * (t * t).sum(-1)).mean()
+
+
+def dsm_sigma4_system(model: DKEF, x: torch.Tensor, *, generator: torch.Generator | None = None,
+                      sigma: float | None = None, create_graph: bool = True) -> System:
+    r"""The quadratic of :math:`\tfrac12\sigma^4\|s(\tilde x) + z/\sigma\|^2` (DSM with the
+    weight :math:`\sigma^4`, ``sigma_weight_power=4``): :func:`dsm_system`'s
+    :math:`(G, b, c)` times :math:`\sigma^4` (same draws). The minimiser of the quadratic
+    alone is unchanged; with the ridge it is :math:`-(G + \lambda\sigma^{-4}I)^{-1}b`."""
+    G, b, c = dsm_system(model, x, generator=generator, sigma=sigma, create_graph=create_graph)
+    weight = float(sigma) ** 4
+    return weight * G, weight * b, weight * c
 
 
 def _curvature_system(model: DKEF, x: torch.Tensor, method: str, generator: torch.Generator | None

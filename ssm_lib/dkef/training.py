@@ -132,18 +132,22 @@ def train_dkef(model: DKEF, train: torch.Tensor, val: torch.Tensor, objective: s
                progress: bool | None = None, divergence_factor: float | None = 1e8,
                optimizer: torch.optim.Optimizer | None = None, lr_schedule: object | None = None,
                device: str | torch.device | None = None,
-               resume: dict[str, Any] | None = None) -> DKEFHistory:
+               resume: dict[str, Any] | None = None,
+               resample_alpha_rows: bool = False, final_n_alpha: int | None = None) -> DKEFHistory:
     r"""The paper's two-stage training, in place.
 
     Stage 1 (``steps`` Adam steps, learning rate ``lr``, gradient norm clipped at ``clip``):
     each step draws ``batch_size`` training points, solves alpha from the first half's
     quadratic and takes the objective's loss (:func:`dkef_loss`) on the second half; the
     gradient flows through the solve. Every ``val_every`` steps (and after the last) alpha is
-    refit on ``n_alpha`` training points and the objective is evaluated on ``val``; the best
-    state is kept and training stops after ``patience`` steps without improvement. Stage 2:
-    alpha from ``n_alpha`` training points, then :math:`\log_{10}\lambda` alone tuned by Adam
-    (``lambda_lr``, ``lambda_steps``) on the validation objective (100 random validation rows
-    a step), alpha refit.
+    refit on ``n_alpha`` training points (the same random rows throughout, or fresh random
+    rows at every validation with ``resample_alpha_rows=True``, as the paper's code does) and
+    the objective is evaluated on ``val``; the best state is kept and training stops after
+    ``patience`` steps without improvement. Stage 2: alpha's quadratic from ``final_n_alpha``
+    random training rows (``None``: the ``n_alpha`` rows of validation; a number at least the
+    number of training rows: all of them, as the paper's code), then
+    :math:`\log_{10}\lambda` alone tuned by Adam (``lambda_lr``, ``lambda_steps``) on the
+    validation objective (100 random validation rows a step), alpha refit.
 
     Stage 1 follows the divergence policy of :mod:`ssm_lib.training` (``divergence_factor``;
     the gradient norm is the one before clipping); stage 2 stops early, keeping the
@@ -194,6 +198,10 @@ def train_dkef(model: DKEF, train: torch.Tensor, val: torch.Tensor, objective: s
     check_count(val_every, "val_every")
     check_count(patience, "patience", 0)
     check_count(n_alpha, "n_alpha")
+    if final_n_alpha is not None:
+        check_count(final_n_alpha, "final_n_alpha")
+    if not isinstance(resample_alpha_rows, bool):
+        raise TypeError(f"resample_alpha_rows must be True or False, got {resample_alpha_rows!r}")
     check_count(lambda_steps, "lambda_steps", 0)
     check_number(lambda_lr, "lambda_lr", positive=True)
     _show_progress(progress)
@@ -265,7 +273,8 @@ def train_dkef(model: DKEF, train: torch.Tensor, val: torch.Tensor, objective: s
         return _split_loss(model, train[idx], objective, gen, sigma)
 
     def validate(step: int) -> float:
-        model.fit_alpha(train[idx_alpha], objective, generator=gen, sigma=sigma)
+        rows = perm(n_train)[:n_alpha] if resample_alpha_rows else idx_alpha
+        model.fit_alpha(train[rows], objective, generator=gen, sigma=sigma)
         value = dkef_loss(model, val, objective, generator=gen, sigma=sigma).item()
         hist.val.append((step - 1, value))
         last_state.update(_state_copy(model))
@@ -289,7 +298,8 @@ def train_dkef(model: DKEF, train: torch.Tensor, val: torch.Tensor, objective: s
             "monitor": (monitor.ref_loss, monitor.ref_grad)}
 
     # stage 2: lambda alone
-    G, b = model.accumulate_system(train[idx_alpha], objective, generator=gen, sigma=sigma)
+    final_rows = idx_alpha if final_n_alpha is None else perm(n_train)[:final_n_alpha]
+    G, b = model.accumulate_system(train[final_rows], objective, generator=gen, sigma=sigma)
     if lambda_steps > 0:
         frozen = [p for p in model.parameters() if p is not model.log10_lambda]
         flags = [p.requires_grad for p in frozen]
