@@ -207,8 +207,9 @@ class Experiment:
         print(textwrap.fill(f"[claim] {tag}: {d.verdict.upper()}. Effect {effect}; rule "
                             f"{d.rule}; {size}{power}", width=85, subsequent_indent=" " * 8,
                             break_long_words=False, break_on_hyphens=False))
-        self.results.setdefault("claims", {})[tag] = {**d.as_dict(), "profile": self.profile,
-                                                      "samples": samples}
+        # through _jsonable: an undecidable claim has a NaN effect or interval (JSON has no NaN)
+        self.results.setdefault("claims", {})[tag] = _jsonable({**d.as_dict(), "profile": self.profile,
+                                                                "samples": samples})
         self.record()
         self.glue_value(f"verdict_{tag}", d.verdict)
         self.glue_value(f"effect_{tag}", f"{effect}, {size}, {self.profile} profile")
