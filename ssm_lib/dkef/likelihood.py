@@ -30,7 +30,7 @@ holds exactly, so no second pass over the :math:`N` proposal draws is needed.
 
 An estimate whose ESS is below a threshold is not an estimate (see
 :mod:`ssm_lib.dkef.evaluation`): the result's ``ok`` (ESS at least ``min_ess``, default
-:data:`~ssm_lib.dkef.evaluation.DEFAULT_MIN_ESS`) and ``reliable(min_ess)`` say so, ``value``
+``DEFAULT_MIN_ESS``) and ``reliable(min_ess)`` say so, ``value``
 is NaN for a failed one and ``describe()`` writes ``"failed (ESS ...)"`` instead of a number.
 
 :func:`sample_langevin` draws *approximate* samples by unadjusted Langevin dynamics on the
