@@ -235,6 +235,22 @@ def test_a_claim_is_decided_once_and_must_be_registered(tmp_path):
         exp.decide("a_beats_b", samples=[0.1, 0.2])
 
 
+def test_an_undecidable_claim_is_recorded_without_breaking_the_results_file(tmp_path):
+    """No samples (every measurement failed, e.g. a log Z below its ESS threshold) or one sample:
+    the verdict is inconclusive with a NaN effect or interval, which the JSON results file must
+    hold as a string (JSON has no NaN), not raise."""
+    import json
+
+    exp = toy_experiment(tmp_path)
+    d0 = exp.decide("a_beats_b", samples=[], subject="one")
+    d1 = exp.decide("a_beats_b", samples=[2.0], subject="two")
+    assert d0.verdict == d1.verdict == "inconclusive" and math.isnan(d0.effect) and math.isnan(d1.low)
+    saved = json.loads((tmp_path / "out" / "results" / "toy.json").read_text())
+    assert saved["claims"]["a_beats_b_one"]["effect"] == "nan"
+    two = saved["claims"]["a_beats_b_two"]
+    assert two["low"] == "nan" and two["effect"] == 2.0
+
+
 # --- the committed records and the report card ---------------------------------------------------
 
 @pytest.mark.parametrize("name", record_names())

@@ -5,7 +5,8 @@ the density model of the paper's UCI and scalability experiments (Song et al. 20
 * ``ssm_lib.dkef.alpha``: the coefficients :math:`\alpha` in closed form (the quadratic
   each objective induces, its solve, its accumulation over chunks);
 * ``ssm_lib.dkef.training``: the loss under an objective and the two-stage training;
-* ``ssm_lib.dkef.evaluation``: :math:`\log Z` by importance sampling;
+* ``ssm_lib.dkef.evaluation``: :math:`\log Z` by importance sampling, with its effective
+  sample size and a verdict on it, and proposals matched to the model;
 * ``ssm_lib.dkef.likelihood``: the held-out log-likelihood with its standard error and
   ESS in one call, and an approximate sampler (Langevin).
 
@@ -14,7 +15,15 @@ The objectives are those of :data:`ssm_lib.losses.OBJECTIVES` whose entry has an
 """
 
 from .alpha import accumulate_system, alpha_system, closed_form_objectives, solve_alpha
-from .evaluation import log_normalizer
+from .evaluation import (
+    DEFAULT_MIN_ESS,
+    GaussianProposal,
+    LogNormalizerEstimate,
+    MixtureProposal,
+    estimate_log_normalizer,
+    log_normalizer,
+    matched_proposal,
+)
 from .likelihood import (
     HeldoutLogLikelihood,
     effective_sample_size_from_se,
@@ -25,8 +34,10 @@ from .model import DKEF, DKEFWithAlpha, GaussianKernelLayer, WeightedSum, featur
 from .training import DKEFHistory, dkef_loss, train_dkef, training_step
 
 __all__ = [
-    "DKEF", "DKEFHistory", "DKEFWithAlpha", "GaussianKernelLayer", "HeldoutLogLikelihood", "WeightedSum",
+    "DEFAULT_MIN_ESS", "DKEF", "DKEFHistory", "DKEFWithAlpha", "GaussianKernelLayer", "GaussianProposal",
+    "HeldoutLogLikelihood", "LogNormalizerEstimate", "MixtureProposal", "WeightedSum",
     "accumulate_system", "alpha_system", "closed_form_objectives", "dkef_loss",
-    "effective_sample_size_from_se", "feature_network", "heldout_log_likelihood", "log_normalizer",
+    "effective_sample_size_from_se", "estimate_log_normalizer", "feature_network", "heldout_log_likelihood",
+    "log_normalizer", "matched_proposal",
     "sample_langevin", "solve_alpha", "train_dkef", "training_step",
 ]

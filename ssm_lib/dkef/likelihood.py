@@ -28,6 +28,11 @@ deviation, :math:`N - 1` in the denominator), the identity
 
 holds exactly, so no second pass over the :math:`N` proposal draws is needed.
 
+An estimate whose ESS is below a threshold is not an estimate (see
+:mod:`ssm_lib.dkef.evaluation`): the result's ``ok`` (ESS at least ``min_ess``, default
+``DEFAULT_MIN_ESS``) and ``reliable(min_ess)`` say so, ``value``
+is NaN for a failed one and ``describe()`` writes ``"failed (ESS ...)"`` instead of a number.
+
 :func:`sample_langevin` draws *approximate* samples by unadjusted Langevin dynamics on the
 score :math:`-\nabla_x E`: :math:`x \leftarrow x - \varepsilon\nabla E(x) + \sqrt{2\varepsilon}z`,
 started from the base density :math:`q_0`. Its samples are biased, by the step size (no
@@ -45,7 +50,7 @@ import torch
 
 from .._checks import check_count, check_fits_in_memory, check_number
 from ..sampling import langevin_dynamics
-from .evaluation import log_normalizer
+from .evaluation import DEFAULT_MIN_ESS, Proposal, estimate_log_normalizer
 from .model import DKEF
 
 __all__ = ["HeldoutLogLikelihood", "effective_sample_size_from_se", "heldout_log_likelihood",
@@ -57,8 +62,10 @@ class HeldoutLogLikelihood:
     """The result of :func:`heldout_log_likelihood`: ``mean`` (the mean log-likelihood per test
     row, nats), ``standard_error`` (of ``mean``, rows and :math:`\\log\\hat Z` combined),
     ``rows_standard_error`` (the rows' part alone), ``log_z`` and ``log_z_standard_error``,
-    ``ess`` (the importance weights' effective sample size) and ``n_samples`` (:math:`N`)."""
-
+    ``ess`` (the importance weights' effective sample size), ``n_samples`` (:math:`N`),
+    ``min_ess`` (the threshold) and ``proposal`` (a label). ``ok`` is ``ess >= min_ess``; when it is
+    false, ``mean`` is not a log-likelihood and must not be shown as one (``value`` is then NaN,
+    ``describe()`` says "failed")."""
 
     mean: float
     standard_error: float
@@ -67,6 +74,28 @@ class HeldoutLogLikelihood:
     log_z_standard_error: float
     ess: float
     n_samples: int
+    min_ess: float = DEFAULT_MIN_ESS
+    proposal: str = "base"
+
+    def reliable(self, min_ess: float | None = None) -> bool:
+        """Whether the ESS reaches ``min_ess`` (default: the result's own ``min_ess``)."""
+        m = self.min_ess if min_ess is None else check_number(min_ess, "min_ess", positive=True)
+        return math.isfinite(self.mean) and self.ess >= m
+
+    @property
+    def ok(self) -> bool:
+        return self.reliable()
+
+    @property
+    def value(self) -> float:
+        """``mean`` if the estimate is ``ok``, else NaN."""
+        return self.mean if self.ok else math.nan
+
+    def describe(self, digits: int = 2) -> str:
+        """``"-1.23 ± 0.04 (ESS 5678)"``, or ``"failed (ESS 3.2 < 100)"`` when not ``ok``."""
+        if not self.ok:
+            return f"failed (ESS {self.ess:.3g} < {self.min_ess:g})"
+        return f"{self.mean:.{digits}f} ± {self.standard_error:.{digits}f} (ESS {self.ess:.0f})"
 
 
 def effective_sample_size_from_se(log_z_se: float, n_samples: int) -> float:
@@ -82,12 +111,14 @@ def effective_sample_size_from_se(log_z_se: float, n_samples: int) -> float:
 
 def heldout_log_likelihood(model: DKEF, x: torch.Tensor, *, n_samples: int = 10**5,
                         generator: torch.Generator | None = None, chunk: int = 10**4,
-                        proposal_std: float | None = None) -> HeldoutLogLikelihood:
+                        proposal_std: float | None = None, proposal: Proposal | None = None,
+                        min_ess: float = DEFAULT_MIN_ESS) -> HeldoutLogLikelihood:
     r"""The mean test log-likelihood of ``model`` on the rows of ``x`` (``(n, d)``, at least 2
-    rows), with its standard error and the importance-sampling ESS (see the module docstring).
-    ``n_samples``, ``generator``, ``chunk`` and ``proposal_std`` go to
-    :func:`~ssm_lib.dkef.log_normalizer` (:math:`N` proposal draws). ``x`` is evaluated in
-    chunks of ``chunk`` rows without gradients; it must be finite."""
+    rows), with its standard error and the importance-sampling ESS (see the module docstring),
+    judged against ``min_ess``. ``n_samples``, ``generator``, ``chunk``, ``proposal_std`` and
+    ``proposal`` go to :func:`~ssm_lib.dkef.estimate_log_normalizer` (:math:`N` proposal
+    draws). ``x`` is evaluated in chunks of ``chunk`` rows without gradients; it must be
+    finite."""
     if not isinstance(model, DKEF):
         raise ValueError(f"model must be a ssm_lib.dkef.DKEF, got {type(model).__name__}")
     model._check_x(x)
@@ -97,8 +128,9 @@ def heldout_log_likelihood(model: DKEF, x: torch.Tensor, *, n_samples: int = 10*
         raise ValueError("x must be finite: it holds NaN or infinite values")
     n_samples = check_count(n_samples, "n_samples", 2)
     chunk = check_count(chunk, "chunk")
-    log_z, log_z_se = log_normalizer(model, n_samples, generator=generator, chunk=chunk,
-                                     proposal_std=proposal_std)
+    est = estimate_log_normalizer(model, n_samples, generator=generator, chunk=chunk, proposal=proposal,
+                                  proposal_std=proposal_std, min_ess=min_ess)
+    log_z, log_z_se = est.log_z, est.standard_error
     with torch.no_grad():
         rows = torch.cat([-model(x[i:i + chunk]) for i in range(0, x.shape[0], chunk)]).double()
     if not bool(torch.isfinite(rows).all()):
@@ -106,8 +138,8 @@ def heldout_log_likelihood(model: DKEF, x: torch.Tensor, *, n_samples: int = 10*
     rows_se = (rows.std() / math.sqrt(rows.numel())).item()
     mean = rows.mean().item() - log_z
     return HeldoutLogLikelihood(mean=mean, standard_error=math.hypot(rows_se, log_z_se),
-                             rows_standard_error=rows_se, log_z=log_z, log_z_standard_error=log_z_se,
-                             ess=effective_sample_size_from_se(log_z_se, n_samples), n_samples=n_samples)
+                                rows_standard_error=rows_se, log_z=log_z, log_z_standard_error=log_z_se,
+                                ess=est.ess, n_samples=n_samples, min_ess=est.min_ess, proposal=est.proposal)
 
 
 def sample_langevin(model: DKEF, n: int, *, n_steps: int = 1000, step_size: float = 1e-2,
