@@ -34,7 +34,7 @@ def parzen_log_likelihood(log_sigma: float, sq_dist: torch.Tensor, dim: int) -> 
             \mathcal N(x_j;\, c_i,\, \sigma^2 I),
 
     from the ``(M, N)`` matrix ``sq_dist`` of squared distances :math:`\|x_j - c_i\|^2` in
-    ``dim`` dimensions, at :math:`\sigma = e^{\texttt{log\_sigma}}`."""
+    ``dim`` dimensions, at :math:`\sigma` = ``exp(log_sigma)``."""
     inv_two_var = 0.5 * math.exp(-2.0 * log_sigma)
     lse = torch.logsumexp(-inv_two_var * sq_dist, dim=1) - math.log(sq_dist.shape[1])
     return float(lse.mean()) - dim * (log_sigma + 0.5 * math.log(2.0 * math.pi))
