@@ -1,0 +1,176 @@
+"""DKEF's training step and validation pass, pinned in float64 against the implementation before
+they were made faster (issue 25): the loss of a training step (alpha from the first half's
+quadratic, the loss on the second half) and its gradient with respect to every parameter, and a
+validation pass (alpha accumulated over chunks, then the loss), for exact SM, CP and Approx BP.
+
+The numbers were printed by the code before the change; each gradient is stored as its sum
+against fixed weights (``linspace(-1, 1.5)`` over the parameter's entries). Exact SM and
+Approx BP are deterministic and must not move beyond float rounding; CP's values depend on its
+Rademacher draws (see the note at ``STEP_CP``).
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from ssm_lib.dkef import DKEF, dkef_loss
+from ssm_lib.dkef.training import _split_loss
+
+D64 = torch.float64
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def _model(m: int = 15, dim: int = 4, hidden: int = 6) -> DKEF:
+    """Unequal kernel weights and bandwidths (not the initial ones) and a non-zero alpha."""
+    g = torch.Generator().manual_seed(21)
+    model = DKEF(torch.randn(m, dim, generator=g, dtype=D64) * 1.5 + 0.5, n_kernels=3, hidden=hidden,
+                 generator=g)
+    with torch.no_grad():
+        model.kernel_logits.copy_(torch.tensor([0.3, -0.2, 0.1], dtype=D64))
+        model.log10_bandwidths.copy_(torch.tensor([0.2, 0.6, 1.1], dtype=D64))
+        model.alpha.copy_(torch.randn(m, generator=g, dtype=D64) * 0.4)
+    return model
+
+
+def _batch(n: int, seed: int) -> torch.Tensor:
+    return torch.randn(n, 4, generator=torch.Generator().manual_seed(seed), dtype=D64) * 1.3 - 0.2
+
+
+def _step_values(objective: str) -> dict[str, float]:
+    model = _model()
+    loss = _split_loss(model, _batch(16, 31), objective, torch.Generator().manual_seed(32), None)
+    params = dict(model.named_parameters())
+    grads = torch.autograd.grad(loss, list(params.values()), allow_unused=True)
+    out = {"loss": loss.item()}
+    for (name, p), gr in zip(params.items(), grads, strict=True):
+        if gr is not None:
+            w = torch.linspace(-1.0, 1.5, p.numel(), dtype=D64).reshape(p.shape)
+            out[name] = (gr * w).sum().item()
+    return out
+
+
+def _val_values(objective: str) -> dict[str, float]:
+    model = _model()
+    gen = torch.Generator().manual_seed(41)
+    alpha = model.fit_alpha(_batch(23, 42), objective, generator=gen, chunk=10)
+    w = torch.linspace(-1.0, 1.5, alpha.numel(), dtype=D64)
+    return {"alpha_w": (alpha * w).sum().item(), "alpha_sq": alpha.square().sum().item(),
+            "loss": dkef_loss(model, _batch(9, 43), objective, generator=gen).item()}
+
+
+STEP_EXACT = {
+        'loss': 0.9967383856763208,
+        'inducing': -1.3984727534208266,
+        'log10_bandwidths': -1.5991337032132054,
+        'kernel_logits': -0.909548966485269,
+        'log10_lambda': 1.7494748239285758,
+        'features.0.branches.0.0.weight': 0.6808653191450796,
+        'features.0.branches.0.0.bias': -0.010245500430265647,
+        'features.0.branches.0.2.weight': 0.6160204107837195,
+        'features.0.branches.0.2.bias': 0.02264933766697161,
+        'features.0.branches.0.4.weight': 0.3643666873670343,
+        'features.0.branches.0.4.bias': -2.7755575615628914e-17,
+        'features.0.branches.1.weight': -0.07795148703080845,
+        'features.1.branches.0.0.weight': -0.5566731764876331,
+        'features.1.branches.0.0.bias': 0.18905075349782896,
+        'features.1.branches.0.2.weight': -0.22367338469281403,
+        'features.1.branches.0.2.bias': -0.1664121174302037,
+        'features.1.branches.0.4.weight': -1.7813272097769761,
+        'features.1.branches.0.4.bias': -9.71445146547012e-17,
+        'features.1.branches.1.weight': 3.184220046002004,
+        'features.2.branches.0.0.weight': 0.2681256576586283,
+        'features.2.branches.0.0.bias': 0.14763882869096878,
+        'features.2.branches.0.2.weight': -0.18625065769850355,
+        'features.2.branches.0.2.bias': -0.014646557012841916,
+        'features.2.branches.0.4.weight': 0.6279408432447422,
+        'features.2.branches.0.4.bias': -1.1102230246251565e-16,
+        'features.2.branches.1.weight': -1.681534509902728,
+    }
+VAL_EXACT = {
+        'alpha_w': -3.1662901141323885,
+        'alpha_sq': 37.82817600025581,
+        'loss': -0.5272229181791767,
+    }
+STEP_CP = {
+        'loss': 2.1872425715097936,
+        'inducing': 3.016262993630307,
+        'log10_bandwidths': -6.205532007733671,
+        'kernel_logits': -1.7110345714808801,
+        'log10_lambda': 3.9931856961587067,
+        'features.0.branches.0.0.weight': -0.29226637915855924,
+        'features.0.branches.0.0.bias': -0.01675904086964443,
+        'features.0.branches.0.2.weight': 0.683475267877947,
+        'features.0.branches.0.2.bias': 0.3644216287558463,
+        'features.0.branches.0.4.weight': 0.560972799560665,
+        'features.0.branches.0.4.bias': 6.938893903907228e-16,
+        'features.0.branches.1.weight': 0.5712115929488604,
+        'features.1.branches.0.0.weight': -1.6557279534333227,
+        'features.1.branches.0.0.bias': 0.0010515147673296268,
+        'features.1.branches.0.2.weight': 2.952599081933098,
+        'features.1.branches.0.2.bias': 0.12075035461448379,
+        'features.1.branches.0.4.weight': -2.878552217010091,
+        'features.1.branches.0.4.bias': 3.2612801348363973e-16,
+        'features.1.branches.1.weight': 6.946512713077152,
+        'features.2.branches.0.0.weight': 1.1260371812369097,
+        'features.2.branches.0.0.bias': 0.2953350275571096,
+        'features.2.branches.0.2.weight': -0.21656486731211183,
+        'features.2.branches.0.2.bias': 0.060333850202015316,
+        'features.2.branches.0.4.weight': 1.1019284950479564,
+        'features.2.branches.0.4.bias': -8.326672684688674e-17,
+        'features.2.branches.1.weight': -6.906894935530967,
+    }
+VAL_CP = {
+        'alpha_w': -1.907953734145535,
+        'alpha_sq': 42.5343394096034,
+        'loss': -0.33100235922760185,
+    }
+STEP_APPROX_BP = {
+        'loss': 0.6237395347938204,
+        'inducing': -0.7129683506054808,
+        'log10_bandwidths': -0.6001254448287663,
+        'kernel_logits': -1.0152547363636808,
+        'log10_lambda': 2.327263851190674,
+        'features.0.branches.0.0.weight': 0.4698753048789127,
+        'features.0.branches.0.0.bias': -0.02840794603108473,
+        'features.0.branches.0.2.weight': -0.010904379586887891,
+        'features.0.branches.0.2.bias': 0.03398587303241429,
+        'features.0.branches.0.4.weight': -0.09539867469466418,
+        'features.0.branches.0.4.bias': -5.551115123125783e-17,
+        'features.0.branches.1.weight': -1.1678466512637942,
+        'features.1.branches.0.0.weight': -1.068772432755455,
+        'features.1.branches.0.0.bias': 0.28669877693076395,
+        'features.1.branches.0.2.weight': 0.41995693377786725,
+        'features.1.branches.0.2.bias': -0.06854715477167767,
+        'features.1.branches.0.4.weight': -2.8853554537940047,
+        'features.1.branches.0.4.bias': 1.8041124150158794e-16,
+        'features.1.branches.1.weight': 4.507749065002644,
+        'features.2.branches.0.0.weight': 0.3572043751808759,
+        'features.2.branches.0.0.bias': 0.1509613334252287,
+        'features.2.branches.0.2.weight': -0.14433267928186894,
+        'features.2.branches.0.2.bias': 0.013087536034661368,
+        'features.2.branches.0.4.weight': 0.6741814506307415,
+        'features.2.branches.0.4.bias': 1.249000902703301e-16,
+        'features.2.branches.1.weight': -0.825183277389504,
+    }
+VAL_APPROX_BP = {
+        'alpha_w': 0.29964391879819363,
+        'alpha_sq': 58.92553086480505,
+        'loss': -1.0084266692670765,
+    }
+
+
+PINNED = {("exact", "step"): STEP_EXACT, ("exact", "val"): VAL_EXACT, ("cp", "step"): STEP_CP,
+          ("cp", "val"): VAL_CP, ("approx_bp", "step"): STEP_APPROX_BP, ("approx_bp", "val"): VAL_APPROX_BP}
+
+
+@pytest.mark.parametrize("objective", ["exact", "cp", "approx_bp"])
+@pytest.mark.parametrize("kind", ["step", "val"])
+def test_pinned_values(objective, kind):
+    got = (_step_values if kind == "step" else _val_values)(objective)
+    want = PINNED[(objective, kind)]
+    assert set(got) == set(want)
+    for name, value in want.items():
+        # the last layer's bias cancels in the feature differences: its gradient is zero up to rounding
+        assert got[name] == pytest.approx(value, rel=1e-9, abs=1e-12), name
