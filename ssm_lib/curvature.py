@@ -157,14 +157,35 @@ class HalfSquaredNorm(nn.Module):
         return g_y * jac, s_re[..., 0:1] * jac + pos * v, s_im[..., 0:1] * jac + neg * v
 
 
+class _SplitSqrt(torch.autograd.Function):
+    r""":math:`(\sqrt{m_+}, \sqrt{m_-})` from one square root of :math:`|m|`; the derivative
+    :math:`\pm 1/(2\sqrt{|m|})` of the part that is non-zero, and zero where :math:`m = 0`."""
+
+    @staticmethod
+    def forward(ctx, m: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # noqa: ANN001
+        r = m.abs().sqrt_()
+        pos = torch.where(m > 0, r, 0.0)
+        ctx.save_for_backward(m, r)
+        return pos, r - pos      # r - r is exactly 0 where m > 0
+
+    @staticmethod
+    def backward(ctx, g_pos: torch.Tensor, g_neg: torch.Tensor) -> torch.Tensor:  # noqa: ANN001
+        m, r = ctx.saved_tensors
+        nonzero = r > 0
+        if torch.is_grad_enabled():  # create_graph: r as a differentiable function of m (finite at 0)
+            r = torch.where(nonzero, m, 1.0).abs().sqrt()
+        else:
+            r = torch.where(nonzero, r, 1.0)
+        g = torch.where(m > 0, g_pos, -g_neg)
+        return torch.where(nonzero, g, 0.0) / (2 * r)
+
+
 def split_sqrt(m: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     r""":math:`(\sqrt{m_+}, \sqrt{m_-})`, the square roots of the positive and negative parts
-    of ``m``, with zero (not infinite) gradients where a part vanishes."""
-    pos, neg = m > 0, m < 0
-    one = torch.ones_like(m)
-    zero = torch.zeros_like(m)
-    return (torch.where(pos, torch.sqrt(torch.where(pos, m, one)), zero),
-            torch.where(neg, torch.sqrt(torch.where(neg, -m, one)), zero))
+    of ``m``, with zero (not infinite) gradients where a part vanishes. One square root of
+    :math:`|m|` serves both parts. (A NaN entry of ``m`` gives a NaN negative part, so that it
+    shows in the estimate.)"""
+    return _SplitSqrt.apply(m)
 
 
 # --------------------------------------------------------------------------------------------
@@ -220,12 +241,19 @@ def _forward(layers: list[nn.Module], x: torch.Tensor) -> tuple[torch.Tensor, li
     return h, tape
 
 
+def _add_parts(parts: list, i: int) -> torch.Tensor:
+    """The sum of the branches' ``i``-th propagated tensors (no leading ``0 +`` copy)."""
+    out = parts[0][i]
+    for p in parts[1:]:
+        out = out + p[i]
+    return out
+
+
 def _backward_approx(tape: list, g: torch.Tensor, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     for layer, inp, out, subs in reversed(tape):
         if subs is not None:
             parts = [_backward_approx(sub, g, h) for sub in subs]
-            g = sum(p[0] for p in parts)
-            h = sum(p[1] for p in parts)
+            g, h = _add_parts(parts, 0), _add_parts(parts, 1)
         elif type(layer) is nn.Linear:
             g, h = g @ layer.weight, h @ (layer.weight * layer.weight)
         elif (d := _activation_derivatives(layer, inp)) is not None and type(layer) in SUPPORTED_ACTIVATIONS:
@@ -241,9 +269,7 @@ def _backward_cp(tape: list, g: torch.Tensor, s_re: torch.Tensor, s_im: torch.Te
     for layer, inp, out, subs in reversed(tape):
         if subs is not None:
             parts = [_backward_cp(sub, g, s_re, s_im, generator) for sub in subs]
-            g = sum(p[0] for p in parts)
-            s_re = sum(p[1] for p in parts)
-            s_im = sum(p[2] for p in parts)
+            g, s_re, s_im = _add_parts(parts, 0), _add_parts(parts, 1), _add_parts(parts, 2)
         elif type(layer) is nn.Linear:
             w = layer.weight
             g, s_re, s_im = g @ w, s_re @ w, s_im @ w

@@ -127,8 +127,15 @@ def dsm_system(model: DKEF, x: torch.Tensor, *, generator: torch.Generator | Non
     return G, b, (0.5 * (t * t).sum(-1)).mean()
 
 
-def _curvature_system(model: DKEF, x: torch.Tensor, method: str, generator: torch.Generator | None
-                      ) -> System:
+def _curvature_system(model: DKEF, x: torch.Tensor, method: str, generator: torch.Generator | None,
+                      create_graph: bool) -> System:
+    # the sweep needs no autograd of its own: without create_graph no graph is recorded at all
+    with torch.set_grad_enabled(create_graph and torch.is_grad_enabled()):
+        return _curvature_system_body(model, x, method, generator)
+
+
+def _curvature_system_body(model: DKEF, x: torch.Tensor, method: str, generator: torch.Generator | None
+                           ) -> System:
     d, var = model.dim, model.base_std**2
     w = model.kernel_weights()
     dk, trace = 0, 0
@@ -150,13 +157,13 @@ def _curvature_system(model: DKEF, x: torch.Tensor, method: str, generator: torc
 def cp_system(model: DKEF, x: torch.Tensor, *, generator: torch.Generator | None = None,
               sigma: float | None = None, create_graph: bool = True) -> System:
     """The quadratic with the trace estimated by curvature propagation."""
-    return _curvature_system(model, x, "cp", generator)
+    return _curvature_system(model, x, "cp", generator, create_graph)
 
 
 def approx_bp_system(model: DKEF, x: torch.Tensor, *, generator: torch.Generator | None = None,
                      sigma: float | None = None, create_graph: bool = True) -> System:
     """The quadratic with the trace estimated by approximate backpropagation."""
-    return _curvature_system(model, x, "approx_bp", generator)
+    return _curvature_system(model, x, "approx_bp", generator, create_graph)
 
 
 def alpha_system(model: DKEF, x: torch.Tensor, objective: str, *, generator: torch.Generator | None = None,

@@ -57,13 +57,17 @@ class GaussianKernelLayer(nn.Module):
 
     def _parts(self, u: torch.Tensor, k: torch.Tensor):
         d = u.unsqueeze(1) - self.centres  # (batch, M, F)
-        jac = -k.unsqueeze(-1) * d / self.bandwidth  # d k_m / d u
+        jac = d * (k / -self.bandwidth).unsqueeze(-1)  # d k_m / d u = -k_m d_m / s
         return d, jac
+
+    def _hessian_diagonals(self, d: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+        """Diagonal of each :math:`k_m`'s Hessian, :math:`k_m (d_m^2/s^2 - 1/s)`, ``(batch, M, F)``."""
+        s = self.bandwidth
+        return torch.addcmul((k / -s).unsqueeze(-1), d * d, (k / s**2).unsqueeze(-1))
 
     def approx_bp_backward(self, inp, out, g, h):  # noqa: ANN001 - protocol signature
         d, jac = self._parts(inp, out)
-        s = self.bandwidth
-        local = out.unsqueeze(-1) * (d * d / s**2 - 1 / s)  # diag of each k_m's Hessian
+        local = self._hessian_diagonals(d, out)
         g_u = torch.einsum("bkm,bmf->bkf", g, jac)
         h_u = torch.einsum("bkm,bmf->bkf", h, jac * jac) + torch.einsum("bkm,bmf->bkf", g, local)
         return g_u, h_u
@@ -73,28 +77,26 @@ class GaussianKernelLayer(nn.Module):
         computed elementwise: ``(jac, diag of each k_m's Hessian)``, both ``(batch, M, F)``,
         without the dense ``(batch, M, M)`` identity."""
         d, jac = self._parts(inp, out)
-        s = self.bandwidth
-        return jac, out.unsqueeze(-1) * (d * d / s**2 - 1 / s)
+        return jac, self._hessian_diagonals(d, out)
 
     def identity_cp(self, inp: torch.Tensor, out: torch.Tensor, generator: torch.Generator | None
                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``cp_backward`` seeded with ``g = I`` and ``S = 0``, computed elementwise.
 
         With ``g = I`` the Hessian weight ``c = g k`` is ``diag(k)``: row ``m`` carries only
-        :math:`k_m`. The Rademacher draws are those of the dense sweep (a ``(batch, M, M)`` sign
-        matrix, of which the diagonal is used, then the ``(batch, M, F)`` signs), so the result
-        is the dense sweep's, draw for draw."""
+        :math:`k_m \ge 0`, so the rank-one part :math:`k_m d_m d_m^\top/s^2` is real,
+        :math:`\sqrt{k_m}\, v_m d_m/s`, and the isotropic part :math:`-k_m I/s` imaginary,
+        :math:`\sqrt{k_m/s}\, w`. The Rademacher draws are those of the dense sweep (a
+        ``(batch, M, M)`` sign matrix, of which the diagonal is used, then the ``(batch, M, F)``
+        signs), so the result is the dense sweep's, draw for draw."""
         d, jac = self._parts(inp, out)
         s = self.bandwidth
         batch, m = out.shape
         v = rademacher((batch, m, m), out, generator).diagonal(dim1=1, dim2=2)   # the dense draw's diagonal
-        c_pos, c_neg = split_sqrt(out)
-        rank_re = (c_pos * v).unsqueeze(-1) * d / s
-        rank_im = (c_neg * v).unsqueeze(-1) * d / s
-        iso = -out.unsqueeze(-1) / s  # (batch, M, 1): weight of the identity
+        c_pos, _ = split_sqrt(out)          # out >= 0: no negative part
+        _, iso_neg = split_sqrt(out / -s)   # the identity's weight -k/s <= 0: no positive part
         w = rademacher((batch, m) + inp.shape[-1:], out, generator)
-        iso_pos, iso_neg = split_sqrt(iso)
-        return jac, rank_re + iso_pos * w, rank_im + iso_neg * w
+        return jac, d * (c_pos * v / s).unsqueeze(-1), iso_neg.unsqueeze(-1) * w
 
     def cp_backward(self, inp, out, g, s_re, s_im, generator):  # noqa: ANN001
         d, jac = self._parts(inp, out)
