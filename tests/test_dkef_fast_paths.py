@@ -5,8 +5,11 @@ validation pass (alpha accumulated over chunks, then the loss), for exact SM, CP
 
 The numbers were printed by the code before the change; each gradient is stored as its sum
 against fixed weights (``linspace(-1, 1.5)`` over the parameter's entries). Exact SM and
-Approx BP are deterministic and must not move beyond float rounding; CP's values depend on its
-Rademacher draws (see the note at ``STEP_CP``).
+Approx BP are deterministic and must not move beyond float rounding. CP's values depend on its
+Rademacher draws: they were printed again when the kernel layer's elementwise seed stopped
+drawing a ``(batch, M, M)`` sign matrix of which only the diagonal was used (issue 25; it now
+draws the ``(batch, M)`` diagonal alone, an equally distributed estimate, see
+``tests/test_dkef_kernel_paths.py`` and the unbiasedness test in ``tests/test_dkef.py``).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from ssm_lib.curvature import split_sqrt
 from ssm_lib.dkef import DKEF, dkef_loss
 from ssm_lib.dkef.training import _split_loss
 
@@ -94,37 +98,37 @@ VAL_EXACT = {
         'loss': -0.5272229181791767,
     }
 STEP_CP = {
-        'loss': 2.1872425715097936,
-        'inducing': 3.016262993630307,
-        'log10_bandwidths': -6.205532007733671,
-        'kernel_logits': -1.7110345714808801,
-        'log10_lambda': 3.9931856961587067,
-        'features.0.branches.0.0.weight': -0.29226637915855924,
-        'features.0.branches.0.0.bias': -0.01675904086964443,
-        'features.0.branches.0.2.weight': 0.683475267877947,
-        'features.0.branches.0.2.bias': 0.3644216287558463,
-        'features.0.branches.0.4.weight': 0.560972799560665,
-        'features.0.branches.0.4.bias': 6.938893903907228e-16,
-        'features.0.branches.1.weight': 0.5712115929488604,
-        'features.1.branches.0.0.weight': -1.6557279534333227,
-        'features.1.branches.0.0.bias': 0.0010515147673296268,
-        'features.1.branches.0.2.weight': 2.952599081933098,
-        'features.1.branches.0.2.bias': 0.12075035461448379,
-        'features.1.branches.0.4.weight': -2.878552217010091,
-        'features.1.branches.0.4.bias': 3.2612801348363973e-16,
-        'features.1.branches.1.weight': 6.946512713077152,
-        'features.2.branches.0.0.weight': 1.1260371812369097,
-        'features.2.branches.0.0.bias': 0.2953350275571096,
-        'features.2.branches.0.2.weight': -0.21656486731211183,
-        'features.2.branches.0.2.bias': 0.060333850202015316,
-        'features.2.branches.0.4.weight': 1.1019284950479564,
-        'features.2.branches.0.4.bias': -8.326672684688674e-17,
-        'features.2.branches.1.weight': -6.906894935530967,
+        'loss': -0.8359135836181676,
+        'inducing': -1.4660326476587726,
+        'log10_bandwidths': 0.40598210400400037,
+        'kernel_logits': -1.7234170777899058,
+        'log10_lambda': 1.3619487673894424,
+        'features.0.branches.0.0.weight': 2.8915017786084283,
+        'features.0.branches.0.0.bias': -0.17309434213442432,
+        'features.0.branches.0.2.weight': -3.0000421554456227,
+        'features.0.branches.0.2.bias': 0.2470214039981503,
+        'features.0.branches.0.4.weight': 1.0134493185689115,
+        'features.0.branches.0.4.bias': 4.163336342344337e-16,
+        'features.0.branches.1.weight': -3.814343457355373,
+        'features.1.branches.0.0.weight': -1.5334710638398361,
+        'features.1.branches.0.0.bias': -0.7563164056311601,
+        'features.1.branches.0.2.weight': 4.146203313925353,
+        'features.1.branches.0.2.bias': 0.2775680357846892,
+        'features.1.branches.0.4.weight': 2.9562537601775007,
+        'features.1.branches.0.4.bias': -2.8449465006019636e-16,
+        'features.1.branches.1.weight': -3.4928044552768456,
+        'features.2.branches.0.0.weight': 1.2680790393603942,
+        'features.2.branches.0.0.bias': 0.1223518173477455,
+        'features.2.branches.0.2.weight': 1.3405976944679128,
+        'features.2.branches.0.2.bias': 0.08648394028876955,
+        'features.2.branches.0.4.weight': 1.5878305067978715,
+        'features.2.branches.0.4.bias': 1.734723475976807e-18,
+        'features.2.branches.1.weight': -0.030890926613945435,
     }
 VAL_CP = {
-        'alpha_w': -1.907953734145535,
-        'alpha_sq': 42.5343394096034,
-        'loss': -0.33100235922760185,
+        'alpha_w': -5.836493835364571,
+        'alpha_sq': 40.27658288757539,
+        'loss': -0.4156884321845764,
     }
 STEP_APPROX_BP = {
         'loss': 0.6237395347938204,
@@ -174,3 +178,33 @@ def test_pinned_values(objective, kind):
     for name, value in want.items():
         # the last layer's bias cancels in the feature differences: its gradient is zero up to rounding
         assert got[name] == pytest.approx(value, rel=1e-9, abs=1e-12), name
+
+
+def _split_sqrt_by_masks(m: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The implementation before the change: four ``where`` calls and two square roots."""
+    pos, neg = m > 0, m < 0
+    one, zero = torch.ones_like(m), torch.zeros_like(m)
+    return (torch.where(pos, torch.sqrt(torch.where(pos, m, one)), zero),
+            torch.where(neg, torch.sqrt(torch.where(neg, -m, one)), zero))
+
+
+def test_split_sqrt_matches_the_masked_version_with_derivatives():
+    g = torch.Generator().manual_seed(51)
+    m = torch.randn(60, generator=g, dtype=D64) * 2.0
+    m[::7] = 0.0                                   # vanishing parts: zero, finite derivatives
+    m.requires_grad_(True)
+    w_pos, w_neg = torch.randn(2, 60, generator=g, dtype=D64)
+    ours, ref = split_sqrt(m), _split_sqrt_by_masks(m)
+    for a, b in zip(ours, ref, strict=True):
+        assert torch.equal(a, b)
+    (d1,) = torch.autograd.grad((ours[0] * w_pos + ours[1] * w_neg).sum(), m, create_graph=True)
+    (r1,) = torch.autograd.grad((ref[0] * w_pos + ref[1] * w_neg).sum(), m, create_graph=True)
+    torch.testing.assert_close(d1, r1, rtol=1e-14, atol=0)
+    assert torch.all(d1[::7] == 0)
+    (d2,) = torch.autograd.grad((d1 * w_pos).sum(), m)
+    (r2,) = torch.autograd.grad((r1 * w_pos).sum(), m)
+    assert torch.isfinite(d2).all()
+    torch.testing.assert_close(d2, r2, rtol=1e-12, atol=0)
+    away = (torch.rand(20, generator=g, dtype=D64) + 0.2) * torch.tensor([1.0, -1.0], dtype=D64).repeat(10)
+    away.requires_grad_(True)
+    assert torch.autograd.gradgradcheck(split_sqrt, (away,))

@@ -81,21 +81,21 @@ class GaussianKernelLayer(nn.Module):
 
     def identity_cp(self, inp: torch.Tensor, out: torch.Tensor, generator: torch.Generator | None
                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``cp_backward`` seeded with ``g = I`` and ``S = 0``, computed elementwise.
+        r"""``cp_backward`` seeded with ``g = I`` and ``S = 0``, computed elementwise.
 
         With ``g = I`` the Hessian weight ``c = g k`` is ``diag(k)``: row ``m`` carries only
         :math:`k_m \ge 0`, so the rank-one part :math:`k_m d_m d_m^\top/s^2` is real,
         :math:`\sqrt{k_m}\, v_m d_m/s`, and the isotropic part :math:`-k_m I/s` imaginary,
-        :math:`\sqrt{k_m/s}\, w`. The Rademacher draws are those of the dense sweep (a
-        ``(batch, M, M)`` sign matrix, of which the diagonal is used, then the ``(batch, M, F)``
-        signs), so the result is the dense sweep's, draw for draw."""
+        :math:`\sqrt{k_m/s}\, w`. Rademacher draws: ``v`` of shape ``(batch, M)`` (the only
+        entries of the dense sweep's ``(batch, M, M)`` signs that meet a non-zero weight), then
+        ``w`` of shape ``(batch, M, F)``; with those on the dense draw's diagonal, the dense
+        sweep gives the same result."""
         d, jac = self._parts(inp, out)
         s = self.bandwidth
-        batch, m = out.shape
-        v = rademacher((batch, m, m), out, generator).diagonal(dim1=1, dim2=2)   # the dense draw's diagonal
+        v = rademacher(out.shape, out, generator)
         c_pos, _ = split_sqrt(out)          # out >= 0: no negative part
         _, iso_neg = split_sqrt(out / -s)   # the identity's weight -k/s <= 0: no positive part
-        w = rademacher((batch, m) + inp.shape[-1:], out, generator)
+        w = rademacher(out.shape + inp.shape[-1:], out, generator)
         return jac, d * (c_pos * v / s).unsqueeze(-1), iso_neg.unsqueeze(-1) * w
 
     def cp_backward(self, inp, out, g, s_re, s_im, generator):  # noqa: ANN001
