@@ -73,8 +73,8 @@ from ._tensor_ops import event_sum, rademacher, reduce
 
 __all__ = [
     "HalfSquaredNorm", "METHODS", "SUPPORTED_ACTIVATIONS", "SumOfBranches", "approx_backprop_score_matching",
-    "as_layers", "curvature_propagation_score_matching", "energy_hessian_terms", "hessian_diagonal",
-    "record_forward", "split_sqrt", "sweep_approx_bp", "sweep_cp",
+    "as_layers", "curvature_propagation_score_matching", "energy_hessian_terms", "forward_derivatives",
+    "hessian_diagonal", "record_forward", "split_sqrt", "sweep_approx_bp", "sweep_cp",
 ]
 
 METHODS = ("cp", "approx_bp")
@@ -368,6 +368,89 @@ def hessian_diagonal(layers: nn.Module | Sequence[nn.Module], x: torch.Tensor, *
         grad, s_re, s_im = _backward_cp(tape, g, zeros, zeros, generator)
         hdiag = s_re * s_re - s_im * s_im
     return y, grad, hdiag
+
+
+def _forward_derivatives(seq: list[nn.Module], h: torch.Tensor, jac: torch.Tensor | None,
+                         diag: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """Forward mode through ``seq``; ``jac``/``diag`` of shape ``(batch, d, width)``, ``None`` for
+    the identity / zero at the input."""
+    for layer in seq:
+        if isinstance(layer, SumOfBranches):
+            outs = [_forward_derivatives(_leaves(branch), h, jac, diag) for branch in layer.branches]
+            h, jac = _add_parts(outs, 0), _add_parts(outs, 1)
+            diags = [o[2] for o in outs if o[2] is not None]
+            diag = None if not diags else diags[0] if len(diags) == 1 else _add_parts([(t,) for t in diags], 0)
+        elif type(layer) is nn.Linear:
+            w = layer.weight
+            h = layer(h)
+            jac = w.T.expand(h.shape[0], *w.T.shape) if jac is None else jac @ w.T
+            diag = None if diag is None else diag @ w.T
+        else:
+            d1, d2 = _activation_derivatives(layer, h)
+            h = layer(h)
+            if jac is None:
+                jac = torch.diag_embed(torch.ones_like(h))
+            d1, d2 = d1.unsqueeze(1), d2.unsqueeze(1)
+            new_diag = d2 * jac * jac
+            diag = new_diag if diag is None else torch.addcmul(new_diag, d1, diag)
+            jac = d1 * jac
+    return h, jac, diag
+
+
+def forward_derivatives(layers: nn.Module | Sequence[nn.Module], x: torch.Tensor
+                        ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    r"""Outputs, Jacobians and exact Hessian diagonals of a network of ``Linear`` layers,
+    supported element-wise activations, ``nn.Sequential`` and :class:`SumOfBranches`, by
+    forward mode (one pass, no autograd of its own; differentiable in the parameters).
+
+    With :math:`J = \partial h/\partial x` and :math:`D_{f,i} = \partial^2 h_f/\partial x_i^2`
+    carried through the layers:
+
+    .. math::
+
+        \begin{aligned}
+        h' &= W h + b: & J' &= W J, & D' &= W D;\\
+        h' &= a(h): & J' &= a'(h)\, J, & D' &= a''(h)\, J^2 + a'(h)\, D
+        \end{aligned}
+
+    (element-wise in the unit, for every input coordinate :math:`i`). The cost is that of the
+    forward pass on :math:`d` rows per point, against :math:`d` backward passes through a
+    second-order graph for autograd.
+
+    Returns:
+        ``(y, jac, diag)``: ``y`` ``(batch, K)``, ``jac[b, i, k]`` :math:`= \partial y_k/\partial x_i`
+        and ``diag[b, i, k]`` :math:`= \partial^2 y_k/\partial x_i^2`, both ``(batch, d, K)``
+        (the input coordinate before the output unit).
+
+    Raises:
+        ValueError: a layer of another type (no forward rule is known for it).
+    """
+    check_batch(x)
+    if x.dim() != 2:
+        raise ValueError(f"x must have shape (batch, d), got {tuple(x.shape)}")
+    seq = _leaves(layers) if isinstance(layers, nn.Module) else [leaf for layer in layers for leaf in _leaves(layer)]
+    for layer in seq:
+        if not forward_supported(layer):
+            raise ValueError(f"layers: forward_derivatives knows Linear, "
+                             f"{', '.join(t.__name__ for t in SUPPORTED_ACTIVATIONS)}, Sequential and "
+                             f"SumOfBranches, not {type(layer).__name__}")
+    y, jac, diag = _forward_derivatives(seq, x, None, None)
+    if jac is None:   # no layer at all
+        jac = torch.diag_embed(torch.ones_like(x))
+    return y, jac, torch.zeros_like(jac) if diag is None else diag
+
+
+def forward_supported(layer: nn.Module) -> bool:
+    """Whether :func:`forward_derivatives` has a rule for every leaf of ``layer``."""
+    if isinstance(layer, SumOfBranches):
+        return all(forward_supported(leaf) for branch in layer.branches for leaf in _leaves(branch))
+    if type(layer) is nn.Sequential:
+        return all(forward_supported(leaf) for leaf in _leaves(layer))
+    if type(layer) is nn.Linear:
+        return True
+    if type(layer) is nn.GELU:
+        return layer.approximate == "none"
+    return type(layer) in SUPPORTED_ACTIVATIONS
 
 
 def energy_hessian_terms(energy: object, x: torch.Tensor, *, method: str,

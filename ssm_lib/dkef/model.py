@@ -31,7 +31,7 @@ from torch import nn
 
 from .._checks import check_batch, check_count, check_finite, check_number
 from .._tensor_ops import pairwise_sq_dist, rademacher
-from ..curvature import SumOfBranches, hessian_diagonal, split_sqrt
+from ..curvature import SumOfBranches, forward_derivatives, forward_supported, hessian_diagonal, split_sqrt
 from ..persistence import register_model
 from . import alpha as _alpha
 
@@ -308,6 +308,48 @@ class DKEF(nn.Module):
             k = k + w[j] * torch.exp(-((u - c) ** 2).sum(-1) / (2 * s[j]))
         (dk,) = torch.autograd.grad(k.sum(), xe, create_graph=True)
         return xe, k, dk
+
+    def forward_derivatives_supported(self) -> bool:
+        """Whether every feature network is made of layers :func:`ssm_lib.curvature.forward_derivatives`
+        knows (true for those :func:`feature_network` builds)."""
+        return all(forward_supported(phi) for phi in self.features)
+
+    def kernel_derivatives(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        r"""``(K, dK, lapK)``: the kernel values :math:`K(x_b, z_m)` ``(n, M)``, their gradients
+        :math:`\nabla_x K(x_b, z_m)` ``(n, M, d)`` and Laplacians
+        :math:`\operatorname{tr}\nabla_x^2 K(x_b, z_m)` ``(n, M)``, in closed form.
+
+        Per kernel, with features :math:`u = \phi(x)`, their Jacobian :math:`J` (``F x d``) and
+        Laplacians :math:`L_f = \operatorname{tr}\nabla_x^2 u_f` from one forward-mode pass
+        (:func:`ssm_lib.curvature.forward_derivatives`, per point, not per inducing point),
+        :math:`\delta_m = u - \phi(z_m)` and :math:`e_m = J^\top\delta_m`:
+
+        .. math::
+
+            \nabla_x k_m = -\frac{k_m}{s} e_m, \qquad
+            \operatorname{tr}\nabla_x^2 k_m = k_m\Big(\frac{\|e_m\|^2}{s^2}
+                - \frac{\|J\|_F^2 + \delta_m^\top L}{s}\Big).
+
+        The differences :math:`\delta_m` are never formed: :math:`e_m` and
+        :math:`\delta_m^\top L` are inner products of the features and the centres, both
+        shifted by the centres' mean. Differentiable in the parameters."""
+        self._check_x(x)
+        w, s = self.kernel_weights(), self.bandwidths()
+        k_all = dk = lap = 0
+        for j, phi in enumerate(self.features):
+            u, jac, diag = forward_derivatives(phi, x)          # (n, F), (n, d, F), (n, d, F)
+            c = phi(self.inducing)                               # (M, F)
+            k = GaussianKernelLayer(c, s[j])(u)                  # (n, M)
+            centre = c.mean(0)
+            uc, cc = u - centre, c - centre
+            e = (jac @ uc.unsqueeze(-1)) - jac @ cc.T            # (n, d, M)
+            lap_u = diag.sum(1)                                  # (n, F)
+            delta_l = (uc * lap_u).sum(-1, keepdim=True) - lap_u @ cc.T           # (n, M)
+            jj = jac.square().sum((1, 2)).unsqueeze(-1)          # (n, 1)
+            lap = lap + w[j] * k * (e.square().sum(1) / s[j] ** 2 - (jj + delta_l) / s[j])
+            dk = dk + e * (w[j] * k / -s[j]).unsqueeze(1)
+            k_all = k_all + w[j] * k
+        return k_all, dk.transpose(1, 2), lap
 
     def alpha_system(self, x: torch.Tensor, objective: str, *, generator: torch.Generator | None = None,
                      sigma: float | None = None, create_graph: bool = True
