@@ -379,7 +379,7 @@ def _forward_derivatives(seq: list[nn.Module], h: torch.Tensor, jac: torch.Tenso
             outs = [_forward_derivatives(_leaves(branch), h, jac, diag) for branch in layer.branches]
             h, jac = _add_parts(outs, 0), _add_parts(outs, 1)
             diags = [o[2] for o in outs if o[2] is not None]
-            diag = None if not diags else diags[0] if len(diags) == 1 else _add_parts([(t,) for t in diags], 0)
+            diag = _add_parts([(t,) for t in diags], 0) if diags else None
         elif type(layer) is nn.Linear:
             w = layer.weight
             h = layer(h)
@@ -428,7 +428,8 @@ def forward_derivatives(layers: nn.Module | Sequence[nn.Module], x: torch.Tensor
     check_batch(x)
     if x.dim() != 2:
         raise ValueError(f"x must have shape (batch, d), got {tuple(x.shape)}")
-    seq = _leaves(layers) if isinstance(layers, nn.Module) else [leaf for layer in layers for leaf in _leaves(layer)]
+    seq = (_leaves(layers) if isinstance(layers, nn.Module)
+           else [leaf for layer in layers for leaf in _leaves(layer)])
     for layer in seq:
         if not forward_supported(layer):
             raise ValueError(f"layers: forward_derivatives knows Linear, "

@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torch import nn
 
-from ssm_lib.curvature import split_sqrt
+from ssm_lib.curvature import SumOfBranches, forward_derivatives, split_sqrt
 from ssm_lib.dkef import DKEF, dkef_loss
+from ssm_lib.dkef.alpha import exact_system, exact_system_autograd
 from ssm_lib.dkef.training import _split_loss
 
 D64 = torch.float64
@@ -26,15 +28,15 @@ D64 = torch.float64
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def _model(m: int = 15, dim: int = 4, hidden: int = 6) -> DKEF:
+def _model(m: int = 15, dim: int = 4, hidden: int = 6, dtype: torch.dtype = D64) -> DKEF:
     """Unequal kernel weights and bandwidths (not the initial ones) and a non-zero alpha."""
     g = torch.Generator().manual_seed(21)
-    model = DKEF(torch.randn(m, dim, generator=g, dtype=D64) * 1.5 + 0.5, n_kernels=3, hidden=hidden,
+    model = DKEF(torch.randn(m, dim, generator=g, dtype=dtype) * 1.5 + 0.5, n_kernels=3, hidden=hidden,
                  generator=g)
     with torch.no_grad():
-        model.kernel_logits.copy_(torch.tensor([0.3, -0.2, 0.1], dtype=D64))
-        model.log10_bandwidths.copy_(torch.tensor([0.2, 0.6, 1.1], dtype=D64))
-        model.alpha.copy_(torch.randn(m, generator=g, dtype=D64) * 0.4)
+        model.kernel_logits.copy_(torch.tensor([0.3, -0.2, 0.1], dtype=dtype))
+        model.log10_bandwidths.copy_(torch.tensor([0.2, 0.6, 1.1], dtype=dtype))
+        model.alpha.copy_(torch.randn(m, generator=g, dtype=dtype) * 0.4)
     return model
 
 
@@ -208,3 +210,61 @@ def test_split_sqrt_matches_the_masked_version_with_derivatives():
     away = (torch.rand(20, generator=g, dtype=D64) + 0.2) * torch.tensor([1.0, -1.0], dtype=D64).repeat(10)
     away.requires_grad_(True)
     assert torch.autograd.gradgradcheck(split_sqrt, (away,))
+
+
+# ---------------------------------------------------------------- exact SM in closed form
+def test_forward_derivatives_match_autograd():
+    """Jacobians and Hessian diagonals by forward mode against torch.func on a network with every
+    supported activation, a skip branch and an activation after the branches."""
+    torch.manual_seed(0)
+    net = nn.Sequential(
+        SumOfBranches(nn.Sequential(nn.Linear(4, 7), nn.Softplus(beta=1.5), nn.Linear(7, 7), nn.Tanh(),
+                                    nn.Linear(7, 6), nn.Sigmoid(), nn.Linear(6, 5), nn.GELU()),
+                      nn.Linear(4, 5, bias=False)),
+        nn.SiLU(), nn.Linear(5, 3)).double()
+    x = torch.randn(6, 4, generator=torch.Generator().manual_seed(1), dtype=D64) * 1.7
+    y, jac, diag = forward_derivatives(net, x)
+    torch.testing.assert_close(y, net(x), rtol=1e-13, atol=0)
+    torch.testing.assert_close(jac, torch.func.vmap(torch.func.jacrev(net))(x).transpose(1, 2),
+                               rtol=1e-11, atol=1e-13)
+    hess = torch.func.vmap(torch.func.hessian(net))(x)          # (batch, K, d, d)
+    torch.testing.assert_close(diag, hess.diagonal(dim1=-2, dim2=-1).transpose(1, 2), rtol=1e-10, atol=1e-13)
+
+
+def test_forward_derivatives_names_an_unknown_layer():
+    with pytest.raises(ValueError, match="ReLU"):
+        forward_derivatives(nn.Sequential(nn.Linear(2, 3), nn.ReLU()), torch.zeros(1, 2))
+
+
+def test_exact_quadratic_matches_the_autograd_one_with_gradients():
+    """The closed-form exact quadratic against d backward passes (float64): G, b, c and the
+    gradients of a function of them with respect to every parameter."""
+    model, x = _model(), _batch(9, 61)
+    params = [p for p in model.parameters() if p.requires_grad]
+    G, b, c = exact_system(model, x)
+    G0, b0, c0 = exact_system_autograd(model, x)
+    torch.testing.assert_close(G, G0, rtol=1e-11, atol=1e-13)
+    torch.testing.assert_close(b, b0, rtol=1e-11, atol=1e-13)
+    torch.testing.assert_close(c, c0, rtol=1e-13, atol=0)
+    weights = torch.linspace(-1, 2, b.numel(), dtype=D64)
+    grads = torch.autograd.grad((G * G).sum() + (b * weights).sum(), params, allow_unused=True)
+    grads0 = torch.autograd.grad((G0 * G0).sum() + (b0 * weights).sum(), params, allow_unused=True)
+    for a, a0 in zip(grads, grads0, strict=True):
+        assert (a is None) == (a0 is None)
+        if a is not None:
+            torch.testing.assert_close(a, a0, rtol=1e-9, atol=1e-12)
+
+
+def test_exact_quadratic_in_float32_far_from_the_origin():
+    """Inducing points and data at 50 from the origin (the features follow): the closed form's
+    centred inner products keep float32 close to the float64 values."""
+    model64 = _model()
+    with torch.no_grad():
+        model64.inducing.add_(50.0)
+    x = _batch(8, 62) + 50.0
+    G64, b64, _ = exact_system(model64, x, create_graph=False)
+    model32 = _model(dtype=torch.float32)
+    model32.load_state_dict({k: v.float() for k, v in model64.state_dict().items()})
+    G32, b32, _ = exact_system(model32, x.float(), create_graph=False)
+    assert ((G32.double() - G64).abs().max() / G64.abs().max()).item() < 1e-4
+    assert ((b32.double() - b64).abs().max() / b64.abs().max()).item() < 1e-4
