@@ -64,8 +64,16 @@ PATHS = {
 # "kingma") or ``exact_score_matching(-dkef(X_t, .))`` (exact) on 100 + 100 RedWine rows, then
 # backward, clipping and an optimiser step; its validation pass ``save_alpha_matrices`` on 1000 rows
 # and the loss on the validation split. Same torch build, one process, interleaved with ours.
-OFFICIAL_RUN = "2026-12-06, torch 2.13.0+cpu, load average 5-7 (other jobs on the 2 cores), medians of 3"
-OFFICIAL: dict[str, dict[int, float]] = {}
+# 1 thread only: at 2 threads the run did not finish in 8 minutes on the loaded machine (load 7.5-8.4).
+OFFICIAL_RUN = ("2026-12-06 10:18-10:20 UTC, torch 2.13.0+cpu, 1 thread, load average 7.6-7.9 on the 2 cores "
+                "(other jobs running), medians of 3 interleaved repeats")
+OFFICIAL: dict[str, dict[int, float]] = {
+    "step_exact": {1: 8.251},
+    "step_cp": {1: 1.623},
+    "step_approx_bp": {1: 0.879},
+    "val_cp": {1: 4.510},
+    "val_approx_bp": {1: 2.347},
+}
 
 
 def flops(path: str, quick: bool, logz_samples: int) -> float:
@@ -265,7 +273,7 @@ def main(argv: list[str] | None = None) -> int:
         row = f"{PATHS[path]:<50}"
         for t in a.threads:
             off = None if a.quick else OFFICIAL.get(path, {}).get(t)
-            row += f"{times[t][path]:>10.3f}{floors[t][path]:>10.3f}"
+            row += f"{times[t][path]:>10.3f}{floors[t][path]:>10.3g}"
             row += f"{off:>10.3f}{times[t][path] / off:>10.2f}" if off else f"{'-':>10}{'-':>10}"
         row += f"{memory[path]:>10.0f}" if path in memory else f"{'-':>10}"
         print(row)
