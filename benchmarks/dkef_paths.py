@@ -19,6 +19,17 @@ more, and reports the rise of its peak resident set over the resident set just b
 every block over 128 KiB to the system when it is freed). The numbers depend on the machine and its load:
 the table prints the load average. This is a measurement, not a test.
 
+Floor: the path's dominant matrix-product FLOPs (counted from the settings by :func:`flops`,
+formulas there) divided by the rate of one large float32 matrix product (1024 x 1024 x 1024)
+measured in the same process at the same thread count: the time the path would take if all its
+products ran at that rate and nothing else cost anything. ``time / floor`` says how far a path
+is from it (element-wise passes, small products and Python overhead make up the rest).
+
+Official: the paper's own code (github:ermongroup/sliced_score_matching, GPL; never vendored)
+timed by the maintainers beside this script on the same CPU, the same settings and inputs, one
+process, interleaved repeats, medians; see :data:`OFFICIAL` for the run and the two patches it
+needs on current torch.
+
 To time an older ``ssm_lib`` with the same script, put its folder first on ``PYTHONPATH``.
 """
 
@@ -43,6 +54,89 @@ PATHS = {
     "val_approx_bp": "DKEF validation pass, Approx BP",
     "logz": "DKEF log Z, default chunk",
 }
+
+
+# The official code's times (seconds, medians) on this project's 2-core CPU, measured with a
+# scratch copy of github:ermongroup/sliced_score_matching (never in this repository) patched in two
+# places to run on torch 2.x: ``torch.gesv(-b[:, None], matrix)`` -> ``torch.linalg.solve(matrix,
+# -b[:, None])`` in models/dkef.py, and the TF1 eigendecomposition -> ``torch.linalg.eigh`` in its
+# kernel score estimators (not timed here). Its training step is ``approx_bp_forward`` (CP,
+# "kingma") or ``exact_score_matching(-dkef(X_t, .))`` (exact) on 100 + 100 RedWine rows, then
+# backward, clipping and an optimiser step; its validation pass ``save_alpha_matrices`` on 1000 rows
+# and the loss on the validation split. Same torch build, one process, interleaved with ours.
+# 1 thread only: at 2 threads the 2-core machine was shared with other jobs (load 5), and both codes
+# ran 5-10 times slower than at 1 thread (oversubscribed), which says nothing about either.
+OFFICIAL_RUN = ("2026-12-06 10:34-10:35 UTC, torch 2.13.0+cpu, 1 thread, load average 3.1-3.3 on the 2 cores "
+                "(other jobs running), medians of 3 interleaved repeats")
+OFFICIAL: dict[str, dict[int, float]] = {
+    "step_exact": {1: 2.261},
+    "step_cp": {1: 0.496},
+    "step_approx_bp": {1: 0.257},
+    "val_cp": {1: 1.357},
+    "val_approx_bp": {1: 0.529},
+}
+
+
+def flops(path: str, quick: bool, logz_samples: int) -> float:
+    r"""Dominant matrix-product FLOPs of one run of ``path`` (a multiply-add counts 2).
+
+    With RedWine's :math:`d = 11`, :math:`M` inducing points, :math:`J` kernels of feature width
+    :math:`F = H` (hidden width), :math:`n` rows for alpha and :math:`n` for the loss, and
+    :math:`P = 2(dH + H^2 + HF + dF)` the products of one feature-network row:
+
+    * CP / Approx BP quadratic: :math:`T` tensors (CP 3: :math:`g, S_{re}, S_{im}`; Approx BP 2)
+      of :math:`nM` rows swept back through each network, :math:`J T n M P`, plus
+      :math:`G`: :math:`2 n d M^2`;
+    * exact SM quadratic (closed form): per kernel the forward-mode Jacobian and Hessian
+      diagonal, :math:`2 \cdot 2 n d (H^2 + HF)`, and :math:`e = J^\top\delta`,
+      :math:`2 n d F M`; plus :math:`G`; its loss (the generic exact SM on :math:`n` rows)
+      :math:`d` backward passes of the score, about :math:`3 d J n (P + 2MF)`;
+    * a training step: the forward products times 3 (the backward pass costs about twice the
+      forward); a validation pass: the quadratic on 1000 rows without a backward pass;
+    * log Z: :math:`N J (P/2 \cdot 2 + 2MF)` for :math:`N` samples; median bandwidth:
+      :math:`2m^2 d`; Stein: that plus the solve, :math:`2m^3/3 + 2m^2 d`; spectral: that plus
+      a symmetric eigendecomposition, about :math:`4m^3` (all for :math:`m` samples of
+      dimension :math:`d`).
+    """
+    if path in ("median", "stein", "spectral"):
+        m, d = (200, 10) if quick else (2000, 100)
+        gram = 2.0 * m * m * d
+        extra = {"median": 0.0, "stein": 2 * m**3 / 3 + 2 * m * m * d, "spectral": 4.0 * m**3}
+        return gram + extra[path]
+    d, h, nk = 11, 30, 3
+    m = 20 if quick else 200
+    n = 10 if quick else 100
+    per_row = 2.0 * (d * h + h * h + h * h + d * h)
+    gram = 2.0 * n * d * m * m
+    if path == "logz":
+        n_samples = 2000 if quick else logz_samples
+        return n_samples * nk * (per_row / 2 + 2.0 * m * h)
+    objective = path.split("_", 1)[1]
+    if objective == "exact":
+        system = nk * (4.0 * n * d * (h * h + h * h) + 2.0 * n * d * h * m) + gram
+        loss = 3.0 * d * nk * n * (per_row + 2.0 * m * h)
+    else:
+        t = 3 if objective == "cp" else 2
+        system = nk * t * n * m * per_row + gram
+        loss = nk * t * n * (per_row + 2.0 * m * h)       # one output channel
+    if path.startswith("step_"):
+        return 3.0 * (system + loss)
+    n_alpha = 100 if quick else 1000
+    return system * n_alpha / n + loss
+
+
+def _peak_gflops(repeats: int = 5) -> float:
+    """GFLOP/s of a 1024 x 1024 x 1024 float32 matrix product (median), at the current threads."""
+    import torch
+
+    a, b = torch.randn(1024, 1024), torch.randn(1024, 1024)
+    a @ b
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        a @ b
+        times.append(time.perf_counter() - t0)
+    return 2.0 * 1024**3 / statistics.median(times) / 1e9
 
 
 def _build(path: str, quick: bool, logz_samples: int):
@@ -103,12 +197,14 @@ def _worker_time(paths: list[str], threads: int, repeats: int, quick: bool, logz
     for fn in runs.values():     # warm-up
         fn()
     times: dict[str, list[float]] = {p: [] for p in paths}
+    peaks = []
     for _ in range(repeats):
+        peaks.append(_peak_gflops(3))     # the matrix-product rate, measured between the paths
         for p, fn in runs.items():
             t0 = time.perf_counter()
             fn()
             times[p].append(time.perf_counter() - t0)
-    return {p: statistics.median(t) for p, t in times.items()}
+    return {**{p: statistics.median(t) for p, t in times.items()}, "_peak_gflops": statistics.median(peaks)}
 
 
 def _worker_memory(path: str, quick: bool, logz_samples: int) -> float:
@@ -162,20 +258,37 @@ def main(argv: list[str] | None = None) -> int:
     load.append(os.getloadavg())
     import ssm_lib
 
-    head = f"{'path':<52}" + "".join(f"{f'{t} thread(s), s':>17}" for t in a.threads) + f"{'peak MiB':>10}"
+    peak = {t: times[t].pop("_peak_gflops") for t in a.threads}
+    floors = {t: {p: flops(p, a.quick, a.logz_samples) / (peak[t] * 1e9) for p in a.paths} for t in a.threads}
+    cols = []
+    for t in a.threads:
+        cols += [f"{t}T s", f"{t}T floor", f"{t}T off.", f"{t}T ratio"]
+    head = f"{'path':<50}" + "".join(f"{c:>10}" for c in cols) + f"{'peak MiB':>10}"
     print(f"ssm_lib from {os.path.dirname(ssm_lib.__file__)}; median of {a.repeats} interleaved repeats; "
           f"log Z with {a.logz_samples} samples" + ("; --quick: tiny sizes, not those named" * a.quick))
+    print("columns per thread count T: our time, the matrix-product floor, the official code's time "
+          "(quoted, see OFFICIAL), ours / official")
     print(head)
     print("-" * len(head))
     for path in a.paths:
-        mem = f"{memory[path]:>10.0f}" if path in memory else f"{'-':>10}"
-        print(f"{PATHS[path]:<52}" + "".join(f"{times[t][path]:>17.3f}" for t in a.threads) + mem)
+        row = f"{PATHS[path]:<50}"
+        for t in a.threads:
+            off = None if a.quick else OFFICIAL.get(path, {}).get(t)
+            row += f"{times[t][path]:>10.3f}{floors[t][path]:>10.3g}"
+            row += f"{off:>10.3f}{times[t][path] / off:>10.2f}" if off else f"{'-':>10}{'-':>10}"
+        row += f"{memory[path]:>10.0f}" if path in memory else f"{'-':>10}"
+        print(row)
+    print("matrix-product rate (1024^3 float32, GFLOP/s): "
+          + ", ".join(f"{t} thread(s) {peak[t]:.1f}" for t in a.threads))
+    print(f"official code's times: {OFFICIAL_RUN}")
     print("load average (1, 5, 15 min) at start / after timing / after memory: "
           + " / ".join(", ".join(f"{x:.2f}" for x in la) for la in load))
     if a.json:
         with open(a.json, "w") as f:
-            json.dump({"times": times, "peak_mib": memory, "load": load, "repeats": a.repeats,
-                       "logz_samples": a.logz_samples, "ssm_lib": ssm_lib.__file__}, f, indent=1)
+            json.dump({"times": times, "floor_s": floors, "peak_gflops": peak, "peak_mib": memory,
+                       "official": {p: OFFICIAL.get(p, {}) for p in a.paths}, "load": load,
+                       "repeats": a.repeats, "logz_samples": a.logz_samples, "ssm_lib": ssm_lib.__file__},
+                      f, indent=1)
     return 0
 
 

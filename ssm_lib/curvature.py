@@ -73,8 +73,8 @@ from ._tensor_ops import event_sum, rademacher, reduce
 
 __all__ = [
     "HalfSquaredNorm", "METHODS", "SUPPORTED_ACTIVATIONS", "SumOfBranches", "approx_backprop_score_matching",
-    "as_layers", "curvature_propagation_score_matching", "energy_hessian_terms", "hessian_diagonal",
-    "record_forward", "split_sqrt", "sweep_approx_bp", "sweep_cp",
+    "as_layers", "curvature_propagation_score_matching", "energy_hessian_terms", "forward_derivatives",
+    "hessian_diagonal", "record_forward", "split_sqrt", "sweep_approx_bp", "sweep_cp",
 ]
 
 METHODS = ("cp", "approx_bp")
@@ -157,14 +157,35 @@ class HalfSquaredNorm(nn.Module):
         return g_y * jac, s_re[..., 0:1] * jac + pos * v, s_im[..., 0:1] * jac + neg * v
 
 
+class _SplitSqrt(torch.autograd.Function):
+    r""":math:`(\sqrt{m_+}, \sqrt{m_-})` from one square root of :math:`|m|`; the derivative
+    :math:`\pm 1/(2\sqrt{|m|})` of the part that is non-zero, and zero where :math:`m = 0`."""
+
+    @staticmethod
+    def forward(ctx, m: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # noqa: ANN001
+        r = m.abs().sqrt_()
+        pos = torch.where(m > 0, r, 0.0)
+        ctx.save_for_backward(m, r)
+        return pos, r - pos      # r - r is exactly 0 where m > 0
+
+    @staticmethod
+    def backward(ctx, g_pos: torch.Tensor, g_neg: torch.Tensor) -> torch.Tensor:  # noqa: ANN001
+        m, r = ctx.saved_tensors
+        nonzero = r > 0
+        if torch.is_grad_enabled():  # create_graph: r as a differentiable function of m (finite at 0)
+            r = torch.where(nonzero, m, 1.0).abs().sqrt()
+        else:
+            r = torch.where(nonzero, r, 1.0)
+        g = torch.where(m > 0, g_pos, -g_neg)
+        return torch.where(nonzero, g, 0.0) / (2 * r)
+
+
 def split_sqrt(m: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     r""":math:`(\sqrt{m_+}, \sqrt{m_-})`, the square roots of the positive and negative parts
-    of ``m``, with zero (not infinite) gradients where a part vanishes."""
-    pos, neg = m > 0, m < 0
-    one = torch.ones_like(m)
-    zero = torch.zeros_like(m)
-    return (torch.where(pos, torch.sqrt(torch.where(pos, m, one)), zero),
-            torch.where(neg, torch.sqrt(torch.where(neg, -m, one)), zero))
+    of ``m``, with zero (not infinite) gradients where a part vanishes. One square root of
+    :math:`|m|` serves both parts. (A NaN entry of ``m`` gives a NaN negative part, so that it
+    shows in the estimate.)"""
+    return _SplitSqrt.apply(m)
 
 
 # --------------------------------------------------------------------------------------------
@@ -220,12 +241,19 @@ def _forward(layers: list[nn.Module], x: torch.Tensor) -> tuple[torch.Tensor, li
     return h, tape
 
 
+def _add_parts(parts: list, i: int) -> torch.Tensor:
+    """The sum of the branches' ``i``-th propagated tensors (no leading ``0 +`` copy)."""
+    out = parts[0][i]
+    for p in parts[1:]:
+        out = out + p[i]
+    return out
+
+
 def _backward_approx(tape: list, g: torch.Tensor, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     for layer, inp, out, subs in reversed(tape):
         if subs is not None:
             parts = [_backward_approx(sub, g, h) for sub in subs]
-            g = sum(p[0] for p in parts)
-            h = sum(p[1] for p in parts)
+            g, h = _add_parts(parts, 0), _add_parts(parts, 1)
         elif type(layer) is nn.Linear:
             g, h = g @ layer.weight, h @ (layer.weight * layer.weight)
         elif (d := _activation_derivatives(layer, inp)) is not None and type(layer) in SUPPORTED_ACTIVATIONS:
@@ -241,9 +269,7 @@ def _backward_cp(tape: list, g: torch.Tensor, s_re: torch.Tensor, s_im: torch.Te
     for layer, inp, out, subs in reversed(tape):
         if subs is not None:
             parts = [_backward_cp(sub, g, s_re, s_im, generator) for sub in subs]
-            g = sum(p[0] for p in parts)
-            s_re = sum(p[1] for p in parts)
-            s_im = sum(p[2] for p in parts)
+            g, s_re, s_im = _add_parts(parts, 0), _add_parts(parts, 1), _add_parts(parts, 2)
         elif type(layer) is nn.Linear:
             w = layer.weight
             g, s_re, s_im = g @ w, s_re @ w, s_im @ w
@@ -346,6 +372,90 @@ def hessian_diagonal(layers: nn.Module | Sequence[nn.Module], x: torch.Tensor, *
         grad, s_re, s_im = _backward_cp(tape, g, zeros, zeros, generator)
         hdiag = s_re * s_re - s_im * s_im
     return y, grad, hdiag
+
+
+def _forward_derivatives(seq: list[nn.Module], h: torch.Tensor, jac: torch.Tensor | None,
+                         diag: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """Forward mode through ``seq``; ``jac``/``diag`` of shape ``(batch, d, width)``, ``None`` for
+    the identity / zero at the input."""
+    for layer in seq:
+        if isinstance(layer, SumOfBranches):
+            outs = [_forward_derivatives(_leaves(branch), h, jac, diag) for branch in layer.branches]
+            h, jac = _add_parts(outs, 0), _add_parts(outs, 1)
+            diags = [o[2] for o in outs if o[2] is not None]
+            diag = _add_parts([(t,) for t in diags], 0) if diags else None
+        elif type(layer) is nn.Linear:
+            w = layer.weight
+            h = layer(h)
+            jac = w.T.expand(h.shape[0], *w.T.shape) if jac is None else jac @ w.T
+            diag = None if diag is None else diag @ w.T
+        else:
+            d1, d2 = _activation_derivatives(layer, h)
+            h = layer(h)
+            if jac is None:
+                jac = torch.diag_embed(torch.ones_like(h))
+            d1, d2 = d1.unsqueeze(1), d2.unsqueeze(1)
+            new_diag = d2 * jac * jac
+            diag = new_diag if diag is None else torch.addcmul(new_diag, d1, diag)
+            jac = d1 * jac
+    return h, jac, diag
+
+
+def forward_derivatives(layers: nn.Module | Sequence[nn.Module], x: torch.Tensor
+                        ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    r"""Outputs, Jacobians and exact Hessian diagonals of a network of ``Linear`` layers,
+    supported element-wise activations, ``nn.Sequential`` and :class:`SumOfBranches`, by
+    forward mode (one pass, no autograd of its own; differentiable in the parameters).
+
+    With :math:`J = \partial h/\partial x` and :math:`D_{f,i} = \partial^2 h_f/\partial x_i^2`
+    carried through the layers:
+
+    .. math::
+
+        \begin{aligned}
+        h' &= W h + b: & J' &= W J, & D' &= W D;\\
+        h' &= a(h): & J' &= a'(h)\, J, & D' &= a''(h)\, J^2 + a'(h)\, D
+        \end{aligned}
+
+    (element-wise in the unit, for every input coordinate :math:`i`). The cost is that of the
+    forward pass on :math:`d` rows per point, against :math:`d` backward passes through a
+    second-order graph for autograd.
+
+    Returns:
+        ``(y, jac, diag)``: ``y`` ``(batch, K)``, ``jac[b, i, k]`` :math:`= \partial y_k/\partial x_i`
+        and ``diag[b, i, k]`` :math:`= \partial^2 y_k/\partial x_i^2`, both ``(batch, d, K)``
+        (the input coordinate before the output unit).
+
+    Raises:
+        ValueError: a layer of another type (no forward rule is known for it).
+    """
+    check_batch(x)
+    if x.dim() != 2:
+        raise ValueError(f"x must have shape (batch, d), got {tuple(x.shape)}")
+    seq = (_leaves(layers) if isinstance(layers, nn.Module)
+           else [leaf for layer in layers for leaf in _leaves(layer)])
+    for layer in seq:
+        if not forward_supported(layer):
+            raise ValueError(f"layers: forward_derivatives knows Linear, "
+                             f"{', '.join(t.__name__ for t in SUPPORTED_ACTIVATIONS)}, Sequential and "
+                             f"SumOfBranches, not {type(layer).__name__}")
+    y, jac, diag = _forward_derivatives(seq, x, None, None)
+    if jac is None:   # no layer at all
+        jac = torch.diag_embed(torch.ones_like(x))
+    return y, jac, torch.zeros_like(jac) if diag is None else diag
+
+
+def forward_supported(layer: nn.Module) -> bool:
+    """Whether :func:`forward_derivatives` has a rule for every leaf of ``layer``."""
+    if isinstance(layer, SumOfBranches):
+        return all(forward_supported(leaf) for branch in layer.branches for leaf in _leaves(branch))
+    if type(layer) is nn.Sequential:
+        return all(forward_supported(leaf) for leaf in _leaves(layer))
+    if type(layer) is nn.Linear:
+        return True
+    if type(layer) is nn.GELU:
+        return layer.approximate == "none"
+    return type(layer) in SUPPORTED_ACTIVATIONS
 
 
 def energy_hessian_terms(energy: object, x: torch.Tensor, *, method: str,

@@ -8,7 +8,9 @@ and the memory of log Z.
 * the CP / Approx BP quadratic of alpha applies the kernel layer's identity seed elementwise
   instead of sweeping a dense ``(batch, M, M)`` identity: checked against the generic sweep
   (:func:`ssm_lib.curvature.hessian_diagonal`, which keeps the dense identity) with the same
-  random draws, values and parameter gradients;
+  random draws, values and parameter gradients (CP's elementwise seed draws only the
+  ``(batch, M)`` diagonal of the dense sweep's sign matrix, the only signs that meet a non-zero
+  weight; the dense sweep is given those on its diagonal);
 * :func:`~ssm_lib.dkef.log_normalizer` evaluates each block of proposal samples in pieces sized
   by ``memory_budget``: the estimate does not depend on the budget, and no operation allocates
   more than the budget;
@@ -23,6 +25,7 @@ from torch.profiler import ProfilerActivity, profile
 
 from ssm_lib.curvature import hessian_diagonal
 from ssm_lib.dkef import DKEF, GaussianKernelLayer, dkef_loss, log_normalizer
+from ssm_lib.dkef import model as dkef_model
 from ssm_lib.dkef.alpha import approx_bp_system, cp_system
 
 D64 = torch.float64
@@ -61,7 +64,9 @@ def test_values_pinned_from_the_difference_implementation():
     log_z, se = log_normalizer(model, 3000, chunk=1000, generator=torch.Generator().manual_seed(4))
     assert log_z == pytest.approx(-0.12036019757286542, rel=1e-11)
     assert se == pytest.approx(0.004127589403615666, rel=1e-9)
-    b_cp = [-0.11810838321782922, -0.08382107581703872, -0.20504230854983385]
+    # CP's b since its kernel-layer seed draws (batch, M) rank-one signs, not a (batch, M, M) matrix
+    # (issue 25; before: -0.11810838321782922, -0.08382107581703872, -0.20504230854983385)
+    b_cp = [-0.019312705968797455, -0.16143721997662824, -0.23056180247031854]
     b_approx_bp = [-0.10377114257454302, -0.14557897760483623, -0.35575573783031650]
     for system, b3 in ((cp_system, b_cp), (approx_bp_system, b_approx_bp)):
         G, b, c = system(model, x, generator=torch.Generator().manual_seed(5))
@@ -116,12 +121,25 @@ def _dense_system(model: DKEF, x: torch.Tensor, method: str, generator: torch.Ge
     return G, b
 
 
+def _signs_on_the_diagonal(real):
+    """The kernel layer's ``(batch, M, M)`` signs of the dense sweep with a ``(batch, M)`` draw on
+    the diagonal and zeros elsewhere (there they meet zero weights), as the elementwise CP seed
+    draws them."""
+    def draw(shape, like, generator):
+        if len(shape) == 3 and shape[1] == shape[2]:
+            return torch.diag_embed(real(shape[:2], like, generator))
+        return real(shape, like, generator)
+    return draw
+
+
 @pytest.mark.parametrize("method", ["cp", "approx_bp"])
-def test_curvature_system_matches_the_dense_sweep(method):
+def test_curvature_system_matches_the_dense_sweep(method, monkeypatch):
     system = {"cp": cp_system, "approx_bp": approx_bp_system}[method]
     model, x = _model(), _x(8)
+    assert model.n_inducing != 6    # the (batch, M, M) draw is told apart by its shape from (batch, M, F)
     params = [p for p in model.parameters() if p.requires_grad]
     G, b, _ = system(model, x, generator=torch.Generator().manual_seed(11))
+    monkeypatch.setattr(dkef_model, "rademacher", _signs_on_the_diagonal(dkef_model.rademacher))
     G0, b0 = _dense_system(model, x, method, torch.Generator().manual_seed(11))
     torch.testing.assert_close(G, G0, rtol=1e-12, atol=1e-14)
     torch.testing.assert_close(b, b0, rtol=1e-12, atol=1e-14)

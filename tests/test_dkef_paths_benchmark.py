@@ -22,3 +22,6 @@ def test_quick_run_writes_times_and_peak_memory(tmp_path):
     assert set(res["times"]["1"]) == {"median", "stein"}
     assert all(t > 0 for t in res["times"]["1"].values())
     assert set(res["peak_mib"]) == {"median", "stein"} and all(m >= 0 for m in res["peak_mib"].values())
+    assert res["peak_gflops"]["1"] > 0
+    floors = res["floor_s"]["1"]
+    assert set(floors) == {"median", "stein"} and all(f > 0 for f in floors.values())

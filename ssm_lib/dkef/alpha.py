@@ -46,7 +46,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "accumulate_system", "alpha_system", "approx_bp_system", "closed_form_objectives", "cp_system",
-    "dsm_sigma4_system", "dsm_system", "exact_system", "solve_alpha", "ssm_system", "ssm_vr_system",
+    "dsm_sigma4_system", "dsm_system", "exact_system", "exact_system_autograd", "solve_alpha", "ssm_system",
+    "ssm_vr_system",
 ]
 
 System = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
@@ -76,7 +77,22 @@ def _mean_system(dk: torch.Tensor, g0: torch.Tensor, trace: torch.Tensor, c: tor
 
 def exact_system(model: DKEF, x: torch.Tensor, *, generator: torch.Generator | None = None,
                  sigma: float | None = None, create_graph: bool = True) -> System:
-    """Exact SM's quadratic; the trace by :math:`d` backward passes, vectorised."""
+    """Exact SM's quadratic; the kernel's gradients and Laplacians in closed form
+    (:meth:`DKEF.kernel_derivatives`: forward mode through the feature networks, no
+    second-order autograd), or, for feature networks of other layers, by :math:`d` backward
+    passes, vectorised."""
+    if not model.forward_derivatives_supported():
+        return exact_system_autograd(model, x, create_graph=create_graph)
+    d, var = model.dim, model.base_std**2
+    with torch.set_grad_enabled(create_graph and torch.is_grad_enabled()):
+        _, dk, lap = model.kernel_derivatives(x)
+        g0 = -x / var
+        return _mean_system(dk, g0, lap, (0.5 * (g0 * g0).sum(-1)).mean() - d / var)
+
+
+def exact_system_autograd(model: DKEF, x: torch.Tensor, *, create_graph: bool = True) -> System:
+    """Exact SM's quadratic with the trace by :math:`d` backward passes through the kernel's
+    gradient graph, vectorised (any feature network)."""
     n, d, var = x.shape[0], model.dim, model.base_std**2
     xe, _, dk = model.kernel_grads(x)
     g0 = -x / var
@@ -144,8 +160,15 @@ def dsm_sigma4_system(model: DKEF, x: torch.Tensor, *, generator: torch.Generato
     return weight * G, weight * b, weight * c
 
 
-def _curvature_system(model: DKEF, x: torch.Tensor, method: str, generator: torch.Generator | None
-                      ) -> System:
+def _curvature_system(model: DKEF, x: torch.Tensor, method: str, generator: torch.Generator | None,
+                      create_graph: bool) -> System:
+    # the sweep needs no autograd of its own: without create_graph no graph is recorded at all
+    with torch.set_grad_enabled(create_graph and torch.is_grad_enabled()):
+        return _curvature_system_body(model, x, method, generator)
+
+
+def _curvature_system_body(model: DKEF, x: torch.Tensor, method: str, generator: torch.Generator | None
+                           ) -> System:
     d, var = model.dim, model.base_std**2
     w = model.kernel_weights()
     dk, trace = 0, 0
@@ -167,13 +190,13 @@ def _curvature_system(model: DKEF, x: torch.Tensor, method: str, generator: torc
 def cp_system(model: DKEF, x: torch.Tensor, *, generator: torch.Generator | None = None,
               sigma: float | None = None, create_graph: bool = True) -> System:
     """The quadratic with the trace estimated by curvature propagation."""
-    return _curvature_system(model, x, "cp", generator)
+    return _curvature_system(model, x, "cp", generator, create_graph)
 
 
 def approx_bp_system(model: DKEF, x: torch.Tensor, *, generator: torch.Generator | None = None,
                      sigma: float | None = None, create_graph: bool = True) -> System:
     """The quadratic with the trace estimated by approximate backpropagation."""
-    return _curvature_system(model, x, "approx_bp", generator)
+    return _curvature_system(model, x, "approx_bp", generator, create_graph)
 
 
 def alpha_system(model: DKEF, x: torch.Tensor, objective: str, *, generator: torch.Generator | None = None,

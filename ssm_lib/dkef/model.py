@@ -31,7 +31,7 @@ from torch import nn
 
 from .._checks import check_batch, check_count, check_finite, check_number
 from .._tensor_ops import pairwise_sq_dist, rademacher
-from ..curvature import SumOfBranches, hessian_diagonal, split_sqrt
+from ..curvature import SumOfBranches, forward_derivatives, forward_supported, hessian_diagonal, split_sqrt
 from ..persistence import register_model
 from . import alpha as _alpha
 
@@ -57,13 +57,17 @@ class GaussianKernelLayer(nn.Module):
 
     def _parts(self, u: torch.Tensor, k: torch.Tensor):
         d = u.unsqueeze(1) - self.centres  # (batch, M, F)
-        jac = -k.unsqueeze(-1) * d / self.bandwidth  # d k_m / d u
+        jac = d * (k / -self.bandwidth).unsqueeze(-1)  # d k_m / d u = -k_m d_m / s
         return d, jac
+
+    def _hessian_diagonals(self, d: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+        """Diagonal of each :math:`k_m`'s Hessian, :math:`k_m (d_m^2/s^2 - 1/s)`, ``(batch, M, F)``."""
+        s = self.bandwidth
+        return torch.addcmul((k / -s).unsqueeze(-1), d * d, (k / s**2).unsqueeze(-1))
 
     def approx_bp_backward(self, inp, out, g, h):  # noqa: ANN001 - protocol signature
         d, jac = self._parts(inp, out)
-        s = self.bandwidth
-        local = out.unsqueeze(-1) * (d * d / s**2 - 1 / s)  # diag of each k_m's Hessian
+        local = self._hessian_diagonals(d, out)
         g_u = torch.einsum("bkm,bmf->bkf", g, jac)
         h_u = torch.einsum("bkm,bmf->bkf", h, jac * jac) + torch.einsum("bkm,bmf->bkf", g, local)
         return g_u, h_u
@@ -73,28 +77,26 @@ class GaussianKernelLayer(nn.Module):
         computed elementwise: ``(jac, diag of each k_m's Hessian)``, both ``(batch, M, F)``,
         without the dense ``(batch, M, M)`` identity."""
         d, jac = self._parts(inp, out)
-        s = self.bandwidth
-        return jac, out.unsqueeze(-1) * (d * d / s**2 - 1 / s)
+        return jac, self._hessian_diagonals(d, out)
 
     def identity_cp(self, inp: torch.Tensor, out: torch.Tensor, generator: torch.Generator | None
                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``cp_backward`` seeded with ``g = I`` and ``S = 0``, computed elementwise.
+        r"""``cp_backward`` seeded with ``g = I`` and ``S = 0``, computed elementwise.
 
         With ``g = I`` the Hessian weight ``c = g k`` is ``diag(k)``: row ``m`` carries only
-        :math:`k_m`. The Rademacher draws are those of the dense sweep (a ``(batch, M, M)`` sign
-        matrix, of which the diagonal is used, then the ``(batch, M, F)`` signs), so the result
-        is the dense sweep's, draw for draw."""
+        :math:`k_m \ge 0`, so the rank-one part :math:`k_m d_m d_m^\top/s^2` is real,
+        :math:`\sqrt{k_m}\, v_m d_m/s`, and the isotropic part :math:`-k_m I/s` imaginary,
+        :math:`\sqrt{k_m/s}\, w`. Rademacher draws: ``v`` of shape ``(batch, M)`` (the only
+        entries of the dense sweep's ``(batch, M, M)`` signs that meet a non-zero weight), then
+        ``w`` of shape ``(batch, M, F)``; with those on the dense draw's diagonal, the dense
+        sweep gives the same result."""
         d, jac = self._parts(inp, out)
         s = self.bandwidth
-        batch, m = out.shape
-        v = rademacher((batch, m, m), out, generator).diagonal(dim1=1, dim2=2)   # the dense draw's diagonal
-        c_pos, c_neg = split_sqrt(out)
-        rank_re = (c_pos * v).unsqueeze(-1) * d / s
-        rank_im = (c_neg * v).unsqueeze(-1) * d / s
-        iso = -out.unsqueeze(-1) / s  # (batch, M, 1): weight of the identity
-        w = rademacher((batch, m) + inp.shape[-1:], out, generator)
-        iso_pos, iso_neg = split_sqrt(iso)
-        return jac, rank_re + iso_pos * w, rank_im + iso_neg * w
+        v = rademacher(out.shape, out, generator)
+        c_pos, _ = split_sqrt(out)          # out >= 0: no negative part
+        _, iso_neg = split_sqrt(out / -s)   # the identity's weight -k/s <= 0: no positive part
+        w = rademacher(out.shape + inp.shape[-1:], out, generator)
+        return jac, d * (c_pos * v / s).unsqueeze(-1), iso_neg.unsqueeze(-1) * w
 
     def cp_backward(self, inp, out, g, s_re, s_im, generator):  # noqa: ANN001
         d, jac = self._parts(inp, out)
@@ -306,6 +308,48 @@ class DKEF(nn.Module):
             k = k + w[j] * torch.exp(-((u - c) ** 2).sum(-1) / (2 * s[j]))
         (dk,) = torch.autograd.grad(k.sum(), xe, create_graph=True)
         return xe, k, dk
+
+    def forward_derivatives_supported(self) -> bool:
+        """Whether every feature network is made of layers :func:`ssm_lib.curvature.forward_derivatives`
+        knows (true for those :func:`feature_network` builds)."""
+        return all(forward_supported(phi) for phi in self.features)
+
+    def kernel_derivatives(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        r"""``(K, dK, lapK)``: the kernel values :math:`K(x_b, z_m)` ``(n, M)``, their gradients
+        :math:`\nabla_x K(x_b, z_m)` ``(n, M, d)`` and Laplacians
+        :math:`\operatorname{tr}\nabla_x^2 K(x_b, z_m)` ``(n, M)``, in closed form.
+
+        Per kernel, with features :math:`u = \phi(x)`, their Jacobian :math:`J` (``F x d``) and
+        Laplacians :math:`L_f = \operatorname{tr}\nabla_x^2 u_f` from one forward-mode pass
+        (:func:`ssm_lib.curvature.forward_derivatives`, per point, not per inducing point),
+        :math:`\delta_m = u - \phi(z_m)` and :math:`e_m = J^\top\delta_m`:
+
+        .. math::
+
+            \nabla_x k_m = -\frac{k_m}{s} e_m, \qquad
+            \operatorname{tr}\nabla_x^2 k_m = k_m\Big(\frac{\|e_m\|^2}{s^2}
+                - \frac{\|J\|_F^2 + \delta_m^\top L}{s}\Big).
+
+        The differences :math:`\delta_m` are never formed: :math:`e_m` and
+        :math:`\delta_m^\top L` are inner products of the features and the centres, both
+        shifted by the centres' mean. Differentiable in the parameters."""
+        self._check_x(x)
+        w, s = self.kernel_weights(), self.bandwidths()
+        k_all = dk = lap = 0
+        for j, phi in enumerate(self.features):
+            u, jac, diag = forward_derivatives(phi, x)          # (n, F), (n, d, F), (n, d, F)
+            c = phi(self.inducing)                               # (M, F)
+            k = GaussianKernelLayer(c, s[j])(u)                  # (n, M)
+            centre = c.mean(0)
+            uc, cc = u - centre, c - centre
+            e = (jac @ uc.unsqueeze(-1)) - jac @ cc.T            # (n, d, M)
+            lap_u = diag.sum(1)                                  # (n, F)
+            delta_l = (uc * lap_u).sum(-1, keepdim=True) - lap_u @ cc.T           # (n, M)
+            jj = jac.square().sum((1, 2)).unsqueeze(-1)          # (n, 1)
+            lap = lap + w[j] * k * (e.square().sum(1) / s[j] ** 2 - (jj + delta_l) / s[j])
+            dk = dk + e * (w[j] * k / -s[j]).unsqueeze(1)
+            k_all = k_all + w[j] * k
+        return k_all, dk.transpose(1, 2), lap
 
     def alpha_system(self, x: torch.Tensor, objective: str, *, generator: torch.Generator | None = None,
                      sigma: float | None = None, create_graph: bool = True
