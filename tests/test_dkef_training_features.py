@@ -40,15 +40,24 @@ def test_default_results_are_those_of_the_code_before_the_new_options(objective,
     # the call of the dkef_uci / dkef_scalability notebooks, shrunk; values written by the code
     # before seed/optimizer/lr_schedule/device/resume existed (pinned to float32 rounding)
     pin = json.loads(PIN.read_text())[objective]
+    # exact SM's quadratic is now built in closed form (forward-mode derivatives of the features,
+    # pinned in float64 in test_dkef_kernel_paths.py): its float32 rounding moved by ~3e-5
+    rel = 1e-4 if objective == "exact" else 1e-5
     model, train, val = _setup()
     gen = torch.Generator().manual_seed(5)
     hist = train_dkef(model, train, val, objective, steps=13, batch_size=40, sigma=sigma, val_every=4,
                       patience=6, n_alpha=100, lambda_steps=5, generator=gen, progress=False)
     assert hist.best_step == pin["best_step"] and hist.stopped_early == pin["stopped_early"]
-    assert hist.train == pytest.approx(pin["train"], rel=1e-5, abs=1e-6)
+    assert hist.train == pytest.approx(pin["train"], rel=rel, abs=1e-6)
     assert [s for s, _ in hist.val] == [s for s, _ in pin["val"]]
-    assert [v for _, v in hist.val] == pytest.approx([v for _, v in pin["val"]], rel=1e-5, abs=1e-6)
+    assert [v for _, v in hist.val] == pytest.approx([v for _, v in pin["val"]], rel=rel, abs=1e-6)
     sums = {k: float(v.double().sum()) for k, v in model.state_dict().items()}
+    if objective == "exact":
+        # the feature networks' output biases cancel in k(x, z) (a function of phi(x) - phi(z)):
+        # their gradient is zero up to rounding, which Adam's normalisation turns into arbitrary
+        # steps; the closed-form quadratic rounds differently, so those two entries are not pinned
+        sums = {k: v for k, v in sums.items() if not k.endswith(".4.bias")}
+        pin = {**pin, "state": {k: v for k, v in pin["state"].items() if k in sums}}
     assert sums == pytest.approx(pin["state"], rel=1e-4, abs=1e-5)
     # the generator was used exactly as before (same number of draws)
     assert int(torch.randint(0, 2**30, (), generator=gen)) == pin["gen_after"]
