@@ -8,6 +8,18 @@ A notebook's parameters cell (papermill) holds ``profile``, ``device``, ``seed``
     exp.save_figure(fig, "mixture_score")       # output_dir/figures/score_fields/mixture_score.png
     exp.record(fisher=0.123)                    # output_dir/results/score_fields.json
     exp.check(slope > 0.7, f"exact-SM slope {slope:.2f} should exceed 0.7")
+
+The paper experiments also read their settings from the experiment's record
+(:mod:`booktools.records`) and decide the paper's claims by pre-registered rules
+(:mod:`booktools.claims`)::
+
+    cfg = exp.settings                      # cfg["steps"]: this profile's value
+    exp.show_differences()                  # the "Differences from the paper" table (glued)
+    exp.decide("ssm_vr_beats_ssm", samples=diffs, subject="redwine")
+    exp.finish()                            # every setting read, every claim decided
+
+``check`` is for the project's own invariants; a paper claim that does not reproduce is a
+verdict, never a failure.
 """
 
 from __future__ import annotations
@@ -22,13 +34,24 @@ from typing import Any
 
 import torch
 
+from booktools.claims import Claim, Decision, claim_from_record, decide
+from booktools.records import (
+    PROFILES,
+    Record,
+    Settings,
+    differences_html,
+    differences_markdown,
+    load_record,
+)
 from ssm_lib.devices import make_generator, resolve_device
-
-PROFILES = ("quick", "full")
 
 
 class ClaimFailed(AssertionError):
-    """A claim that an experiment's figure is meant to show did not hold."""
+    """One of the project's own invariants (``Experiment.check``) did not hold."""
+
+
+class RecordIncomplete(AssertionError):
+    """A run that left recorded settings unread or registered claims undecided."""
 
 
 def _jsonable(value: Any) -> Any:
@@ -58,6 +81,9 @@ class Experiment:
     output_dir: Path
     results: dict[str, Any] = field(default_factory=dict)
     started: float = field(default_factory=time.perf_counter)
+    _record: Record | None = field(default=None, repr=False)
+    _settings: Settings | None = field(default=None, repr=False)
+    _decisions: dict[tuple[str, str | None], Decision] = field(default_factory=dict, repr=False)
 
     @property
     def quick(self) -> bool:
@@ -115,6 +141,101 @@ class Experiment:
 
     def elapsed(self) -> float:
         return time.perf_counter() - self.started
+
+    # --- the record: settings and pre-registered claims -------------------------------------
+    @property
+    def paper_record(self) -> Record:
+        """The experiment's record, ``tools/paper_recipes/records/<name>.toml``."""
+        if self._record is None:
+            self._record = load_record(self.name)
+        return self._record
+
+    @property
+    def settings(self) -> Settings:
+        """This profile's settings from the record; reading a key that is not recorded raises
+        ``KeyError``."""
+        if self._settings is None:
+            self._settings = self.paper_record.settings_for(self.profile)
+        return self._settings
+
+    def show_differences(self) -> str:
+        """Display the "Differences from the paper" table of this profile and glue it (as HTML)
+        under ``differences``, for the chapters' ``{glue}`` directive with ``:doc:``; returns
+        the Markdown."""
+        text = differences_markdown(self.paper_record, self.profile)
+        try:
+            from IPython.display import HTML, Markdown, display
+        except ImportError:  # pragma: no cover
+            print(text)
+            return text
+        display(Markdown(text))
+        try:
+            from myst_nb import glue as nb_glue
+        except ImportError:  # pragma: no cover
+            return text
+        nb_glue("differences", HTML(differences_html(self.paper_record, self.profile)), display=False)
+        return text
+
+    def claim(self, claim_id: str) -> Claim:
+        """The registered claim ``claim_id`` of this experiment's record."""
+        raw = self.paper_record.claims.get(claim_id)
+        if raw is None:
+            raise KeyError(f"claim {claim_id!r} is not registered in {self.paper_record.path}; "
+                           f"registered: {sorted(self.paper_record.claims)}")
+        return claim_from_record(claim_id, raw, self.paper_record.path.name)
+
+    def decide(self, claim_id: str, *, samples: Any = None, estimate: float | None = None,
+               se: float | None = None, subject: str | None = None) -> Decision:
+        """Apply the registered rule of ``claim_id`` (see :func:`booktools.claims.decide`), print
+        the verdict line, record it under ``claims`` and glue ``verdict_<id>[_<subject>]`` and
+        ``effect_<id>[_<subject>]`` for the chapters. A claim is decided once per subject."""
+        claim = self.claim(claim_id)
+        if samples is not None:
+            samples = _jsonable(samples)
+            samples = samples if isinstance(samples, list) else [samples]
+        key = (claim_id, subject)
+        if key in self._decisions:
+            raise ValueError(f"claim {claim_id!r} (subject {subject!r}) was already decided in this run")
+        d = decide(claim, samples=samples, estimate=estimate, se=se, subject=subject)
+        self._decisions[key] = d
+        tag = claim_id + (f"_{subject}" if subject else "")
+        effect = d.effect_text(claim.digits, claim.unit)
+        size = (f"n = {d.n} {claim.samples_over}" if d.n is not None
+                else "one estimate with its standard error")
+        power = (f"; detectable with 80% power: {d.detectable:.{claim.digits}f}"
+                 if math.isfinite(d.detectable) else "")
+        print(textwrap.fill(f"[claim] {tag}: {d.verdict.upper()}. Effect {effect}; rule "
+                            f"{d.rule}; {size}{power}", width=85, subsequent_indent=" " * 8,
+                            break_long_words=False, break_on_hyphens=False))
+        self.results.setdefault("claims", {})[tag] = {**d.as_dict(), "profile": self.profile,
+                                                      "samples": samples}
+        self.record()
+        self.glue_value(f"verdict_{tag}", d.verdict)
+        self.glue_value(f"effect_{tag}", f"{effect}, {size}, {self.profile} profile")
+        return d
+
+    def finish(self) -> None:
+        """The run's closing invariant: every recorded setting was read and every registered
+        claim decided (for each of its subjects). Raises :class:`RecordIncomplete` naming what
+        is missing."""
+        problems = []
+        if self._settings is not None or self.paper_record.settings:
+            unread = self.settings.unread()
+            if unread:
+                problems.append(f"settings recorded but never read: {unread}")
+        for claim_id in self.paper_record.claims:
+            claim = self.claim(claim_id)
+            for subject in (claim.subjects or (None,)):
+                if (claim_id, subject) not in self._decisions:
+                    name = f"{claim_id!r}" + (f" ({subject})" if subject else "")
+                    problems.append(f"claim {name} not decided")
+        if problems:
+            raise RecordIncomplete(f"{self.name}: " + "; ".join(problems))
+        counts = {v: sum(d.verdict == v for d in self._decisions.values())
+                  for v in ("reproduced", "not reproduced", "inconclusive")}
+        print(f"Record complete: {len(self.paper_record.settings)} settings read, {len(self._decisions)} "
+              f"verdicts ({counts['reproduced']} reproduced, {counts['not reproduced']} not "
+              f"reproduced, {counts['inconclusive']} inconclusive).")
 
 
 def check_parameters(profile: str, device: str, seed: int) -> torch.device:
