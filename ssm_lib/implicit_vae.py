@@ -22,6 +22,7 @@ The prior is :math:`p(z) = \mathcal N(0, I)`. Losses average over the batch.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -66,8 +67,10 @@ def implicit_elbo_loss(encoder: nn.Module, decoder: nn.Module, estimator: ScoreE
     with the entropy's gradient from the estimated score through
     :func:`~ssm_lib.score_estimators.entropy_surrogate`.
     First the estimator learns from ``n_particles`` fresh draws per data point
-    (``estimator.update``: one SSM-VR step for a score network conditioned on :math:`x`,
-    nothing for a kernel estimator); then new draws are scored. The reconstruction term uses
+    (``estimator.update``: one SSM-VR step for a score network conditioned on :math:`x`;
+    skipped, with no draws, for an estimator that does not learn, such as a kernel
+    estimator, see :attr:`~ssm_lib.score_estimators.ScoreEstimator.learns`); then new draws
+    are scored. The reconstruction term uses
     the first draw of each point, the prior and entropy terms all of them (as the paper's code).
 
     Returns ``(loss, info)``, ``info`` holding the batch's mean reconstruction term
@@ -75,8 +78,10 @@ def implicit_elbo_loss(encoder: nn.Module, decoder: nn.Module, estimator: ScoreE
     ``"estimator_loss"`` (``None`` for kernel estimators). The loss's *value* is not the ELBO
     (the entropy enters only through its gradient).
     """
-    z_fit = encoder(x, n_particles, generator).detach()
-    est_loss = estimator.update(z_fit, x if estimator.uses_context else None)
+    est_loss = None
+    if estimator.learns:
+        z_fit = encoder(x, n_particles, generator).detach()
+        est_loss = estimator.update(z_fit, x if estimator.uses_context else None)
     z = encoder(x, n_particles, generator)                                  # (B, M, d)
     score = estimator(z, x if estimator.uses_context else None)
     recon = -decoder.log_likelihood(x, z[:, 0])
@@ -85,23 +90,38 @@ def implicit_elbo_loss(encoder: nn.Module, decoder: nn.Module, estimator: ScoreE
 
 
 def wae_loss(encoder: nn.Module, decoder: nn.Module, estimator: ScoreEstimator,
-             x: torch.Tensor, *, lam: float = 10.0) -> tuple[torch.Tensor, float | None]:
+             x: torch.Tensor, *, lam: float = 10.0,
+             cost: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
+             ) -> tuple[torch.Tensor, float | None]:
     r"""WAE loss (Tolstikhin et al. 2018) with a KL penalty between the aggregate posterior
     :math:`q_\phi(z) = \mathbb E_x\,\delta(z - f_\phi(x))` and the prior,
 
     .. math::
 
-        \mathbb E_x[c(x, \tilde x)] + \lambda\big(\mathbb E_{q}[-\log p(z)] - H[q_\phi(z)]\big),
+        \mathbb E_x[c(x, z)] + \lambda\big(\mathbb E_{q}[-\log p(z)] - H[q_\phi(z)]\big),
+        \qquad z = f_\phi(x),
 
-    the cost :math:`c` being the Bernoulli cross-entropy of the decoder (so that the decoder is
-    a likelihood whose NLL can be compared with the VAEs'), and the entropy's gradient from the
-    estimated score of the batch's codes, treated as one group of samples of :math:`q_\phi(z)`.
-    Returns ``(loss, info)`` as :func:`implicit_elbo_loss`.
+    with the entropy's gradient from the estimated score of the batch's codes, treated as one
+    group of samples of :math:`q_\phi(z)` (the estimator learns from them first when it
+    learns, as in :func:`implicit_elbo_loss`).
+
+    Args:
+        cost: the reconstruction cost ``cost(x, z)`` of shape ``(B,)``, e.g. a squared error
+            :math:`\|x - \mathbb E_\theta[x|z]\|^2` (Song et al.'s code for this experiment);
+            ``None``: the decoder's negative log-likelihood :math:`-\log p_\theta(x|z)`.
+
+    Returns ``(loss, info)`` as :func:`implicit_elbo_loss`, ``info["recon"]`` being the batch's
+    mean cost.
     """
-    est_loss = estimator.update(encoder(x).detach().unsqueeze(0))
+    if cost is not None and not callable(cost):
+        raise TypeError(f"cost must be a function cost(x, z) -> (B,) or None, got {type(cost).__name__}")
+    est_loss = estimator.update(encoder(x).detach().unsqueeze(0)) if estimator.learns else None
     z = encoder(x)
     score = estimator(z.unsqueeze(0)).squeeze(0)
-    recon = -decoder.log_likelihood(x, z)
+    recon = -decoder.log_likelihood(x, z) if cost is None else cost(x, z)
+    if not isinstance(recon, torch.Tensor) or recon.shape != x.shape[:1]:
+        raise ValueError(f"cost(x, z) must return a tensor of shape {tuple(x.shape[:1])} (one cost per "
+                         f"data point), got {getattr(recon, 'shape', type(recon).__name__)}")
     loss = recon.mean() + lam * (neg_log_prior(z).mean() + entropy_surrogate(z, score))
     return loss, {"recon": float(recon.mean().detach()), "estimator_loss": est_loss}
 

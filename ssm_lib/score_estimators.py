@@ -34,6 +34,7 @@ computed from detached samples and carry no gradient.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -79,33 +80,53 @@ def _pairwise_sq_dist(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return pairwise_sq_dist(a, b)
 
 
-def median_bandwidth(samples: torch.Tensor) -> torch.Tensor:
-    r"""The median heuristic: :math:`h` = the median of the distances :math:`\|z_i - z_j\|`,
-    :math:`i < j`, within each group of ``samples (*batch, M, d)``; shape ``batch`` (for an
-    even number of pairs, the midpoint of the two middle distances).
+def median_bandwidth(samples: torch.Tensor, *, with_diagonal: bool = False) -> torch.Tensor:
+    r"""The median heuristic for the RBF bandwidth, one :math:`h` per group of
+    ``samples (*batch, M, d)``; shape ``batch``.
 
-    The middle pairs are found on the squared distances of ``_pairwise_sq_dist`` (one
-    ``(M, M)`` matrix per group, no ``(M, M, d)`` differences); their distances are then
-    recomputed from the differences of the two samples, so the result carries no cancellation
-    error. Falls back to 1 for a group whose samples all coincide (median distance 0).
+    * ``with_diagonal=False`` (default): the median of the :math:`M(M-1)/2` distances
+      :math:`\|z_i - z_j\|`, :math:`i < j` (for an even number of pairs, the midpoint of the two
+      middle distances).
+    * ``with_diagonal=True``: the :math:`\lfloor M^2/2 \rfloor`-th largest of all :math:`M^2`
+      distances :math:`\|z_i - z_j\|`, :math:`i, j = 1 \dots M`, the :math:`M` zeros of
+      :math:`i = j` and both orders of every pair included. This is the rule of the reference
+      code of Song et al. (2019) (``heuristic_kernel_width`` in its
+      ``models/kernel_score_estimators.py``); it sits at the quantile
+      :math:`\approx \tfrac12 - \tfrac1{2(M-1)}` of the pairwise distances, slightly below
+      the median.
+
+    The ranks are found on the squared distances of ``_pairwise_sq_dist`` (one ``(M, M)``
+    matrix per group, no ``(M, M, d)`` differences); the distances of the selected pairs are
+    then recomputed from the differences of the two samples, so the result carries no
+    cancellation error. Falls back to 1 for a group whose selected distance is 0 (e.g. all
+    samples equal).
     """
     samples = _check_samples(samples, min_points=2, gram=True).detach()
+    if not isinstance(with_diagonal, bool):
+        raise TypeError(f"with_diagonal must be True or False, got {with_diagonal!r}")
     m, d = samples.shape[-2:]
     batch = samples.shape[:-2]
     z = samples.reshape(-1, m, d)
     sq = _pairwise_sq_dist(z, z)
-    lower = torch.ones(m, m, dtype=torch.bool, device=z.device).tril()
-    flat = sq.masked_fill_(lower, math.inf).reshape(z.shape[0], m * m)   # pairs i < j, then +inf
-    n_pairs = m * (m - 1) // 2
     rows = torch.arange(z.shape[0], device=z.device)
+    if with_diagonal:
+        flat = sq.reshape(z.shape[0], m * m)
+    else:
+        lower = torch.ones(m, m, dtype=torch.bool, device=z.device).tril()
+        flat = sq.masked_fill_(lower, math.inf).reshape(z.shape[0], m * m)   # pairs i < j, then +inf
 
-    def middle(k: int) -> torch.Tensor:   # the distance of the pair of rank k (0-based)
+    def ranked(k: int) -> torch.Tensor:   # the distance of rank k (0-based, ascending)
         idx = flat.kthvalue(k + 1, dim=-1).indices
         diff = z[rows, idx // m] - z[rows, idx % m]
         return (diff * diff).sum(-1).sqrt()
 
-    lo, hi = (n_pairs - 1) // 2, n_pairs // 2
-    h = middle(lo) if lo == hi else torch.lerp(middle(lo), middle(hi), 0.5)
+    if with_diagonal:
+        n = m * m
+        h = ranked(n - n // 2)             # the (n // 2)-th largest of n values
+    else:
+        n_pairs = m * (m - 1) // 2
+        lo, hi = (n_pairs - 1) // 2, n_pairs // 2
+        h = ranked(lo) if lo == hi else torch.lerp(ranked(lo), ranked(hi), 0.5)
     h = h.reshape(batch)
     return torch.where(h > 0, h, torch.ones_like(h))
 
@@ -117,17 +138,40 @@ def rbf_gram(a: torch.Tensor, b: torch.Tensor, bandwidth: torch.Tensor) -> torch
     return torch.exp(-_pairwise_sq_dist(a, b) / (2 * h[..., None, None] ** 2))
 
 
-def _bandwidth(samples: torch.Tensor, bandwidth: float | None) -> torch.Tensor:
+_Bandwidth = float | Callable[[torch.Tensor], torch.Tensor] | None
+
+
+def _check_bandwidth(bandwidth: object) -> _Bandwidth:
+    if bandwidth is None or callable(bandwidth):
+        return bandwidth
+    return check_number(bandwidth, "bandwidth", positive=True)
+
+
+def _bandwidth(samples: torch.Tensor, bandwidth: _Bandwidth) -> torch.Tensor:
     if bandwidth is None:
         return median_bandwidth(samples)
-    h = check_number(bandwidth, "bandwidth", positive=True)
-    return torch.full(samples.shape[:-2], h, dtype=samples.dtype, device=samples.device)
+    if callable(bandwidth):
+        h = bandwidth(samples)
+        if (not isinstance(h, torch.Tensor) or h.shape != samples.shape[:-2]
+                or not bool(torch.isfinite(h).all() and (h > 0).all())):
+            raise ValueError(f"bandwidth(samples) must return positive finite bandwidths of shape "
+                             f"{tuple(samples.shape[:-2])} (one per group), got "
+                             f"{getattr(h, 'shape', type(h).__name__)}")
+        return h.to(samples.dtype)
+    return torch.full(samples.shape[:-2], bandwidth, dtype=samples.dtype, device=samples.device)
 
 
 class ScoreEstimator:
     """Base class: ``update(samples, context)`` then ``estimator(samples, context)``."""
 
     uses_context = False
+
+    @property
+    def learns(self) -> bool:
+        """Whether :meth:`update` learns from samples: ``True`` for a subclass that overrides
+        it (a score network), ``False`` for the kernel estimators, which need no training (the
+        objectives of :mod:`ssm_lib.implicit_vae` then draw no samples for it)."""
+        return type(self).update is not ScoreEstimator.update
 
     def update(self, samples: torch.Tensor, context: torch.Tensor | None = None) -> float | None:
         """Learn from ``samples (*batch, M, d)``; returns the training loss, or ``None`` for
@@ -161,12 +205,15 @@ class SteinScoreEstimator(ScoreEstimator):
             samples it can be worse than predicting zero (relative squared error near 1 for 200
             draws of a standard Gaussian in 2 to 8 dimensions), while :math:`\eta` between 0.1
             and 1 gives about 0.1 to 0.3 there. Choose it on held-out samples in your own use.
-        bandwidth: a fixed RBF bandwidth :math:`h`; ``None``: :func:`median_bandwidth`.
+        bandwidth: a fixed RBF bandwidth :math:`h`; a function of the samples
+            ``(*batch, M, d)`` returning one bandwidth per group (shape ``batch``), e.g.
+            ``functools.partial(median_bandwidth, with_diagonal=True)``; ``None``:
+            :func:`median_bandwidth`.
     """
 
-    def __init__(self, eta: float = 1e-3, bandwidth: float | None = None):
+    def __init__(self, eta: float = 1e-3, bandwidth: _Bandwidth = None):
         self.eta = check_number(eta, "eta", positive=True)
-        self.bandwidth = None if bandwidth is None else check_number(bandwidth, "bandwidth", positive=True)
+        self.bandwidth = _check_bandwidth(bandwidth)
 
     def __call__(self, samples: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
         z = _check_samples(samples, min_points=2, gram=True).detach()
@@ -206,11 +253,14 @@ class SpectralScoreEstimator(ScoreEstimator):
         eigen_threshold: that share, in (0, 1] (the paper's code: 0.99).
         eta: a ridge :math:`\eta \ge 0` added to the Gram matrix before the eigendecomposition
             (the paper's code: none).
-        bandwidth: a fixed RBF bandwidth :math:`h`; ``None``: :func:`median_bandwidth`.
+        bandwidth: a fixed RBF bandwidth :math:`h`; a function of the samples
+            ``(*batch, M, d)`` returning one bandwidth per group (shape ``batch``), e.g.
+            ``functools.partial(median_bandwidth, with_diagonal=True)``; ``None``:
+            :func:`median_bandwidth`.
     """
 
     def __init__(self, n_eigen: int | None = None, eigen_threshold: float = 0.99, eta: float = 0.0,
-                 bandwidth: float | None = None):
+                 bandwidth: _Bandwidth = None):
         self.n_eigen = None if n_eigen is None else check_count(n_eigen, "n_eigen")
         if not isinstance(eigen_threshold, (int, float)) or not 0 < eigen_threshold <= 1:
             raise ValueError(f"eigen_threshold must be a number in (0, 1], got {eigen_threshold!r}")
@@ -218,7 +268,7 @@ class SpectralScoreEstimator(ScoreEstimator):
         if not isinstance(eta, (int, float)) or not math.isfinite(eta) or eta < 0:
             raise ValueError(f"eta must be a finite number >= 0, got {eta!r}")
         self.eta = float(eta)
-        self.bandwidth = None if bandwidth is None else check_number(bandwidth, "bandwidth", positive=True)
+        self.bandwidth = _check_bandwidth(bandwidth)
 
     def __call__(self, samples: torch.Tensor, context: torch.Tensor | None = None, *,
                  queries: torch.Tensor | None = None) -> torch.Tensor:

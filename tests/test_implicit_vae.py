@@ -12,7 +12,15 @@ import math
 import pytest
 import torch
 
-from paper_recipes.vae import BernoulliDecoder, DeterministicEncoder, GaussianEncoder, ImplicitEncoder
+from paper_recipes.vae import (
+    BernoulliDecoder,
+    DeterministicEncoder,
+    GaussianEncoder,
+    ImplicitEncoder,
+    PaperSpectralScoreEstimator,
+    paper_bandwidth,
+    paper_eigen_count,
+)
 from ssm_lib.implicit_vae import (
     fit_proposal,
     gaussian_elbo_loss,
@@ -20,7 +28,12 @@ from ssm_lib.implicit_vae import (
     importance_weighted_log_likelihood,
     wae_loss,
 )
-from ssm_lib.score_estimators import ConditionalScoreMLP, NetworkScoreEstimator, SteinScoreEstimator
+from ssm_lib.score_estimators import (
+    ConditionalScoreMLP,
+    NetworkScoreEstimator,
+    SpectralScoreEstimator,
+    SteinScoreEstimator,
+)
 
 D64 = torch.float64
 
@@ -121,3 +134,56 @@ def test_fit_proposal_needs_a_module():
     dec, _ = _tiny_model()
     with pytest.raises(TypeError, match="proposal"):
         fit_proposal(dec, None, torch.rand(4, 3, dtype=D64), steps=1)
+
+
+def test_squared_error_is_the_distance_to_the_pixel_probabilities():
+    dec = BernoulliDecoder(2, 5, hidden=8).double()
+    g = torch.Generator().manual_seed(7)
+    x = torch.bernoulli(torch.full((4, 5), 0.5, dtype=D64), generator=g)
+    z = torch.randn(4, 3, 2, generator=g, dtype=D64)
+    out = dec.squared_error(x, z)
+    assert out.shape == (4, 3)
+    with torch.no_grad():
+        p = 1 / (1 + torch.exp(-dec.net(z)))          # sigmoid by hand
+    for b in range(4):
+        for k in range(3):
+            assert out[b, k].item() == pytest.approx(float(((x[b] - p[b, k]) ** 2).sum()), rel=1e-12)
+
+
+def _paper_count_by_numpy(z: torch.Tensor, threshold: float) -> int:
+    """The official rule in float64 numpy: mean spectrum over groups, largest first, count the
+    cumulative shares below the threshold."""
+    import numpy as np
+    from scipy.spatial.distance import pdist, squareform
+
+    spectra = []
+    for zb in z.numpy():
+        d = squareform(pdist(zb))
+        h = np.sort(d.ravel())[::-1][d.size // 2 - 1]
+        spectra.append(np.linalg.eigvalsh(np.exp(-d**2 / (2 * h * h))))
+    lam = np.mean(spectra, axis=0)[::-1]
+    return int((np.cumsum(lam / lam.sum()) < threshold).sum())
+
+
+def test_paper_eigen_count_and_its_freezing():
+    """Oracle: the paper's code's rule computed in numpy. Plausible wrong answers: the library's
+    per-group rule (which keeps the eigenvalue that crosses the threshold) and a count that
+    follows each call; the paper's estimator keeps its first count."""
+    g = torch.Generator().manual_seed(8)
+    z = torch.randn(3, 40, 4, generator=g, dtype=D64)
+    for threshold in (0.9, 0.99):
+        j = paper_eigen_count(z, threshold)
+        assert j == _paper_count_by_numpy(z, threshold)
+    est = PaperSpectralScoreEstimator(0.9)
+    first = est(z)
+    j = est.n_eigen
+    assert j == _paper_count_by_numpy(z, 0.9)
+    torch.testing.assert_close(first, SpectralScoreEstimator(n_eigen=j, bandwidth=paper_bandwidth)(z))
+    per_group = SpectralScoreEstimator(eigen_threshold=0.9, bandwidth=paper_bandwidth)(z)
+    assert not torch.allclose(first, per_group)
+    wide = 3.0 * torch.randn(3, 40, 4, generator=g, dtype=D64) ** 3     # another spectrum
+    assert paper_eigen_count(wide, 0.9) != j
+    torch.testing.assert_close(est(wide), SpectralScoreEstimator(n_eigen=j, bandwidth=paper_bandwidth)(wide))
+    assert est.n_eigen == j
+    with pytest.raises(ValueError, match="samples"):
+        PaperSpectralScoreEstimator()(torch.zeros(5))

@@ -8,6 +8,7 @@ respect to (mu, log sigma) is the prior term's plus the entropy term's, both in 
 
 from __future__ import annotations
 
+import pytest
 import torch
 from torch import nn
 
@@ -100,3 +101,63 @@ def test_wae_lambda_weights_the_entropy_term_too():
     expected = 3.0 * (SIGMA**2 - 1) * (x**2).mean(0)
     torch.testing.assert_close(grads[3.0], expected, rtol=1e-10, atol=1e-12)
     torch.testing.assert_close(grads[3.0], 3 * grads[1.0], rtol=1e-10, atol=1e-12)
+
+
+def test_wae_cost_replaces_the_likelihood_term():
+    """Mutant: ``wae_loss`` ignoring ``cost`` (always the decoder's negative log-likelihood).
+    Oracle: with the cost c(x, z) = 2.5 ||x - z||^2 and the flat decoder, the loss with the
+    cost minus the loss without it is mean(c) - mean(-log p(x|z)) exactly (the prior and
+    entropy terms are the same), and ``info["recon"]`` is mean(c)."""
+    x = torch.randn(16, 3, generator=torch.Generator().manual_seed(1), dtype=F64)
+
+    def cost(x, z):
+        return 2.5 * ((x - z) ** 2).sum(-1)
+
+    enc = _ScaleEncoder()
+    score = _ExactGaussianScore(enc, centred=False)
+    with_cost, info = wae_loss(enc, _FlatDecoder(), score, x, lam=3.0, cost=cost)
+    plain, _ = wae_loss(enc, _FlatDecoder(), score, x, lam=3.0)
+    z = SIGMA * x
+    expected = cost(x, z).mean() - (x**2).sum(-1).mean()
+    torch.testing.assert_close(with_cost - plain, expected, rtol=1e-12, atol=1e-12)
+    assert info["recon"] == pytest.approx(cost(x, z).mean().item(), rel=1e-12)
+    (g,) = torch.autograd.grad(with_cost, [enc.log_sigma])
+    # d/d log sigma_j of mean 2.5 (x_j - sigma_j x_j)^2 = -5 (1 - sigma_j) sigma_j mean(x_j^2)
+    recon_part = -5 * (1 - SIGMA) * SIGMA * (x**2).mean(0)
+    torch.testing.assert_close(g, recon_part + 3.0 * (SIGMA**2 - 1) * (x**2).mean(0), rtol=1e-10, atol=1e-12)
+    with pytest.raises(ValueError, match="cost"):
+        wae_loss(enc, _FlatDecoder(), score, x, cost=lambda x, z: cost(x, z)[:3])
+    with pytest.raises(TypeError, match="cost"):
+        wae_loss(enc, _FlatDecoder(), score, x, cost="squared")
+
+
+class _CountingEncoder(_GaussianImplicitEncoder):
+    calls = 0
+
+    def forward(self, x, n_samples=1, generator=None):
+        self.calls += 1
+        return super().forward(x, n_samples, generator)
+
+
+class _LearningScore(_ExactGaussianScore):
+    def __init__(self, source):
+        super().__init__(source)
+        self.seen = []
+
+    def update(self, samples, context=None):
+        self.seen.append(samples.shape)
+        return 0.0
+
+
+def test_an_estimator_that_does_not_learn_gets_no_draws_to_learn_from():
+    """A kernel estimator's ``update`` does nothing, so ``implicit_elbo_loss`` draws once per
+    step for it (the scored draws), and twice for an estimator that learns (first its
+    training draws, then the scored ones)."""
+    x = torch.zeros(5, 2, dtype=F64)
+    enc = _CountingEncoder()
+    implicit_elbo_loss(enc, _FlatDecoder(), _ExactGaussianScore(enc), x, n_particles=4)
+    assert enc.calls == 1
+    enc = _CountingEncoder()
+    learner = _LearningScore(enc)
+    implicit_elbo_loss(enc, _FlatDecoder(), learner, x, n_particles=4)
+    assert enc.calls == 2 and learner.seen == [torch.Size([5, 4, 3])]

@@ -56,6 +56,44 @@ def test_median_bandwidth_matches_scipy():
         assert h[b].item() == pytest.approx(np.median(pdist(z[b].numpy())), rel=1e-12)
 
 
+@pytest.mark.parametrize("m", [9, 10])
+def test_median_bandwidth_with_diagonal_is_the_reference_codes_rule(m):
+    """Oracle: the (M*M // 2)-th largest entry of the full M x M distance matrix (scipy),
+    zeros and both orders of every pair included, as the paper's code's heuristic_kernel_width
+    takes it; odd (81) and even (100) numbers of entries. The plausible wrong answers, the
+    median of the distinct pairs and the plain median of the M*M entries, differ from it."""
+    from scipy.spatial.distance import squareform
+
+    g = torch.Generator().manual_seed(4)
+    z = torch.randn(3, m, 4, generator=g, dtype=D64)
+    h = median_bandwidth(z, with_diagonal=True)
+    for b in range(3):
+        full = np.sort(squareform(pdist(z[b].numpy())).ravel())[::-1]
+        expected = full[m * m // 2 - 1]
+        assert h[b].item() == pytest.approx(expected, rel=1e-12)
+        assert abs(h[b].item() - np.median(pdist(z[b].numpy()))) > 1e-6
+        assert abs(h[b].item() - np.median(full)) > 1e-6 or m % 2 == 1
+
+
+def test_bandwidth_can_be_a_function_of_the_samples():
+    g = torch.Generator().manual_seed(5)
+    z = torch.randn(2, 15, 3, generator=g, dtype=D64)
+    for cls in (SteinScoreEstimator, SpectralScoreEstimator):
+        by_function = cls(bandwidth=lambda s: torch.full(s.shape[:-2], 0.7, dtype=s.dtype))(z)
+        torch.testing.assert_close(by_function, cls(bandwidth=0.7)(z), rtol=0, atol=0)
+        assert not torch.allclose(by_function, cls()(z))
+        with pytest.raises(ValueError, match="bandwidth"):
+            cls(bandwidth=lambda s: torch.ones(3))(z)
+        with pytest.raises(ValueError, match="bandwidth"):
+            cls(bandwidth=lambda s: torch.zeros(s.shape[:-2]))(z)
+
+
+def test_only_the_network_estimator_learns():
+    net = ConditionalScoreMLP(2)
+    assert NetworkScoreEstimator(net, torch.optim.SGD(net.parameters(), lr=0.1)).learns
+    assert not SteinScoreEstimator().learns and not SpectralScoreEstimator().learns
+
+
 def test_stein_closed_form_matches_direct_computation():
     g = torch.Generator().manual_seed(1)
     z = torch.randn(7, 3, generator=g, dtype=D64)
