@@ -53,7 +53,20 @@ PATHS = {
     "val_cp": "DKEF validation pass (alpha on 1000 + loss), CP",
     "val_approx_bp": "DKEF validation pass, Approx BP",
     "logz": "DKEF log Z, default chunk",
+    "nice_mle": "NICE training step, MLE",
+    "nice_ssm": "NICE training step, SSM",
+    "nice_ssm_vr": "NICE training step, SSM-VR",
+    "nice_dsm": "NICE training step, DSM",
+    "nice_cp": "NICE training step, CP",
+    "nice_approx_bp": "NICE training step, Approx BP",
 }
+# NICE on MNIST (Sec. 5.2): 784-d, 4 couplings of 5 x 1000 softplus layers, batch 128
+NICE_SETTINGS = {"dim": 784, "hidden": 1000, "depth": 5, "n_couplings": 4, "batch": 128, "dsm_sigma": 1.74}
+NICE_QUICK = {**NICE_SETTINGS, "dim": 20, "hidden": 32, "batch": 16}
+# a NICE step's products in forward passes F (the appendix's per-evaluation costs, times 3 for the
+# training step's backward pass); CP carries 3 vectors back through the network, Approx BP 2
+NICE_PASSES = {"mle": 3.0, "ssm": 3 * 5.75, "ssm_vr": 3 * 5.5, "dsm": 3 * 2.75, "cp": 3 * 4.0,
+               "approx_bp": 3 * 3.0}
 
 
 # The official code's times (seconds, medians) on this project's 2-core CPU, measured with a
@@ -98,6 +111,12 @@ def flops(path: str, quick: bool, logz_samples: int) -> float:
       a symmetric eigendecomposition, about :math:`4m^3` (all for :math:`m` samples of
       dimension :math:`d`).
     """
+    if path.startswith("nice_"):
+        from ssm_lib.flows import nice_parameter_count
+
+        cfg = NICE_QUICK if quick else NICE_SETTINGS
+        n_params = nice_parameter_count(cfg["dim"], cfg["hidden"], cfg["depth"], cfg["n_couplings"])
+        return NICE_PASSES[path[5:]] * 2.0 * n_params * cfg["batch"]
     if path in ("median", "stein", "spectral"):
         m, d = (200, 10) if quick else (2000, 100)
         gram = 2.0 * m * m * d
@@ -151,6 +170,27 @@ def _build(path: str, quick: bool, logz_samples: int):
         fn = {"median": median_bandwidth, "stein": SteinScoreEstimator(),
               "spectral": SpectralScoreEstimator()}[path]
         return lambda: fn(z)
+
+    if path.startswith("nice_"):
+        from ssm_lib.flow_training import flow_objective
+        from ssm_lib.flows import NICE
+
+        cfg = NICE_QUICK if quick else NICE_SETTINGS
+        torch.manual_seed(0)
+        model = NICE(cfg["dim"], hidden=cfg["hidden"], depth=cfg["depth"], n_couplings=cfg["n_couplings"])
+        x = torch.randn(cfg["batch"], cfg["dim"], generator=torch.Generator().manual_seed(0))
+        name = path[5:]
+        objective = flow_objective(name, **({"sigma": cfg["dsm_sigma"]} if name == "dsm" else {}))
+        opt = torch.optim.SGD(model.parameters(), lr=0.0)
+        gen = torch.Generator().manual_seed(1)
+
+        def nice_step():
+            loss = objective(model, x, gen)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            return loss.item()
+        return nice_step
 
     from paper_recipes.uci import load_uci
     from ssm_lib.dkef import DKEF, dkef_loss, log_normalizer, training_step
@@ -230,7 +270,8 @@ def _spawn(args: list[str]) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--paths", nargs="+", default=list(PATHS), choices=list(PATHS))
+    p.add_argument("--paths", nargs="+", default=[p for p in PATHS if not p.startswith("nice_")],
+                   choices=list(PATHS), help="default: every path but the NICE ones")
     p.add_argument("--threads", nargs="+", type=int, default=[1, 2])
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--logz-samples", type=int, default=10**5,
