@@ -50,7 +50,7 @@ def rademacher(shape: tuple[int, ...] | torch.Size, like: torch.Tensor,
     dtype and device of ``like``; the same draws as
     ``ssm_lib.projections.sample_projections("rademacher", shape, ...)``, without its argument
     checks (for the inner loops of the curvature sweeps). The bits are drawn straight into the
-    floating dtype (the generator's stream does not depend on the dtype), then mapped in place
+    floating dtype (on the CPU the same draws as an integer ``randint``; tested), then mapped in place
     to :math:`2b - 1`: no integer intermediate."""
     bits = torch.randint(0, 2, tuple(shape), generator=generator, device=like.device, dtype=like.dtype)
     return bits.mul_(2).sub_(1)

@@ -69,7 +69,7 @@ def sample_projections(
     check_generator(generator, device, what="the requested device")
     check_fits_in_memory(math.prod(shape), dtype, device, "shape")
     if kind == "rademacher":
-        # drawn straight into the floating dtype (the same draws as an integer randint)
+        # drawn straight into the floating dtype (on the CPU the same draws as an integer randint)
         return torch.randint(0, 2, shape, generator=generator, device=device, dtype=dtype).mul_(2).sub_(1)
     v = torch.randn(shape, generator=generator, dtype=dtype, device=device)
     if kind == "gaussian":

@@ -18,10 +18,12 @@ import pytest
 import torch
 from torch import nn
 
+from ssm_lib._tensor_ops import rademacher
 from ssm_lib.curvature import SumOfBranches, forward_derivatives, split_sqrt
 from ssm_lib.dkef import DKEF, dkef_loss
 from ssm_lib.dkef.alpha import exact_system, exact_system_autograd
 from ssm_lib.dkef.training import _split_loss
+from ssm_lib.projections import sample_projections
 
 D64 = torch.float64
 
@@ -268,3 +270,15 @@ def test_exact_quadratic_in_float32_far_from_the_origin():
     G32, b32, _ = exact_system(model32, x.float(), create_graph=False)
     assert ((G32.double() - G64).abs().max() / G64.abs().max()).item() < 1e-4
     assert ((b32.double() - b64).abs().max() / b64.abs().max()).item() < 1e-4
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_rademacher_draws_equal_the_integer_draws(dtype):
+    """The signs are drawn straight into the float dtype: the same as 2 randint - 1 in int64."""
+    shape = (7, 13, 5)
+    ints = torch.randint(0, 2, shape, generator=torch.Generator().manual_seed(71))
+    ours = rademacher(shape, torch.zeros((), dtype=dtype), torch.Generator().manual_seed(71))
+    assert ours.dtype == dtype
+    assert torch.equal(ours, (2 * ints - 1).to(dtype))
+    proj = sample_projections("rademacher", shape, generator=torch.Generator().manual_seed(71), dtype=dtype)
+    assert torch.equal(proj, ours)
