@@ -50,7 +50,7 @@ __all__ = [
 #: The profiles every record describes (``quick``: the build's run; ``full``: one GPU).
 PROFILES = ("quick", "full")
 
-#: Where the records live: ``tools/paper_recipes/records``.
+#: The folder of the records, ``tools/paper_recipes/records``.
 RECORDS_DIR = Path(__file__).resolve().parents[1] / "paper_recipes" / "records"
 
 _SETTING_KEYS = {"label", "paper", "source", "paper_unset", "reason"} | {
