@@ -56,16 +56,17 @@ def _cell(text: str) -> str:
     return " ".join(text.replace("|", "\\|").split())
 
 
-def _link(target: str) -> str:
+def _link(target: str, text: str = "shown here") -> str:
     if not target:
         return ""
     if target.startswith("/"):
-        return f"{{doc}}`{target}`"
-    return f"{{ref}}`{target}`"
+        return f"{{doc}}`{text} <{target}>`"
+    return f"{{ref}}`{text} <{target}>`"
 
 
 def render(directory: Path = RECORDS_DIR) -> str:
-    """The report card's Markdown for the records in ``directory``."""
+    """The report card's Markdown for the records in ``directory``: per experiment, one table row
+    per claim and subject (claim, subject, verdict, effect), then the tests behind the claims."""
     names = record_names(directory)
     ordered = [n for n in _ORDER if n in names] + [n for n in names if n not in _ORDER]
     parts = [_HEAD]
@@ -74,26 +75,29 @@ def render(directory: Path = RECORDS_DIR) -> str:
         if not record.claims:
             continue
         parts.append(f"\n## {record.title}\n\n{record.paper_section}; the run: "
-                     f"{{doc}}`/experiments/{name}`.\n")
-        lines = ["| claim of the paper | test (fixed before the run) | verdict | effect | shown in |",
+                     f"{{doc}}`/experiments/{name}`.\n\n")
+        lines = ["| | claim of the paper | case | verdict | effect (interval), seeds, profile |",
                  "|---|---|---|---|---|"]
-        for claim_id, raw in record.claims.items():
+        tests = []
+        glue = f"/experiments/{name}.ipynb::"
+        for number, (claim_id, raw) in enumerate(record.claims.items(), start=1):
             claim = claim_from_record(claim_id, raw, record.path.name)
             test = f"{claim.statistic}; {claim.rule_text()}"
             if claim.margin_reason:
-                test += f" (margin: {claim.margin_reason})"
-            for subject in claim.subjects or (None,):
+                test += f". Margin: {claim.margin_reason}"
+            if claim.rule_change:
+                test += f". *Rule changed:* {claim.rule_change}"
+            tests.append(f"{number}. {_cell(test)}.")
+            link = _link(claim.figure)
+            what = f"{claim.paper} ({claim.where}" + (f"; {link})" if link else ")")
+            for k, subject in enumerate(claim.subjects or (None,)):
                 tag = claim_id + (f"_{subject}" if subject else "")
-                what = f"{claim.paper} ({claim.where})" + (f": **{subject}**" if subject else "")
-                glue = f"/experiments/{name}.ipynb::"
-                lines.append(f"| {_cell(what)} | {_cell(test)} | "
-                             f"{{glue:text}}`{glue}verdict_{tag}:s` | {{glue:text}}`{glue}effect_{tag}:s` | "
-                             f"{_link(claim.figure)} |")
+                first = k == 0
+                lines.append(f"| {number if first else ''} | {_cell(what) if first else ''} | "
+                             f"{_cell(subject.replace('_', ' ')) if subject else '—'} | "
+                             f"{{glue:text}}`{glue}verdict_{tag}:s` | {{glue:text}}`{glue}effect_{tag}:s` |")
         parts.append("\n".join(lines) + "\n")
-        changes = [(cid, raw.get("rule_change", "")) for cid, raw in record.claims.items()
-                   if raw.get("rule_change")]
-        for cid, why in changes:
-            parts.append(f"\n*Rule changed* ({cid}): {_cell(why)}\n")
+        parts.append("\nThe tests, fixed before the run:\n\n" + "\n".join(tests) + "\n")
     return "".join(parts)
 
 
