@@ -280,3 +280,13 @@ def test_committed_records_live_in_paper_recipes():
 def test_the_report_card_page_is_current():
     assert report_card.PAGE.read_text() == report_card.render(), \
         "book/report_card.md is out of date: run python -m booktools.report_card"
+
+
+def test_the_html_table_escapes_and_matches_the_markdown_rows(tmp_path):
+    from booktools.records import differences_html
+    text = GOOD.replace('quick_reason = "two CPU cores"', 'quick_reason = "two CPU cores <and> a | pipe"')
+    rec = load_record("toy", write(tmp_path, text))
+    html = differences_html(rec, "quick")
+    assert "<td>two CPU cores &lt;and&gt; a | pipe</td>" in html
+    assert html.count("<tr>") == 1 + 2  # the header and the two differing settings
+    assert "As in the paper (1 settings): learning rate per objective." in html

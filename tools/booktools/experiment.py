@@ -224,23 +224,23 @@ class Experiment:
             self._settings = self.paper_record.settings_for(self.profile)
         return self._settings
 
-    def show_differences(self) -> str:
-        """Display the "Differences from the paper" table of this profile and glue it (as HTML)
-        under ``differences``, for the chapters' ``{glue}`` directive with ``:doc:``; returns
-        the Markdown."""
-        text = differences_markdown(self.paper_record, self.profile)
+    def show_differences(self) -> None:
+        """Display the "Differences from the paper" table of this profile and glue it under
+        ``differences``, for the chapters' ``{glue}`` directive with ``:doc:``. Both are HTML:
+        the book renders Markdown outputs without table support, and cross-page glue carries
+        HTML only. Without IPython the Markdown form is printed."""
         try:
-            from IPython.display import HTML, Markdown, display
+            from IPython.display import HTML, display
         except ImportError:  # pragma: no cover
-            print(text)
-            return text
-        display(Markdown(text))
+            print(differences_markdown(self.paper_record, self.profile))
+            return
+        table = HTML(differences_html(self.paper_record, self.profile))
+        display(table)
         try:
             from myst_nb import glue as nb_glue
         except ImportError:  # pragma: no cover
-            return text
-        nb_glue("differences", HTML(differences_html(self.paper_record, self.profile)), display=False)
-        return text
+            return
+        nb_glue("differences", table, display=False)
 
     def claim(self, claim_id: str) -> Claim:
         """The registered claim ``claim_id`` of this experiment's record."""
