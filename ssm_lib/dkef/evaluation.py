@@ -47,7 +47,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Protocol
+from typing import ClassVar, Protocol
 
 import torch
 
@@ -222,8 +222,40 @@ def matched_proposal(model: DKEF, x: torch.Tensor, *, base_weight: float = 0.5,
                            label=f"{1 - eps:g} {fit.label} + {eps:g} base")
 
 
+class _JudgedByESS:
+    """What an importance-sampling result shares: judged ``ok`` when its ESS reaches
+    ``min_ess``; ``value`` is the point estimate (the field named by ``_point``) or NaN."""
+
+    _point: ClassVar[str]
+    ess: float
+    min_ess: float
+    standard_error: float
+
+    def reliable(self, min_ess: float | None = None) -> bool:
+        """Whether the estimate is finite and its ESS reaches ``min_ess`` (default: the result's
+        own ``min_ess``)."""
+        m = self.min_ess if min_ess is None else check_number(min_ess, "min_ess", positive=True)
+        return math.isfinite(getattr(self, self._point)) and self.ess >= m
+
+    @property
+    def ok(self) -> bool:
+        return self.reliable()
+
+    @property
+    def value(self) -> float:
+        """The point estimate if the result is ``ok``, else NaN."""
+        return getattr(self, self._point) if self.ok else math.nan
+
+    def describe(self, digits: int = 2) -> str:
+        """``"-1.23 ± 0.04 (ESS 5678)"``, or ``"failed (ESS 3.2 < 100)"`` when not ``ok``."""
+        if not self.ok:
+            return f"failed (ESS {self.ess:.3g} < {self.min_ess:g})"
+        return (f"{getattr(self, self._point):.{digits}f} ± {self.standard_error:.{digits}f} "
+                f"(ESS {self.ess:.0f})")
+
+
 @dataclass(frozen=True)
-class LogNormalizerEstimate:
+class LogNormalizerEstimate(_JudgedByESS):
     r"""The result of :func:`estimate_log_normalizer`: ``log_z`` (:math:`\log\hat Z`, nats),
     ``standard_error`` (delta method), ``ess`` (:math:`(\sum w)^2/\sum w^2`), ``n_samples``
     (:math:`N`), ``min_ess`` (the threshold it was judged by) and ``proposal`` (a label).
@@ -239,25 +271,7 @@ class LogNormalizerEstimate:
     min_ess: float = DEFAULT_MIN_ESS
     proposal: str = "base"
 
-    def reliable(self, min_ess: float | None = None) -> bool:
-        """Whether the ESS reaches ``min_ess`` (default: the estimate's own ``min_ess``)."""
-        m = self.min_ess if min_ess is None else check_number(min_ess, "min_ess", positive=True)
-        return math.isfinite(self.log_z) and self.ess >= m
-
-    @property
-    def ok(self) -> bool:
-        return self.reliable()
-
-    @property
-    def value(self) -> float:
-        """``log_z`` if the estimate is ``ok``, else NaN."""
-        return self.log_z if self.ok else math.nan
-
-    def describe(self, digits: int = 2) -> str:
-        """``"-1.23 ± 0.04 (ESS 5678)"``, or ``"failed (ESS 3.2 < 100)"`` when not ``ok``."""
-        if not self.ok:
-            return f"failed (ESS {self.ess:.3g} < {self.min_ess:g})"
-        return f"{self.log_z:.{digits}f} ± {self.standard_error:.{digits}f} (ESS {self.ess:.0f})"
+    _point: ClassVar[str] = "log_z"
 
 
 def rows_within_budget(model: DKEF, memory_budget: int) -> int:

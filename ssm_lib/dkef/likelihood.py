@@ -45,12 +45,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 
 from .._checks import check_count, check_fits_in_memory, check_number
 from ..sampling import langevin_dynamics
-from .evaluation import DEFAULT_MIN_ESS, Proposal, estimate_log_normalizer
+from .evaluation import DEFAULT_MIN_ESS, Proposal, _JudgedByESS, estimate_log_normalizer
 from .model import DKEF
 
 __all__ = ["HeldoutLogLikelihood", "effective_sample_size_from_se", "heldout_log_likelihood",
@@ -58,7 +59,7 @@ __all__ = ["HeldoutLogLikelihood", "effective_sample_size_from_se", "heldout_log
 
 
 @dataclass(frozen=True)
-class HeldoutLogLikelihood:
+class HeldoutLogLikelihood(_JudgedByESS):
     """The result of :func:`heldout_log_likelihood`: ``mean`` (the mean log-likelihood per test
     row, nats), ``standard_error`` (of ``mean``, rows and :math:`\\log\\hat Z` combined),
     ``rows_standard_error`` (the rows' part alone), ``log_z`` and ``log_z_standard_error``,
@@ -77,25 +78,7 @@ class HeldoutLogLikelihood:
     min_ess: float = DEFAULT_MIN_ESS
     proposal: str = "base"
 
-    def reliable(self, min_ess: float | None = None) -> bool:
-        """Whether the ESS reaches ``min_ess`` (default: the result's own ``min_ess``)."""
-        m = self.min_ess if min_ess is None else check_number(min_ess, "min_ess", positive=True)
-        return math.isfinite(self.mean) and self.ess >= m
-
-    @property
-    def ok(self) -> bool:
-        return self.reliable()
-
-    @property
-    def value(self) -> float:
-        """``mean`` if the estimate is ``ok``, else NaN."""
-        return self.mean if self.ok else math.nan
-
-    def describe(self, digits: int = 2) -> str:
-        """``"-1.23 ± 0.04 (ESS 5678)"``, or ``"failed (ESS 3.2 < 100)"`` when not ``ok``."""
-        if not self.ok:
-            return f"failed (ESS {self.ess:.3g} < {self.min_ess:g})"
-        return f"{self.mean:.{digits}f} ± {self.standard_error:.{digits}f} (ESS {self.ess:.0f})"
+    _point: ClassVar[str] = "mean"
 
 
 def effective_sample_size_from_se(log_z_se: float, n_samples: int) -> float:
