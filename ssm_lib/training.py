@@ -55,7 +55,7 @@ from .losses import OBJECTIVES, Objective, check_options, make_objective, object
 
 __all__ = [
     "DivergenceMonitor", "History", "LoopRecord", "TrainingDivergedError", "check_divergence_factor",
-    "fit", "minibatch_sampler", "progress_bar", "train_loop",
+    "fit", "minibatch_sampler", "progress_bar", "run_generator", "train_loop",
 ]
 
 
@@ -379,6 +379,23 @@ def _make_scheduler(lr_schedule: object, optimizer: torch.optim.Optimizer) -> ob
     return scheduler
 
 
+def run_generator(seed: int | None, generator: torch.Generator | None,
+                  device: torch.device) -> tuple[torch.Generator, int | None]:
+    """The random stream of a training run and the seed to record: ``generator`` itself (seed
+    ``None``), or a fresh generator on ``device`` seeded with ``seed``, or, when both are
+    ``None``, with a seed drawn from torch's global generator (so that repeated calls do not
+    replay the same minibatches). Giving both is an error."""
+    if generator is not None and seed is not None:
+        raise ValueError("give seed or generator, not both")
+    if generator is not None:
+        return check_generator(generator, device, what="the model"), None
+    run_seed = (int(torch.randint(0, 2**62, (), generator=None)) if seed is None
+                else check_count(seed, "seed", 0))
+    gen = torch.Generator(device=device)
+    gen.manual_seed(run_seed)
+    return gen, run_seed
+
+
 def fit(
     model: nn.Module,
     data: torch.Tensor | Callable[[int, torch.Generator], torch.Tensor],
@@ -503,16 +520,7 @@ def fit(
     if not params:
         raise ValueError("model has no trainable parameters")
     device = params[0].device
-    if generator is not None and seed is not None:
-        raise ValueError("give seed or generator, not both")
-    if generator is not None:
-        gen = check_generator(generator, device, what="the model")
-        run_seed = None
-    else:
-        run_seed = (int(torch.randint(0, 2**62, (), generator=None)) if seed is None
-                    else check_count(seed, "seed", 0))
-        gen = torch.Generator(device=device)
-        gen.manual_seed(run_seed)
+    gen, run_seed = run_generator(seed, generator, device)
     draw = minibatch_sampler(data, gen, device)
     if optimizer is None:
         optimizer = torch.optim.Adam(params, lr=lr)

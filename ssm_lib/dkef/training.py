@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .._checks import check_count, check_finite, check_generator, check_number
+from .._checks import check_count, check_finite, check_number
 from ..losses import OBJECTIVES, make_objective, objective_input
 from ..training import (
     DivergenceMonitor,
@@ -18,6 +18,7 @@ from ..training import (
     _make_scheduler,
     _show_progress,
     check_divergence_factor,
+    run_generator,
     train_loop,
 )
 from .alpha import check_objective
@@ -224,14 +225,7 @@ def train_dkef(model: DKEF, train: torch.Tensor, val: torch.Tensor, objective: s
     train, val = train.to(device), val.to(device)
     if resume is not None:
         model.load_state_dict(resume["model"])
-    if generator is not None:
-        gen = check_generator(generator, device, what="the model")
-        run_seed = None
-    else:
-        run_seed = (int(torch.randint(0, 2**62, (), generator=None)) if seed is None
-                    else check_count(seed, "seed", 0))
-        gen = torch.Generator(device=device)
-        gen.manual_seed(run_seed)
+    gen, run_seed = run_generator(seed, generator, device)
     if resume is not None:
         gen.set_state(resume["generator"].clone())
         run_seed = resume["seed"]

@@ -552,7 +552,8 @@ def format_table(rows: Sequence[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def _cpu_name() -> str:
+def cpu_name() -> str:
+    """The CPU's model name (from /proc/cpuinfo on Linux, else what platform reports)."""
     try:
         with open("/proc/cpuinfo") as fh:
             for line in fh:
@@ -568,7 +569,7 @@ def machine_info(device: str | torch.device = "cpu") -> dict[str, Any]:
     and the GPU's name when ``device`` is CUDA."""
     dev = resolve_device(device)
     info: dict[str, Any] = {
-        "hostname": platform.node(), "platform": platform.platform(), "cpu": _cpu_name(),
+        "hostname": platform.node(), "platform": platform.platform(), "cpu": cpu_name(),
         "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
         "torch": torch.__version__, "python": platform.python_version(), "device": str(dev),
         "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,

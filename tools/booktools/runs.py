@@ -198,24 +198,15 @@ def git_state(root: Path = ROOT) -> dict[str, Any]:
     return {"commit": commit, "dirty": None if status is None else bool(status)}
 
 
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def machine(device: Any = "cpu") -> dict[str, Any]:
     """What a unit ran on: CPU model, core count, torch threads and version, Python, the device
     and the GPU's name when it is CUDA (no host name: the files are committed)."""
     import torch
 
+    from booktools.benchmark import cpu_name  # (heavy module: imported when needed)
+
     dev = torch.device(device)
-    info: dict[str, Any] = {"cpu": _cpu_model(), "cores": os.cpu_count(),
+    info: dict[str, Any] = {"cpu": cpu_name(), "cores": os.cpu_count(),
                             "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
                             "python": platform.python_version(), "device": str(dev), "gpu": None}
     if dev.type == "cuda":
