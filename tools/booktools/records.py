@@ -276,10 +276,12 @@ def differences_html(record: Record, profile: str) -> str:
     rows, same = _difference_rows(record, profile)
     head = ["setting", "paper", f"{profile} profile", "why"]
     body = rows or [("(none)", "", "", f"the {profile} profile is the paper's setting")]
-    out = ['<table class="table differences-table">', "<thead><tr>"
+    # the theme's scroll container: a table wider than a phone scrolls inside it, not the page
+    out = ['<div class="pst-scrollable-table-container">', '<table class="table differences-table">',
+           "<thead><tr>"
            + "".join(f"<th>{html.escape(h)}</th>" for h in head) + "</tr></thead>", "<tbody>"]
     out += ["<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in body]
-    out.append("</tbody></table>")
+    out.append("</tbody></table></div>")
     if same:
         out.append(f"<p>As in the paper ({len(same)} settings): {html.escape('; '.join(same))}.</p>")
     return "\n".join(out)
