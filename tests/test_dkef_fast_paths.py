@@ -20,26 +20,18 @@ from torch import nn
 
 from ssm_lib._tensor_ops import rademacher
 from ssm_lib.curvature import SumOfBranches, forward_derivatives, split_sqrt
-from ssm_lib.dkef import DKEF, dkef_loss
+from ssm_lib.dkef import dkef_loss
 from ssm_lib.dkef.alpha import exact_system, exact_system_autograd
 from ssm_lib.dkef.training import _split_loss
 from ssm_lib.projections import sample_projections
+from tests.dkef_helpers import varied_dkef
 
 D64 = torch.float64
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def _model(m: int = 15, dim: int = 4, hidden: int = 6, dtype: torch.dtype = D64) -> DKEF:
-    """Unequal kernel weights and bandwidths (not the initial ones) and a non-zero alpha."""
-    g = torch.Generator().manual_seed(21)
-    model = DKEF(torch.randn(m, dim, generator=g, dtype=dtype) * 1.5 + 0.5, n_kernels=3, hidden=hidden,
-                 generator=g)
-    with torch.no_grad():
-        model.kernel_logits.copy_(torch.tensor([0.3, -0.2, 0.1], dtype=dtype))
-        model.log10_bandwidths.copy_(torch.tensor([0.2, 0.6, 1.1], dtype=dtype))
-        model.alpha.copy_(torch.randn(m, generator=g, dtype=dtype) * 0.4)
-    return model
+_model = varied_dkef  # the shared model the pinned values were computed on
 
 
 def _batch(n: int, seed: int) -> torch.Tensor:

@@ -27,6 +27,7 @@ from ssm_lib.curvature import hessian_diagonal
 from ssm_lib.dkef import DKEF, GaussianKernelLayer, dkef_loss, log_normalizer
 from ssm_lib.dkef import model as dkef_model
 from ssm_lib.dkef.alpha import approx_bp_system, cp_system
+from tests.dkef_helpers import varied_dkef
 
 D64 = torch.float64
 
@@ -34,16 +35,7 @@ D64 = torch.float64
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def _model(m: int = 15, dim: int = 4, hidden: int = 6, dtype: torch.dtype = D64) -> DKEF:
-    """Unequal kernel weights and bandwidths (not the initial ones) and a non-zero alpha."""
-    g = torch.Generator().manual_seed(21)
-    model = DKEF(torch.randn(m, dim, generator=g, dtype=dtype) * 1.5 + 0.5, n_kernels=3, hidden=hidden,
-                 generator=g)
-    with torch.no_grad():
-        model.kernel_logits.copy_(torch.tensor([0.3, -0.2, 0.1], dtype=dtype))
-        model.log10_bandwidths.copy_(torch.tensor([0.2, 0.6, 1.1], dtype=dtype))
-        model.alpha.copy_(torch.randn(m, generator=g, dtype=dtype) * 0.4)
-    return model
+_model = varied_dkef  # the shared model the pinned values were computed on
 
 
 def _x(n: int = 6, dim: int = 4) -> torch.Tensor:
