@@ -14,7 +14,14 @@ import pytest
 from booktools import profiles
 from booktools.experiment import setup
 from booktools.profiles import NotDescribed, declared_profiles, describes, opt_in_values
-from booktools.records import PROFILES, RecordError, load_record, record_names
+from booktools.records import (
+    PROFILES,
+    RecordError,
+    differences_markdown,
+    load_record,
+    record_names,
+    settings_markdown,
+)
 
 HEAD = 'experiment = "toy"\ntitle = "t"\npaper_section = "s"\n'
 STEPS = ('[settings.steps]\nlabel = "steps"\npaper = 500\nsource = "Sec. 1"\nquick = 5\n'
@@ -77,8 +84,27 @@ def test_the_harness_accepts_cpu_only_where_the_record_describes_it(tmp_path, mo
     exp = setup("toy", profile="cpu", device="cpu", output_dir=tmp_path / "out")
     with pytest.raises(ValueError, match="pick\\(\\) knows the quick and full profiles only"):
         exp.pick(1, 2)
-    # the records module itself does not take the keys in yet (the next step, see the module)
-    with pytest.raises(RecordError, match="unknown top-level keys"):
+    # the records module takes the declared profile in: the notebook reads its cpu values
+    record = load_record("toy", d)
+    assert record.profiles == ("quick", "full", "cpu")
+    cfg = record.settings_for("cpu")
+    assert cfg["steps"] == 500 and record.settings_for("quick")["steps"] == 5
+    assert "| steps | 500 (Sec. 1) | 5 |" in differences_markdown(record, "quick")
+    assert "(none) | | | the cpu profile is the paper's setting" in differences_markdown(record, "cpu")
+    assert "| setting | paper | source | quick | full | cpu |" in settings_markdown(record)
+
+
+def test_a_record_without_cpu_refuses_cpu_settings_and_stray_cpu_values(tmp_path):
+    d = write(tmp_path, HEAD + STEPS)
+    with pytest.raises(ValueError, match="has not opted in to 'cpu'"):
+        load_record("toy", d).settings_for("cpu")
+    with pytest.raises(ValueError, match="has not opted in to 'cpu'"):
+        differences_markdown(load_record("toy", d), "cpu")
+    d = write(tmp_path, HEAD + STEPS + "cpu = 60\ncpu_reason = \"x\"\n")
+    with pytest.raises(RecordError, match="does not list that profile in its top-level profiles"):
+        load_record("toy", d)
+    d = write(tmp_path, HEAD + 'profiles = ["quick", "full", "cpu", "cpu"]\n' + STEPS)
+    with pytest.raises(RecordError, match="listed twice"):
         load_record("toy", d)
 
 

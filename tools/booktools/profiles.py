@@ -22,21 +22,19 @@ makes that claim only where someone made it. Within a record that opts in, the r
 of the other profiles: an omitted ``cpu`` is the paper's value, a differing one needs
 ``cpu_reason``, a ``paper_unset`` setting needs a ``cpu`` value.
 
-Until :func:`booktools.records.load_record` takes these keys in (the next step: widen its
-allowed keys by ``OPT_IN_PROFILES`` and parse each declared profile as it parses ``quick``),
-:func:`opt_in_values` reads them from the TOML directly; ``tools/reproduce.py --profile cpu``
-uses :func:`describes` to refuse, before a kernel starts, a notebook whose record has not opted
-in.
+:func:`booktools.records.load_record` parses the declared profiles with these rules
+(``Record.profiles``); :func:`opt_in_values` gives one opt-in profile's values with their
+reasons, and ``tools/reproduce.py --profile cpu`` uses :func:`describes` to refuse, before a
+kernel starts, a notebook whose record has not opted in.
 """
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from booktools.records import PROFILES, RECORDS_DIR, RecordError, format_value
+from booktools.records import OPT_IN_PROFILES, PROFILES, RECORDS_DIR, load_record
 
 __all__ = [
     "OPT_IN_PROFILES",
@@ -48,8 +46,6 @@ __all__ = [
     "opt_in_values",
 ]
 
-#: Profiles a record describes only when it lists them in its top-level ``profiles``.
-OPT_IN_PROFILES = ("cpu",)
 #: Every profile a run may ask for (``tools/reproduce.py --profile``, ``make reproduce PROFILE=``).
 RUN_PROFILES = PROFILES + OPT_IN_PROFILES
 
@@ -68,29 +64,20 @@ class OptInValue:
     differs: bool
 
 
-def _raw(name: str, directory: Path) -> tuple[Path, dict[str, Any]]:
-    path = Path(directory) / f"{name}.toml"
-    if not path.is_file():
+def _record(name: str, directory: Path):
+    try:
+        return load_record(name, directory)
+    except FileNotFoundError:
+        path = Path(directory) / f"{name}.toml"
         raise NotDescribed(f"experiment {name!r} has no record ({path}), so it has only the quick and "
-                           "full profiles")
-    with path.open("rb") as fh:
-        return path, tomllib.load(fh)
+                           "full profiles") from None
 
 
 def declared_profiles(name: str, directory: Path = RECORDS_DIR) -> tuple[str, ...]:
-    """The profiles the record of ``name`` describes: its top-level ``profiles`` list, or
-    :data:`~booktools.records.PROFILES` when it has none."""
-    path, raw = _raw(name, directory)
-    declared = raw.get("profiles", list(PROFILES))
-    if not isinstance(declared, list) or not all(isinstance(p, str) for p in declared):
-        raise RecordError(f"{path.name}: profiles must be a list of profile names")
-    unknown = [p for p in declared if p not in RUN_PROFILES]
-    missing = [p for p in PROFILES if p not in declared]
-    if unknown or missing:
-        raise RecordError(f"{path.name}: profiles = {declared}: " + (
-            f"unknown {unknown} (known: {list(RUN_PROFILES)})" if unknown
-            else f"every record describes {list(PROFILES)}; missing {missing}"))
-    return tuple(declared)
+    """The profiles the record of ``name`` describes: :data:`~booktools.records.PROFILES` and
+    the opt-in profiles its top-level ``profiles`` lists (checked by
+    :func:`~booktools.records.load_record`)."""
+    return _record(name, directory).profiles
 
 
 def describes(name: str, profile: str, directory: Path = RECORDS_DIR) -> bool:
@@ -112,35 +99,11 @@ def opt_in_values(name: str, profile: str = "cpu", directory: Path = RECORDS_DIR
     :class:`~booktools.records.RecordError` when a rule is broken."""
     if profile not in OPT_IN_PROFILES:
         raise ValueError(f"profile must be one of the opt-in profiles {OPT_IN_PROFILES}, got {profile!r}")
-    path, raw = _raw(name, directory)
-    if profile not in declared_profiles(name, directory):
+    record = _record(name, directory)
+    if profile not in record.profiles:
         raise NotDescribed(
-            f"the record of {name!r} ({path}) does not describe the {profile!r} profile yet: add "
+            f"the record of {name!r} ({record.path}) does not describe the {profile!r} profile yet: add "
             f"profiles = {[*PROFILES, profile]} at its top and, per setting, {profile} = <value> "
             f"(omitted: the paper's value) with {profile}_reason where it differs")
-    out: dict[str, OptInValue] = {}
-    for key, s in raw.get("settings", {}).items():
-        where = f"{path.name}: setting {key!r}"
-        reason = str(s.get(f"{profile}_reason", "")).strip()
-        if s.get("paper_unset", False):
-            if profile not in s:
-                raise RecordError(f"{where} is paper_unset and needs a value for profile {profile!r}")
-            out[key] = OptInValue(s[profile], reason or str(s.get("reason", "")), True)
-            continue
-        if "paper" not in s:
-            raise RecordError(f"{where} needs the paper's value (or paper_unset = true)")
-        value = s.get(profile, s["paper"])
-        same = _same(value, s["paper"])
-        if not same and not reason:
-            raise RecordError(f"{where}: profile {profile!r} uses {format_value(value)} where the paper "
-                              f"uses {format_value(s['paper'])}, and {profile}_reason is missing")
-        if same and reason:
-            raise RecordError(f"{where}: {profile}_reason given but {profile} equals the paper's value")
-        out[key] = OptInValue(value, reason, not same)
-    return out
-
-
-def _same(a: Any, b: Any) -> bool:
-    from booktools.records import _same as same  # the records' own equality (floats to 12 digits)
-
-    return same(a, b)
+    return {key: OptInValue(s.values[profile], s.reasons[profile], s.differs(profile))
+            for key, s in record.settings.items()}

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "OPT_IN_PROFILES",
     "PROFILES",
     "RECORDS_DIR",
     "Record",
@@ -49,12 +50,16 @@ __all__ = [
 
 #: The profiles every record describes (``quick``: the build's run; ``full``: one GPU).
 PROFILES = ("quick", "full")
+#: Profiles a record describes only when it lists them in its top-level ``profiles`` (``cpu``:
+#: the paper's data and settings, reduced only where a 2-core CPU cannot run them; see
+#: :mod:`booktools.profiles` for why it is opt-in).
+OPT_IN_PROFILES = ("cpu",)
 
 #: The folder of the records, ``tools/paper_recipes/records``.
 RECORDS_DIR = Path(__file__).resolve().parents[1] / "paper_recipes" / "records"
 
 _SETTING_KEYS = {"label", "paper", "source", "paper_unset", "reason"} | {
-    k for p in PROFILES for k in (p, f"{p}_reason")}
+    k for p in PROFILES + OPT_IN_PROFILES for k in (p, f"{p}_reason")}
 
 
 class RecordError(ValueError):
@@ -123,15 +128,25 @@ class Record:
     paper_section: str
     settings: dict[str, Setting]
     claims: dict[str, dict[str, Any]]
+    #: the profiles this record describes: :data:`PROFILES`, then the opt-in ones it lists
+    profiles: tuple[str, ...] = PROFILES
 
     def settings_for(self, profile: str) -> Settings:
         """The settings of ``profile``, for a notebook to read."""
-        if profile not in PROFILES:
-            raise ValueError(f"profile must be one of {PROFILES}, got {profile!r}")
+        self.check_profile(profile)
         return Settings(self, profile)
 
+    def check_profile(self, profile: str) -> None:
+        """Raise ``ValueError`` unless this record describes ``profile``."""
+        if profile not in self.profiles:
+            hint = (f"; the record has not opted in to {profile!r} (profiles = "
+                    f"{[*self.profiles, profile]} at its top, and {profile} values per setting)"
+                    if profile in OPT_IN_PROFILES else "")
+            raise ValueError(f"profile must be one of {self.profiles} for {self.name!r}, "
+                             f"got {profile!r}{hint}")
 
-def _parse_setting(path: Path, key: str, raw: Any) -> Setting:
+
+def _parse_setting(path: Path, key: str, raw: Any, profiles: tuple[str, ...] = PROFILES) -> Setting:
     where = f"{path.name}: setting {key!r}"
     if not isinstance(raw, dict):
         raise RecordError(f"{where} must be a table ([settings.{key}])")
@@ -148,7 +163,7 @@ def _parse_setting(path: Path, key: str, raw: Any) -> Setting:
             raise RecordError(f"{where} is paper_unset but gives a paper value or source")
         if not str(raw.get("reason", "")).strip():
             raise RecordError(f"{where} is paper_unset and needs a reason for our value")
-        for p in PROFILES:
+        for p in profiles:
             if p not in raw:
                 raise RecordError(f"{where} is paper_unset and needs a value for profile {p!r}")
             values[p] = raw[p]
@@ -160,7 +175,7 @@ def _parse_setting(path: Path, key: str, raw: Any) -> Setting:
         raise RecordError(f"{where} needs a source for the paper's value")
     if "reason" in raw:
         raise RecordError(f"{where}: `reason` is for paper_unset settings; use <profile>_reason")
-    for p in PROFILES:
+    for p in profiles:
         values[p] = raw.get(p, raw["paper"])
         reason = str(raw.get(f"{p}_reason", "")).strip()
         if not _same(values[p], raw["paper"]) and not reason:
@@ -185,19 +200,43 @@ def load_record(name: str, directory: Path = RECORDS_DIR) -> Record:
         raise FileNotFoundError(f"no record for experiment {name!r}: {path} does not exist")
     with path.open("rb") as fh:
         raw = tomllib.load(fh)
-    unknown = set(raw) - {"experiment", "title", "paper_section", "settings", "claims"}
+    unknown = set(raw) - {"experiment", "title", "paper_section", "profiles", "settings", "claims"}
     if unknown:
         raise RecordError(f"{path.name}: unknown top-level keys {sorted(unknown)}")
+    profiles = _declared_profiles(path, raw)
     if raw.get("experiment") != name:
         raise RecordError(f"{path.name}: experiment = {raw.get('experiment')!r}, expected {name!r}")
     for key in ("title", "paper_section"):
         if not str(raw.get(key, "")).strip():
             raise RecordError(f"{path.name}: needs a {key}")
-    settings = {k: _parse_setting(path, k, v) for k, v in raw.get("settings", {}).items()}
+    settings = {k: _parse_setting(path, k, v, profiles) for k, v in raw.get("settings", {}).items()}
+    for k, v in raw.get("settings", {}).items():  # an undeclared opt-in profile's values are a slip
+        stray = sorted(x for x in v if x.split("_reason")[0] in OPT_IN_PROFILES and
+                       x.split("_reason")[0] not in profiles)
+        if stray:
+            raise RecordError(f"{path.name}: setting {k!r} gives {stray} but the record does not "
+                              f"list that profile in its top-level profiles ({list(profiles)})")
     claims = raw.get("claims", {})
     if not isinstance(claims, dict) or not all(isinstance(c, dict) for c in claims.values()):
         raise RecordError(f"{path.name}: claims must be tables ([claims.<id>])")
-    return Record(name, path, raw["title"], raw["paper_section"], settings, claims)
+    return Record(name, path, raw["title"], raw["paper_section"], settings, claims, profiles)
+
+
+def _declared_profiles(path: Path, raw: dict[str, Any]) -> tuple[str, ...]:
+    """The record's top-level ``profiles`` (default :data:`PROFILES`), checked: it lists every
+    profile of :data:`PROFILES` and nothing but known profiles."""
+    declared = raw.get("profiles", list(PROFILES))
+    if not isinstance(declared, list) or not all(isinstance(p, str) for p in declared):
+        raise RecordError(f"{path.name}: profiles must be a list of profile names")
+    known = PROFILES + OPT_IN_PROFILES
+    unknown = [p for p in declared if p not in known]
+    missing = [p for p in PROFILES if p not in declared]
+    if unknown or missing or len(set(declared)) != len(declared):
+        raise RecordError(f"{path.name}: profiles = {declared}: " + (
+            f"unknown {unknown} (known: {list(known)})" if unknown
+            else f"every record describes {list(PROFILES)}; missing {missing}" if missing
+            else "a profile is listed twice"))
+    return PROFILES + tuple(p for p in OPT_IN_PROFILES if p in declared)
 
 
 @dataclass
@@ -244,8 +283,7 @@ def _cell(text: str) -> str:
 def _difference_rows(record: Record, profile: str) -> tuple[list[tuple[str, str, str, str]], list[str]]:
     """The rows (setting, paper with source, this profile's value, why) of the settings that
     differ in ``profile``, and the labels of those equal to the paper's."""
-    if profile not in PROFILES:
-        raise ValueError(f"profile must be one of {PROFILES}, got {profile!r}")
+    record.check_profile(profile)
     rows = []
     for s in record.settings.values():
         if s.differs(profile):
@@ -289,11 +327,11 @@ def differences_html(record: Record, profile: str) -> str:
 
 def settings_markdown(record: Record) -> str:
     """Every recorded setting with the paper's value, its source and each profile's value."""
-    head = "| setting | paper | source | " + " | ".join(PROFILES) + " |"
-    lines = [head, "|" + "---|" * (3 + len(PROFILES))]
+    head = "| setting | paper | source | " + " | ".join(record.profiles) + " |"
+    lines = [head, "|" + "---|" * (3 + len(record.profiles))]
     for s in record.settings.values():
         paper = "not set" if s.paper_unset else format_value(s.paper)
         source = s.reasons[PROFILES[0]] if s.paper_unset else s.source
-        vals = " | ".join(_cell(format_value(s.values[p])) for p in PROFILES)
+        vals = " | ".join(_cell(format_value(s.values[p])) for p in record.profiles)
         lines.append(f"| {_cell(s.label)} | {_cell(paper)} | {_cell(source)} | {vals} |")
     return "\n".join(lines)
