@@ -30,7 +30,13 @@ into the time of the full run::
     exp.time_estimate("train ssm_vr", seconds_per_step=t / n, steps=cfg.steps)
 
 Long runs keep one result per unit of work with its provenance (:meth:`Experiment.run_store`,
-:mod:`booktools.runs`), so that an interrupted run resumes.
+:mod:`booktools.runs`), so that an interrupted run resumes. A run in a profile other than
+``quick`` writes its provenance (commit, machine, inputs fingerprint, wall time) into its results
+JSON. The quick run shows the committed ``cpu`` run beside its own numbers, marked stale when
+its inputs changed (:meth:`Experiment.show_committed`, :mod:`booktools.committed`)::
+
+    cpu = exp.show_committed()              # prints which run, glues cpu_verdict_<claim> etc.
+    if cpu.available: ...                   # cpu.data: that run's results JSON
 """
 
 from __future__ import annotations
@@ -97,6 +103,8 @@ class Experiment:
     _settings: Settings | None = field(default=None, repr=False)
     _decisions: dict[tuple[str, str | None], Decision] = field(default_factory=dict, repr=False)
     smoke_steps: int = 0
+    _provenance: dict[str, Any] | None = field(default=None, repr=False)
+    _committed: Any = field(default=None, repr=False)
 
     @property
     def quick(self) -> bool:
@@ -191,8 +199,47 @@ class Experiment:
                 "seed": self.seed, "torch": torch.__version__}
         if self.smoke:
             meta["smoke_steps"] = self.smoke_steps
+        if not self.quick:
+            meta["provenance"] = self.provenance()
         text = json.dumps({"meta": meta, **self.results}, indent=2, sort_keys=True, allow_nan=False)
         (path / f"{self.name}.json").write_text(text)
+
+    def provenance(self) -> dict[str, Any]:
+        """Where and from what this run's numbers come: the git commit (and whether the tree
+        had uncommitted changes), the machine, the inputs fingerprint
+        (:func:`booktools.runs.inputs_fingerprint`), when it finished and its wall time (the
+        ``wall_time_s`` recorded by the notebook, e.g. summed over a resumed run's units, or
+        else the time since :func:`setup`)."""
+        if self._provenance is None:
+            from booktools.runs import git_state, inputs_fingerprint, machine
+
+            self._provenance = {**git_state(), "machine": machine(self.device),
+                                "fingerprint": inputs_fingerprint(self.name).parts}
+        wall = self.results.get("wall_time_s", self.elapsed())
+        return {**self._provenance, "wall_time_s": float(wall),
+                "finished": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+
+    def show_committed(self, profile: str = "cpu"):
+        """Read the committed ``profile`` run of this experiment (:func:`booktools.committed.
+        committed_run`), print which run it is and whether it is current, and glue for the
+        pages ``committed_status`` and, for every registered claim (and subject),
+        ``cpu_verdict_<tag>`` and ``cpu_effect_<tag>`` (the report card's column). Returns the
+        :class:`~booktools.committed.CommittedRun`; ``.data`` is that run's results JSON."""
+        from booktools.committed import committed_run
+
+        run = committed_run(self.name, profile)
+        print(textwrap.fill(run.status_line(), width=85, break_long_words=False, break_on_hyphens=False))
+        self.glue_value("committed_status", run.status_line())
+        for claim_id in self.paper_record.claims:
+            for subject in (self.claim(claim_id).subjects or (None,)):
+                tag = claim_id + (f"_{subject}" if subject else "")
+                self.glue_value(f"{profile}_verdict_{tag}", run.verdict_text(tag))
+                self.glue_value(f"{profile}_effect_{tag}", run.effect_text(tag) or "-")
+        self.results["committed_run"] = {"profile": profile, "available": run.available,
+                                         "stale": run.stale, "changed": list(run.changed)}
+        self.record()
+        self._committed = run
+        return run
 
     def check(self, condition: bool, message: str) -> None:
         """Assert a claim of the experiment; the message says what was expected and measured."""
@@ -275,7 +322,8 @@ class Experiment:
                             break_long_words=False, break_on_hyphens=False))
         # _jsonable: an interval of fewer than two samples is NaN, which JSON cannot hold
         self.results.setdefault("claims", {})[tag] = _jsonable({**d.as_dict(), "profile": self.profile,
-                                                                "samples": samples})
+                                                                "samples": samples,
+                                                                "effect_line": f"{effect}, {size}"})
         self.record()
         self.glue_value(f"verdict_{tag}", d.verdict)
         self.glue_value(f"effect_{tag}", f"{effect}, {size}, {self.profile} profile")
@@ -296,6 +344,10 @@ class Experiment:
                 if (claim_id, subject) not in self._decisions:
                     name = f"{claim_id!r}" + (f" ({subject})" if subject else "")
                     problems.append(f"claim {name} not decided")
+        if ("cpu" in self.paper_record.profiles and self.profile != "cpu" and not self.smoke
+                and self._committed is None):
+            problems.append("the record describes the cpu profile but the run never showed the "
+                            "committed cpu run (exp.show_committed())")
         if problems:
             raise RecordIncomplete(f"{self.name}: " + "; ".join(problems))
         counts = {v: sum(d.verdict == v for d in self._decisions.values())

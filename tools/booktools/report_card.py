@@ -74,12 +74,18 @@ def render(directory: Path = RECORDS_DIR) -> str:
         record = load_record(name, directory)
         if not record.claims:
             continue
+        glue = f"/experiments/{name}.ipynb::"
+        cpu = "cpu" in record.profiles
         parts.append(f"\n## {record.title}\n\n{record.paper_section}; the run: "
                      f"{{doc}}`/experiments/{name}`.\n\n")
-        lines = ["| | claim of the paper | case | verdict | effect (interval), seeds, profile |",
-                 "|---|---|---|---|---|"]
+        if cpu:  # the committed paper-scale run beside the build's quick run
+            parts.append(f"{{glue:text}}`{glue}committed_status:s`\n\n")
+            lines = ["| | claim of the paper | case | cpu run (paper's data): verdict; effect (interval), "
+                     "seeds | quick run: verdict; effect (interval), seeds |", "|---|---|---|---|---|"]
+        else:
+            lines = ["| | claim of the paper | case | verdict | effect (interval), seeds, profile |",
+                     "|---|---|---|---|---|"]
         tests = []
-        glue = f"/experiments/{name}.ipynb::"
         for number, (claim_id, raw) in enumerate(record.claims.items(), start=1):
             claim = claim_from_record(claim_id, raw, record.path.name)
             test = f"{claim.statistic}; {claim.rule_text()}"
@@ -93,9 +99,15 @@ def render(directory: Path = RECORDS_DIR) -> str:
             for k, subject in enumerate(claim.subjects or (None,)):
                 tag = claim_id + (f"_{subject}" if subject else "")
                 first = k == 0
-                lines.append(f"| {number if first else ''} | {_cell(what) if first else ''} | "
-                             f"{_cell(subject.replace('_', ' ')) if subject else '—'} | "
-                             f"{{glue:text}}`{glue}verdict_{tag}:s` | {{glue:text}}`{glue}effect_{tag}:s` |")
+                head = (f"| {number if first else ''} | {_cell(what) if first else ''} | "
+                        f"{_cell(subject.replace('_', ' ')) if subject else '—'} | ")
+                quick = f"{{glue:text}}`{glue}verdict_{tag}:s`"
+                quick_effect = f"{{glue:text}}`{glue}effect_{tag}:s`"
+                if cpu:
+                    lines.append(head + f"{{glue:text}}`{glue}cpu_verdict_{tag}:s`; "
+                                 f"{{glue:text}}`{glue}cpu_effect_{tag}:s` | {quick}; {quick_effect} |")
+                else:
+                    lines.append(head + f"{quick} | {quick_effect} |")
         parts.append("\n".join(lines) + "\n")
         parts.append("\nThe tests, fixed before the run:\n\n" + "\n".join(tests) + "\n")
     return "".join(parts)

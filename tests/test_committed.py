@@ -1,0 +1,108 @@
+"""booktools.committed and Experiment.show_committed: a committed cpu run is read back with its
+provenance, its claims reach the report card's glue, and a change to any of its inputs marks it
+stale (a page never shows old numbers as current)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from booktools import runs
+from booktools.committed import committed_run, results_json
+from booktools.experiment import RecordIncomplete, setup
+
+ROOT = Path(__file__).resolve().parents[1]
+NAME = "dkef_uci"
+
+
+def fake_repo(tmp_path: Path) -> Path:
+    """A copy of the inputs the fingerprint reads (library, recipes, notebook, record)."""
+    repo = tmp_path / "repo"
+    shutil.copytree(ROOT / "ssm_lib", repo / "ssm_lib", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(ROOT / "tools" / "paper_recipes", repo / "tools" / "paper_recipes",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    (repo / "notebooks").mkdir()
+    shutil.copy(ROOT / "notebooks" / f"{NAME}.md", repo / "notebooks")
+    return repo
+
+
+def write_run(root: Path, fingerprint: dict, claims: dict) -> Path:
+    path = results_json(NAME, "cpu", root)
+    path.parent.mkdir(parents=True)
+    meta = {"profile": "cpu", "torch": "2.13.0", "provenance": {
+        "commit": "abcdef1234567", "dirty": False, "machine": {"cpu": "EPYC", "cores": 2},
+        "fingerprint": fingerprint, "wall_time_s": 7200.0, "finished": "2026-12-06 14:00 UTC"}}
+    path.write_text(json.dumps({"meta": meta, "claims": claims}))
+    return path
+
+
+def test_no_committed_run_says_so(tmp_path):
+    run = committed_run(NAME, root=tmp_path)
+    assert not run.available and not run.stale
+    assert "No cpu run of dkef_uci is committed yet" in run.status_line()
+    assert run.verdict_text("x") == "no cpu run yet" and run.effect_text("x") == ""
+
+
+def test_a_current_run_and_each_change_that_makes_it_stale(tmp_path):
+    repo = fake_repo(tmp_path)
+    fp = runs.inputs_fingerprint(NAME, repo).parts
+    claims = {"ssm_vr_beats_ssm_redwine": {"verdict": "reproduced", "effect_line": "-0.1 (-0.2 to 0), n = 5"}}
+    write_run(tmp_path / "results", fp, claims)
+    run = committed_run(NAME, root=tmp_path / "results", repo=repo)
+    assert run.available and not run.stale
+    line = run.status_line()
+    assert "commit abcdef1234" in line and "EPYC, 2 cores" in line and "2.00 h" in line and "Current" in line
+    assert run.verdict_text("ssm_vr_beats_ssm_redwine") == "reproduced"
+    assert run.effect_text("ssm_vr_beats_ssm_redwine").startswith("-0.1")
+    assert run.verdict_text("other") == "not decided in the cpu run"
+    edits = {"library": repo / "ssm_lib" / "__init__.py",
+             "recipes": repo / "tools" / "paper_recipes" / "uci.py",
+             "notebook": repo / "notebooks" / f"{NAME}.md"}
+    for part, path in edits.items():
+        original = path.read_text()
+        path.write_text(original + ("\n```{code-cell} ipython3\nx = 1\n```\n" if part == "notebook"
+                                    else "\nX = 1\n"))
+        stale = committed_run(NAME, root=tmp_path / "results", repo=repo)
+        assert stale.changed == (part,), part
+        assert "STALE: the " + part in stale.status_line()
+        assert stale.verdict_text("ssm_vr_beats_ssm_redwine") == "reproduced (stale)"
+        path.write_text(original)
+    assert not committed_run(NAME, root=tmp_path / "results", repo=repo).stale
+
+
+def test_an_unreadable_run_is_reported_not_shown(tmp_path):
+    path = results_json(NAME, "cpu", tmp_path)
+    path.parent.mkdir(parents=True)
+    path.write_text("{not json")
+    run = committed_run(NAME, root=tmp_path)
+    assert not run.available and "cannot be read" in run.status_line()
+
+
+def test_show_committed_glues_every_claim_and_a_cpu_run_records_provenance(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv(runs.RESULTS_ENV, str(tmp_path / "committed"))
+    exp = setup(NAME, output_dir=tmp_path / "out")
+    glued = {}
+    monkeypatch.setattr(type(exp), "glue_value", lambda self, k, v: glued.__setitem__(k, v))
+    run = exp.show_committed()
+    assert not run.available and "No cpu run" in capsys.readouterr().out
+    tags = [k for k in glued if k.startswith("cpu_verdict_")]
+    n = sum(len(c.get("subjects", [None])) for c in exp.paper_record.claims.values())
+    assert len(tags) == n and set(glued[t] for t in tags) == {"no cpu run yet"}
+    assert "committed_status" in glued
+    full = setup(NAME, profile="full", device="cpu", output_dir=tmp_path / "full")
+    full.record(x=1)
+    meta = json.loads((tmp_path / "full" / "results" / f"{NAME}.json").read_text())["meta"]
+    prov = meta["provenance"]
+    assert set(prov["fingerprint"]) == {"library", "recipes", "notebook", "record"}
+    assert prov["machine"]["cores"] and "finished" in prov and prov["wall_time_s"] >= 0
+
+
+def test_finish_requires_the_committed_run_where_the_record_has_a_cpu_profile(tmp_path, monkeypatch):
+    exp = setup(NAME, output_dir=tmp_path / "out")
+    monkeypatch.setattr(type(exp.paper_record), "profiles", ("quick", "full", "cpu"), raising=False)
+    with pytest.raises(RecordIncomplete, match=r"; the record describes the cpu profile but the run never "
+                                               r"showed the committed cpu run"):
+        exp.finish()

@@ -1,0 +1,116 @@
+"""The committed results of a long run (the ``cpu`` profile), read back for the pages.
+
+A ``cpu`` run (``make reproduce-cpu``) executes a notebook with ``--output-dir results/cpu``: its
+per-unit results land in ``results/cpu/<name>/`` (:mod:`booktools.runs`), and its results JSON,
+with the verdicts of the registered claims and the run's provenance (commit, machine, torch,
+wall time and the inputs fingerprint), in ``results/cpu/results/<name>.json``. All of it is
+committed. The quick run that the book executes reads that JSON back with
+:func:`committed_run` (``exp.show_committed()``), shows it beside the paper's numbers and its own,
+and marks it **stale** when the library, the recipes, the notebook's code or the record's
+settings have changed since the run (:func:`booktools.runs.inputs_fingerprint`), so that a page
+never shows old numbers as current.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from booktools.runs import inputs_fingerprint, results_root
+
+__all__ = ["CommittedRun", "committed_run", "results_json"]
+
+
+def results_json(name: str, profile: str = "cpu", root: Path | None = None) -> Path:
+    """Where a committed run of ``name`` keeps its results JSON:
+    ``<root>/<profile>/results/<name>.json`` (``root``: ``results/`` or ``$BOOKTOOLS_RESULTS_DIR``)."""
+    return Path(root if root is not None else results_root()) / profile / "results" / f"{name}.json"
+
+
+@dataclass(frozen=True)
+class CommittedRun:
+    """A committed run's results JSON (``data``; ``None`` when there is none) and the parts of
+    its inputs that changed since it ran (``changed``; empty: current)."""
+
+    name: str
+    profile: str
+    path: Path
+    data: dict[str, Any] | None
+    changed: tuple[str, ...] = ()
+    unreadable: str = field(default="")
+
+    @property
+    def available(self) -> bool:
+        return self.data is not None
+
+    @property
+    def stale(self) -> bool:
+        return bool(self.changed)
+
+    @property
+    def meta(self) -> dict[str, Any]:
+        return (self.data or {}).get("meta", {})
+
+    @property
+    def claims(self) -> dict[str, dict[str, Any]]:
+        """The decided claims, by tag (``<id>`` or ``<id>_<subject>``)."""
+        return (self.data or {}).get("claims", {})
+
+    def status_line(self) -> str:
+        """One sentence for the page: which run the numbers come from, and whether it is current."""
+        if self.unreadable:
+            return f"The committed {self.profile} run of {self.name} cannot be read ({self.unreadable})."
+        if not self.available:
+            return (f"No {self.profile} run of {self.name} is committed yet (make reproduce-cpu "
+                    f"CPU_NOTEBOOKS={self.name}); the numbers on this page come from the quick run.")
+        m, prov = self.meta, self.meta.get("provenance", {})
+        commit = (prov.get("commit") or "unknown commit")[:10] + (" (with uncommitted changes)"
+                                                                 if prov.get("dirty") else "")
+        mach = prov.get("machine", {})
+        where = (f"{mach.get('cpu', 'unknown CPU')}, {mach.get('cores', '?')} cores, "
+                 f"torch {m.get('torch', '?')}")
+        wall = prov.get("wall_time_s")
+        hours = f"{wall / 3600:.2f} h of wall time" if isinstance(wall, (int, float)) else "wall time unknown"
+        text = (f"The {self.profile} run: commit {commit}, finished {prov.get('finished', '?')}, on {where}, "
+                f"{hours}.")
+        if self.stale:
+            text += (f" STALE: the {', '.join(self.changed)} changed since this run; its numbers are "
+                     "shown for reference and must be rerun before they are quoted.")
+        else:
+            text += " Current: the code and settings that produced it are unchanged."
+        return text
+
+    def verdict_text(self, tag: str) -> str:
+        """The verdict of claim ``tag`` in this run, for the report card (``"no cpu run yet"``
+        when there is none, with ``"(stale)"`` appended when the run is stale)."""
+        if not self.available:
+            return f"no {self.profile} run yet"
+        c = self.claims.get(tag)
+        if c is None:
+            return f"not decided in the {self.profile} run"
+        return str(c.get("verdict", "?")) + (" (stale)" if self.stale else "")
+
+    def effect_text(self, tag: str) -> str:
+        """The effect line of claim ``tag`` in this run (the notebook's own wording), or ``""``."""
+        c = self.claims.get(tag) if self.available else None
+        if not c:
+            return ""
+        return str(c.get("effect_line", c.get("estimate", "")))
+
+
+def committed_run(name: str, profile: str = "cpu", root: Path | None = None,
+                  repo: Path | None = None) -> CommittedRun:
+    """Read the committed ``profile`` run of ``name`` and compare its inputs fingerprint with the
+    current tree's (``repo``: the repository, default this one)."""
+    path = results_json(name, profile, root)
+    if not path.is_file():
+        return CommittedRun(name, profile, path, None)
+    try:
+        data = json.loads(path.read_text())
+        stored = data["meta"]["provenance"]["fingerprint"]
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        return CommittedRun(name, profile, path, None, unreadable=f"{path}: {err!r}")
+    current = inputs_fingerprint(name) if repo is None else inputs_fingerprint(name, repo)
+    return CommittedRun(name, profile, path, data, tuple(current.changed(stored)))
