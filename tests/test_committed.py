@@ -4,6 +4,7 @@ stale (a page never shows old numbers as current)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -100,9 +101,9 @@ def test_show_committed_glues_every_claim_and_a_cpu_run_records_provenance(tmp_p
     assert prov["machine"]["cores"] and "finished" in prov and prov["wall_time_s"] >= 0
 
 
-def test_finish_requires_the_committed_run_where_the_record_has_a_cpu_profile(tmp_path, monkeypatch):
+def test_finish_requires_the_committed_run_where_the_record_has_a_cpu_profile(tmp_path):
     exp = setup(NAME, output_dir=tmp_path / "out")
-    monkeypatch.setattr(type(exp.paper_record), "profiles", ("quick", "full", "cpu"), raising=False)
+    exp._record = dataclasses.replace(exp.paper_record, profiles=("quick", "full", "cpu"))
     with pytest.raises(RecordIncomplete, match=r"; the record describes the cpu profile but the run never "
                                                r"showed the committed cpu run"):
         exp.finish()
