@@ -28,7 +28,7 @@ all: book
 
 help:
 	@echo "make book     - build the book into _build/html (creating .venv if needed)"
-	@echo "make test     - ruff, actionlint, pytest, the notebooks (papermill + nbval), strict build, browser test"
+	@echo "make test     - ruff, actionlint, pytest, the notebooks (papermill + nbval), full-profile smoke run, strict build, browser test"
 	@echo "make reproduce - run the experiment notebooks that changed (PROFILE=quick|full, DEVICE, SEED)"
 	@echo "make reproduce-cpu - the paper experiments' cpu profile (hours; resumable; also PROFILE=cpu)"
 	@echo "make smoke-full - every notebook that supports it, full profile, 2 steps per phase, on the CPU"
@@ -120,8 +120,9 @@ cpu-run/%: $(STAMP) FORCE
 # smoke_steps, in the full profile with every phase cut to 2 steps, on the CPU, into a scratch
 # folder; one line per notebook (status, wall time, the full run's estimated time).
 SMOKE_DIR ?= _build/smoke-full
+SMOKE_DEVICE ?= cpu
 smoke-full: $(STAMP)
-	$(BIN)/python tools/smoke_full.py --steps 2 --device cpu --output-dir $(SMOKE_DIR)
+	$(BIN)/python tools/smoke_full.py --steps 2 --device $(SMOKE_DEVICE) --output-dir $(SMOKE_DIR) --jobs $(JOBS)
 
 # The key numbers, checked by stock nbval: notebooks/reference/<name>.ipynb is the notebook with
 # the expected outputs of its cells marked `# NBVAL_CHECK_OUTPUT` (quick profile, seed 0, CPU);
@@ -179,7 +180,7 @@ lint: $(STAMP)
 pytest: $(STAMP)
 	$(BIN)/python -m pytest
 
-test: lint pytest notebooks book-strict browser-test
+test: lint pytest notebooks smoke-full book-strict browser-test
 
 # Browser test (tests/browser): every page of _build/html in Debian's headless Chromium at 1400 and
 # 400 px, offline; screenshots in _build/screenshots/, counts in _build/browser/report.md.
