@@ -100,7 +100,11 @@ FORCE:
 # and a later sitting adds seeds. CPU_JOBS notebooks side by side (CPU_THREADS threads each);
 # the progress of every unit is printed and appended to $(CPU_RESULTS)/logs/<name>.log. In the
 # background: nohup make reproduce-cpu CPU_JOBS=2 > /dev/null 2>&1 &  then tail -f the logs.
+# A sitting lasts CPU_SITTING seconds: no unit starts after that (BOOKTOOLS_SITTING_S), the
+# notebook then draws its tables and decides its claims from the units finished so far, and the
+# page says how many are still pending; the next sitting resumes with those.
 CPU_RESULTS := results/cpu
+CPU_SITTING ?= 7200
 CPU_NOTEBOOKS ?= dkef_uci dkef_scalability nice_digits implicit_vae
 CPU_JOBS ?= 1
 CPU_THREADS ?= 1
@@ -112,7 +116,8 @@ reproduce-cpu: $(STAMP)
 
 cpu-run/%: $(STAMP) FORCE
 	@echo "cpu profile: $* started $$(date -u +%FT%TZ); log $(CPU_RESULTS)/logs/$*.log"
-	@set -o pipefail; OMP_NUM_THREADS=$(CPU_THREADS) $(BIN)/python tools/reproduce.py $* --profile cpu \
+	@set -o pipefail; OMP_NUM_THREADS=$(CPU_THREADS) BOOKTOOLS_SITTING_S=$(CPU_SITTING) \
+		$(BIN)/python tools/reproduce.py $* --profile cpu \
 		--device $(DEVICE) --seed $(SEED) --timeout $(CPU_TIMEOUT) --output-dir $(CPU_RESULTS) \
 		--progress-file $(CPU_RESULTS)/logs/$*.progress 2>&1 | tee -a $(CPU_RESULTS)/logs/$*.log
 
