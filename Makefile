@@ -73,15 +73,18 @@ book-strict: $(STAMP) reproduce
 	$(BOOK_ENV) $(BIN)/jupyter-book build . --builder html --all -W -n --keep-going
 
 # Experiments: experiments/<name>.ipynb is notebooks/<name>.md executed by papermill (see
-# tools/reproduce.py). It is rerun when its source, ssm_lib, the environment or the run
-# settings (PROFILE, DEVICE, SEED, kept in $(RUN_SETTINGS)) changed.
+# tools/reproduce.py). It is rerun when its source, ssm_lib, the environment, the run
+# settings (PROFILE, DEVICE, SEED, kept in $(RUN_SETTINGS)) or the committed cpu run it shows
+# (results/cpu/results/<name>.json, when there is one) or its record changed.
+.SECONDEXPANSION:
 ifeq ($(PROFILE),cpu)
 reproduce: reproduce-cpu
 else
 reproduce: $(EXECUTED)
 endif
 
-$(EXPERIMENTS)/%.ipynb: notebooks/%.md $(LIB_SOURCES) tools/reproduce.py $(RUN_SETTINGS) $(STAMP)
+$(EXPERIMENTS)/%.ipynb: notebooks/%.md $(LIB_SOURCES) tools/reproduce.py $(RUN_SETTINGS) $(STAMP) \
+		$$(wildcard tools/paper_recipes/records/$$*.toml $$(CPU_RESULTS)/results/$$*.json)
 	$(BIN)/python tools/reproduce.py $* --profile $(PROFILE) --device $(DEVICE) --seed $(SEED)
 
 # Rewritten only when the settings differ from the last run, so that its date says when they
@@ -150,7 +153,6 @@ reference test notebooks: SEED = 0
 nbval: $(NBVAL_PASSED)
 
 # (a missing reference is not a prerequisite but nbval's error, which names it)
-.SECONDEXPANSION:
 $(EXPERIMENTS)/.nbval/%.passed: $$(wildcard $(REFERENCE)/$$*.ipynb) $(REFERENCE)/conftest.py notebooks/%.md \
 		$(LIB_SOURCES) $(STAMP)
 	@test -f $(REFERENCE)/$*.ipynb || { echo "no $(REFERENCE)/$*.ipynb: run make reference" >&2; exit 2; }
