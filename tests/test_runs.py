@@ -243,3 +243,17 @@ def test_a_sitting_ends_between_units_and_the_next_one_resumes(tmp_path, monkeyp
         monkeypatch.setenv(runs.SITTING_ENV, bad)
         with pytest.raises(ValueError, match="BOOKTOOLS_SITTING_S must be"):
             run_units(UNITS + [{"dataset": "x", "objective": "y", "seed": 9}], slow, s, progress=False)
+
+
+def test_a_unit_whose_items_are_not_in_alphabetical_order_reads_back_as_done(tmp_path):
+    """The file is written with sorted keys; a unit given as (seed, dataset) must still count as
+    done, with its items in the given order (it once read back as corrupt and ran again)."""
+    s = store(tmp_path)
+    unit = {"seed": 2, "objective": "ssm", "dataset": "redwine"}
+    s.save(unit, {"v": 1.5}, wall_time=3.0)
+    assert s.done(unit) and s.pending([unit]) == []
+    back = s.read(unit)
+    assert back.payload == {"v": 1.5} and list(back.unit) == ["seed", "objective", "dataset"]
+    ran = []
+    run_units([unit], lambda u: ran.append(u) or {}, s, progress=False)
+    assert ran == []

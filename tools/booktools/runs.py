@@ -330,8 +330,13 @@ class RunStore:
             key = unit_key(data["unit"])
         except (TypeError, ValueError) as err:
             raise CorruptResult(f"{path}: {err}") from None
-        if key != path.stem:
+        # the file is written with sorted keys, so a unit's items come back in another order
+        # than its key's: compare the items, not their order
+        if sorted(key.split("__")) != sorted(path.stem.split("__")):
             raise CorruptResult(f"{path}: holds unit {data['unit']!r}, not {path.stem!r}")
+        if isinstance(data["unit"], dict):  # the items in the key's order again
+            order = [part.split("=", 1)[0] for part in path.stem.split("__")]
+            data["unit"] = {k: data["unit"][k] for k in order}
         stored = data["provenance"].get("fingerprint", {})
         changed = tuple(self.fingerprint.changed(stored if isinstance(stored, dict) else {}))
         return RunResult(path.stem, data["unit"], data["payload"], data["provenance"], changed)
