@@ -54,7 +54,7 @@ def test_notebook_is_resumable_and_smoke_capable():
     assert "exp.pick(" not in code
     assert "smoke_steps=smoke_steps" in code
     assert "run_units(" in code and "exp.run_store()" in code
-    for count in ('steps_for(name)', 'cfg["lambda_steps"]', 'cfg["n_logz"] // 1000'):
+    for count in ("steps_for(name)", "LOGZ[\"lambda_steps\"]", "LOGZ[\"n\"] // 1000"):
         assert f"exp.limit({count})" in code, count
     assert "exp.time_estimate(" in code
     committed = [c for c in cells if "exp.show_committed()" in c]
