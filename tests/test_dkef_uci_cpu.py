@@ -24,7 +24,8 @@ def cpu_settings() -> dict:
 
 def test_cpu_profile_keeps_the_papers_model_data_and_evaluation():
     cpu, record = cpu_settings()
-    for key in ("datasets", "split_seed", "noise_std", "n_inducing", "n_kernels", "hidden", "log10_bandwidths",
+    for key in ("datasets", "split_seed", "noise_std", "n_inducing", "n_kernels", "hidden",
+                "log10_bandwidths",
                 "base_std", "log10_lambda", "init", "lr", "clip", "batch_size", "patience", "n_alpha",
                 "resample_alpha_rows", "final_alpha_rows", "lambda_steps", "lambda_lr", "lambda_batch",
                 "dsm_objective", "dsm_sigmas", "dsm_select_seeds", "n_logz", "logz_proposal_std"):
