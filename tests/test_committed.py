@@ -74,6 +74,14 @@ def test_a_current_run_and_each_change_that_makes_it_stale(tmp_path):
         assert stale.verdict_text("ssm_vr_beats_ssm_redwine") == "reproduced (stale)"
         path.write_text(original)
     assert not committed_run(NAME, root=tmp_path / "results", repo=repo).stale
+    # a recipe module the notebook does not import is not an input: the run stays current
+    other = repo / "tools" / "paper_recipes" / "vae.py"
+    other.write_text(other.read_text() + "\nX = 1\n")
+    assert not committed_run(NAME, root=tmp_path / "results", repo=repo).stale
+    # one it imports through another (uci -> files) is
+    files = repo / "tools" / "paper_recipes" / "files.py"
+    files.write_text(files.read_text() + "\nX = 1\n")
+    assert committed_run(NAME, root=tmp_path / "results", repo=repo).changed == ("recipes",)
 
 
 def test_an_unreadable_run_is_reported_not_shown(tmp_path):

@@ -137,6 +137,46 @@ def _tree_digest(root: Path, folder: str) -> str:
     return _digest((p.relative_to(root).as_posix(), p.read_bytes()) for p in files)
 
 
+# import statements only (a docstring that names a module does not make it an input)
+_RECIPE_REF = re.compile(r"^\s*(?:from|import) paper_recipes\.(\w+)|^\s*from paper_recipes import "
+                         r"(\([\w,\s]+\)|[\w, ]+)", re.M)
+_RELATIVE_REF = re.compile(r"^\s*from \.(\w*) import (\([\w,\s]+\)|[\w, ]+)", re.M)
+
+
+def _recipes_digest(root: Path, notebook: Path) -> str:
+    """The digest of the recipe modules the notebook's code uses: those it names
+    (``paper_recipes.uci``, ``from paper_recipes import nice``), the package's ``__init__`` and,
+    transitively, the modules they import; every module when the notebook cannot be read. So an
+    edit to the VAE recipes does not make the DKEF results stale."""
+    folder = root / "tools" / "paper_recipes"
+    every = sorted(p for p in folder.rglob("*.py") if "__pycache__" not in p.parts)
+    if not notebook.is_file():
+        return _digest((p.relative_to(root).as_posix(), p.read_bytes()) for p in every)
+    code = "\n".join(_CODE_CELL.findall(notebook.read_text())) if notebook.suffix == ".md" \
+        else notebook.read_text()
+
+    def names(text: str, relative: bool) -> set[str]:
+        found = set()
+        for a, b in (_RELATIVE_REF if relative else _RECIPE_REF).findall(text):
+            if a:  # paper_recipes.X / from .X import ...
+                found.add(a)
+            else:  # from paper_recipes import x, y / from . import x, y
+                found.update(n for n in re.split(r"[\s,()]+", b) if n)
+        return found
+
+    todo, seen = {"__init__"} | names(code, False), set()
+    while todo:
+        name = todo.pop()
+        path = folder / f"{name}.py"
+        if name in seen or not path.is_file():  # a name imported from __init__, not a module
+            continue
+        seen.add(name)
+        text = path.read_text()
+        todo |= names(text, True) | names(text, False)
+    files = sorted(folder / f"{n}.py" for n in seen)
+    return _digest((p.relative_to(root).as_posix(), p.read_bytes()) for p in files)
+
+
 _CODE_CELL = re.compile(r"^```\{code-cell\}[^\n]*\n(.*?)^```", re.M | re.S)
 
 
@@ -180,13 +220,15 @@ class Fingerprint:
 
 def inputs_fingerprint(experiment: str, root: Path = ROOT) -> Fingerprint:
     """The fingerprint of ``experiment``'s inputs in the tree at ``root``: ``ssm_lib/**/*.py``,
-    ``tools/paper_recipes/**/*.py``, the code cells of ``notebooks/<experiment>.md`` and the
-    ``settings`` table of ``tools/paper_recipes/records/<experiment>.toml``."""
+    the recipe modules the notebook uses (``tools/paper_recipes``, see :func:`_recipes_digest`),
+    the code cells of ``notebooks/<experiment>.md`` and the ``settings`` table of
+    ``tools/paper_recipes/records/<experiment>.toml``."""
     root = Path(root)
+    notebook = root / "notebooks" / f"{experiment}.md"
     return Fingerprint(
         library=_tree_digest(root, "ssm_lib"),
-        recipes=_tree_digest(root, "tools/paper_recipes"),
-        notebook=_notebook_digest(root / "notebooks" / f"{experiment}.md"),
+        recipes=_recipes_digest(root, notebook),
+        notebook=_notebook_digest(notebook),
         record=_record_digest(root / "tools" / "paper_recipes" / "records" / f"{experiment}.toml"))
 
 
