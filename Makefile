@@ -28,7 +28,7 @@ all: book
 
 help:
 	@echo "make book     - build the book into _build/html (creating .venv if needed)"
-	@echo "make test     - ruff, actionlint, pytest, the notebooks (papermill + nbval), strict build, browser test"
+	@echo "make test     - ruff, actionlint, pytest, the notebooks (papermill + nbval), full-profile smoke run, strict build, browser test"
 	@echo "make reproduce - run the experiment notebooks that changed (PROFILE=quick|full, DEVICE, SEED)"
 	@echo "make reproduce-cpu - the paper experiments' cpu profile (hours; resumable; also PROFILE=cpu)"
 	@echo "make smoke-full - every notebook that supports it, full profile, 2 steps per phase, on the CPU"
@@ -100,7 +100,11 @@ FORCE:
 # and a later sitting adds seeds. CPU_JOBS notebooks side by side (CPU_THREADS threads each);
 # the progress of every unit is printed and appended to $(CPU_RESULTS)/logs/<name>.log. In the
 # background: nohup make reproduce-cpu CPU_JOBS=2 > /dev/null 2>&1 &  then tail -f the logs.
+# A sitting lasts CPU_SITTING seconds: no unit starts after that (BOOKTOOLS_SITTING_S), the
+# notebook then draws its tables and decides its claims from the units finished so far, and the
+# page says how many are still pending; the next sitting resumes with those.
 CPU_RESULTS := results/cpu
+CPU_SITTING ?= 7200
 CPU_NOTEBOOKS ?= dkef_uci dkef_scalability nice_digits implicit_vae
 CPU_JOBS ?= 1
 CPU_THREADS ?= 1
@@ -112,7 +116,8 @@ reproduce-cpu: $(STAMP)
 
 cpu-run/%: $(STAMP) FORCE
 	@echo "cpu profile: $* started $$(date -u +%FT%TZ); log $(CPU_RESULTS)/logs/$*.log"
-	@set -o pipefail; OMP_NUM_THREADS=$(CPU_THREADS) $(BIN)/python tools/reproduce.py $* --profile cpu \
+	@set -o pipefail; OMP_NUM_THREADS=$(CPU_THREADS) BOOKTOOLS_SITTING_S=$(CPU_SITTING) \
+		$(BIN)/python tools/reproduce.py $* --profile cpu \
 		--device $(DEVICE) --seed $(SEED) --timeout $(CPU_TIMEOUT) --output-dir $(CPU_RESULTS) \
 		--progress-file $(CPU_RESULTS)/logs/$*.progress 2>&1 | tee -a $(CPU_RESULTS)/logs/$*.log
 
@@ -120,8 +125,9 @@ cpu-run/%: $(STAMP) FORCE
 # smoke_steps, in the full profile with every phase cut to 2 steps, on the CPU, into a scratch
 # folder; one line per notebook (status, wall time, the full run's estimated time).
 SMOKE_DIR ?= _build/smoke-full
+SMOKE_DEVICE ?= cpu
 smoke-full: $(STAMP)
-	$(BIN)/python tools/smoke_full.py --steps 2 --device cpu --output-dir $(SMOKE_DIR)
+	$(BIN)/python tools/smoke_full.py --steps 2 --device $(SMOKE_DEVICE) --output-dir $(SMOKE_DIR) --jobs $(JOBS)
 
 # The key numbers, checked by stock nbval: notebooks/reference/<name>.ipynb is the notebook with
 # the expected outputs of its cells marked `# NBVAL_CHECK_OUTPUT` (quick profile, seed 0, CPU);
@@ -179,7 +185,7 @@ lint: $(STAMP)
 pytest: $(STAMP)
 	$(BIN)/python -m pytest
 
-test: lint pytest notebooks book-strict browser-test
+test: lint pytest notebooks smoke-full book-strict browser-test
 
 # Browser test (tests/browser): every page of _build/html in Debian's headless Chromium at 1400 and
 # 400 px, offline; screenshots in _build/screenshots/, counts in _build/browser/report.md.

@@ -36,7 +36,8 @@ def write_run(root: Path, fingerprint: dict, claims: dict) -> Path:
     meta = {"profile": "cpu", "torch": "2.13.0", "provenance": {
         "commit": "abcdef1234567", "dirty": False, "machine": {"cpu": "EPYC", "cores": 2},
         "fingerprint": fingerprint, "wall_time_s": 7200.0, "finished": "2026-12-06 14:00 UTC"}}
-    path.write_text(json.dumps({"meta": meta, "claims": claims}))
+    units = {"finished": 12, "pending": ["a", "b"], "wall_time_s": 7200.0}
+    path.write_text(json.dumps({"meta": meta, "claims": claims, "units": units}))
     return path
 
 
@@ -56,6 +57,7 @@ def test_a_current_run_and_each_change_that_makes_it_stale(tmp_path):
     assert run.available and not run.stale
     line = run.status_line()
     assert "commit abcdef1234" in line and "EPYC, 2 cores" in line and "2.00 h" in line and "Current" in line
+    assert "12 units of work finished, 2 still pending" in line and "partial" in line
     assert run.verdict_text("ssm_vr_beats_ssm_redwine") == "reproduced"
     assert run.effect_text("ssm_vr_beats_ssm_redwine").startswith("-0.1")
     assert run.verdict_text("other") == "not decided in the cpu run"
@@ -107,3 +109,29 @@ def test_finish_requires_the_committed_run_where_the_record_has_a_cpu_profile(tm
     with pytest.raises(RecordIncomplete, match=r"; the record describes the cpu profile but the run never "
                                                r"showed the committed cpu run"):
         exp.finish()
+
+
+def test_exp_run_units_counts_finished_and_pending_units_and_their_wall_time(tmp_path, monkeypatch):
+    from booktools import runs
+
+    monkeypatch.setenv(runs.RESULTS_ENV, str(tmp_path / "committed"))
+    exp = setup("toy", profile="full", device="cpu", output_dir=tmp_path / "out")
+    monkeypatch.setattr(type(exp), "settings", property(lambda self: {"steps": 5}))
+    fp = runs.Fingerprint("l", "r", "n", "s")
+    monkeypatch.setattr(runs, "inputs_fingerprint", lambda name, root=None: fp)
+    monkeypatch.setattr(type(exp), "provenance",
+                        lambda self: {"wall_time_s": self.results.get("wall_time_s")})
+    clock = {"t": runs._IMPORTED}
+    monkeypatch.setattr(runs.time, "monotonic", lambda: clock["t"])
+    monkeypatch.setenv(runs.SITTING_ENV, "50")
+
+    def unit(u):
+        clock["t"] += 30
+        return {"u": u["seed"]}
+
+    units = [{"seed": s} for s in range(4)]
+    out = exp.run_units(units, unit)
+    assert len(out) == 2 and out.pending == ["seed=2", "seed=3"]
+    data = json.loads((tmp_path / "out" / "results" / "toy.json").read_text())
+    assert data["units"]["finished"] == 2 and data["units"]["pending"] == ["seed=2", "seed=3"]
+    assert data["wall_time_s"] == data["units"]["wall_time_s"] >= 0

@@ -281,6 +281,7 @@ _spec_smoke.loader.exec_module(smoke_full)
     (["--output-dir", str(ROOT / "experiments" / "smoke")], "--output-dir"),
     (["--output-dir", str(ROOT / "results")], "inside results/"),
     (["--steps", "0"], "--steps must be a positive integer"),
+    (["--jobs", "0"], "--jobs must be a positive integer"),
     (["plain"], "plain: no smoke_steps in the parameters cell (notebooks that support the smoke run: toy)"),
 ])
 def test_smoke_full_mistakes_are_one_line(tmp_path, capsys, args, message):
@@ -310,6 +311,11 @@ def test_smoke_full_prints_one_line_per_notebook(tmp_path, capsys):
     assert re.match(r"^toy +ok +[\d.]+ s +full run estimated 8.3 min on cpu \(1 phases\)$",
                     lines[1]), lines[1]
     assert (tmp_path / "scratch" / "runs" / "full" / "toy" / "seed=1.json").is_file()
+    # side by side (make test: --jobs $(JOBS)): the same lines, in the order the runs finish
+    code = smoke_full.main(["--notebook-dir", str(nb), "--output-dir", str(tmp_path / "scratch2"),
+                            "--jobs", "2"])
+    both = sorted(capsys.readouterr().out.strip().splitlines())
+    assert code == 1 and [ln.split()[:2] for ln in both] == [["bad", "FAILED"], ["toy", "ok"]], both
 
 
 def test_make_routes_the_cpu_profile_and_the_smoke_run():
@@ -328,4 +334,8 @@ def test_make_routes_the_cpu_profile_and_the_smoke_run():
                          rf"\\\s+--progress-file results/cpu/logs/{name}.progress 2>&1 \| tee -a "
                          rf"results/cpu/logs/{name}.log", out, re.S), out
     smoke = dry("smoke-full")
-    assert "tools/smoke_full.py --steps 2 --device cpu --output-dir _build/smoke-full" in smoke
+    assert re.search(r"tools/smoke_full.py --steps 2 --device cpu --output-dir _build/smoke-full --jobs \d+",
+                     smoke), smoke
+    # make test includes the full-profile smoke run
+    test_line = next(ln for ln in (ROOT / "Makefile").read_text().splitlines() if ln.startswith("test:"))
+    assert "smoke-full" in test_line.split()

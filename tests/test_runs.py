@@ -213,3 +213,33 @@ def test_progress_bar_only_on_a_terminal_and_lines_to_the_progress_file(tmp_path
         run_units(UNITS[:1], lambda u: 0, store(tmp_path), progress="yes")
     with pytest.raises(ValueError, match="units must be distinct"):
         run_units([UNITS[0], UNITS[0]], lambda u: 0, store(tmp_path))
+
+
+def test_a_sitting_ends_between_units_and_the_next_one_resumes(tmp_path, monkeypatch):
+    """$BOOKTOOLS_SITTING_S: no unit starts after the sitting's end; the finished ones are
+    returned, the rest listed as pending, and the next sitting runs exactly those."""
+    from booktools import runs
+
+    s, ran = store(tmp_path), []
+    clock = {"t": runs._IMPORTED}
+    monkeypatch.setattr(runs.time, "monotonic", lambda: clock["t"])
+    monkeypatch.setenv(runs.SITTING_ENV, "100")
+
+    def slow(unit):  # each unit takes 40 s of the sitting
+        ran.append(unit_key(unit))
+        clock["t"] += 40
+        return {"seed": unit["seed"]}
+
+    first = run_units(UNITS, slow, s, progress=False)
+    assert ran == [unit_key(u) for u in UNITS[:3]]  # started at 0, 40 and 80 s; none at 120 s
+    assert list(first) == ran and first.pending == [unit_key(u) for u in UNITS[3:]]
+    assert not first.complete
+    clock["t"] = runs._IMPORTED  # a new sitting (a new kernel), long enough for the rest
+    monkeypatch.setenv(runs.SITTING_ENV, "1000")
+    ran.clear()
+    second = run_units(UNITS, slow, s, progress=False)
+    assert ran == [unit_key(u) for u in UNITS[3:]] and second.complete and len(second) == len(UNITS)
+    for bad in ("soon", "0", "-5"):
+        monkeypatch.setenv(runs.SITTING_ENV, bad)
+        with pytest.raises(ValueError, match="BOOKTOOLS_SITTING_S must be"):
+            run_units(UNITS + [{"dataset": "x", "objective": "y", "seed": 9}], slow, s, progress=False)

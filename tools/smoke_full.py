@@ -1,20 +1,23 @@
 """The full-profile smoke run: every notebook that supports it, at full size for two steps.
 
-    python tools/smoke_full.py [NAME ...] --steps 2 --device cpu --output-dir _build/smoke-full
+    python tools/smoke_full.py [NAME ...] --steps 2 --device cpu --output-dir _build/smoke-full [--jobs 2]
 
 A notebook supports the smoke run when its parameters cell declares ``smoke_steps = 0`` (and
 its loops of the paper's length go through ``Experiment.limit``). Each such notebook runs with
 ``tools/reproduce.py NAME --profile full --smoke-steps N`` in its own process, writing into the
 scratch folder (its executed notebook, figures and results JSON, and the per-unit results of
 its long runs), never into ``experiments/`` or the committed ``results/``. One line per
-notebook: its name, ok or FAILED, the wall time, and the estimate of the full run from the
-measured cost per step (``Experiment.time_estimate``), or why it failed. Exit status 1 when
+notebook, in the order they finish (``--jobs`` side by side, one thread each): its name, ok or
+FAILED, the wall time, and the estimate of the full run from the measured cost per step
+(``Experiment.time_estimate``) on the device it ran on, or why it failed. On a GPU machine,
+``--device cuda`` makes that estimate the GPU's. Exit status 1 when
 one failed, 2 for a mistake on the command line.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -75,9 +78,12 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--output-dir", type=Path, default=ROOT / "_build" / "smoke-full")
         p.add_argument("--notebook-dir", type=Path, default=ROOT / "notebooks")
         p.add_argument("--timeout", type=int, default=1800, help="per-cell timeout in seconds")
+        p.add_argument("--jobs", type=int, default=1, help="notebooks side by side (one thread each)")
         args = p.parse_args(argv)
         if args.steps < 1:
             raise UsageError(f"--steps must be a positive integer, got {args.steps}")
+        if args.jobs < 1:
+            raise UsageError(f"--jobs must be a positive integer, got {args.jobs}")
         out = args.output_dir.resolve()
         for kept in (ROOT / "experiments", ROOT / "results"):
             if out == kept or kept in out.parents:
@@ -93,24 +99,30 @@ def main(argv: list[str] | None = None) -> int:
         if not names:
             print(f"{PROG}: no notebook declares smoke_steps yet; nothing to run")
             return 0
-        failed = 0
         width = max(len(n) for n in names)
-        for name in names:
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1"} if args.jobs > 1 else None
+
+        def one(name: str) -> bool:
             start = time.perf_counter()
             run = subprocess.run(
                 [sys.executable, str(REPRODUCE), name, "--profile", "full", "--smoke-steps",
                  str(args.steps), "--device", args.device, "--output-dir", str(out),
                  "--results-dir", str(out / "runs"), "--notebook-dir", str(args.notebook_dir),
                  "--timeout", str(args.timeout)],
-                capture_output=True, text=True)
+                capture_output=True, text=True, env=env)
             wall = time.perf_counter() - start
             if run.returncode == 0:
                 what, status = estimate_line(out / "results" / f"{name}.json"), "ok"
             else:
-                failed += 1
                 lines = [ln for ln in run.stderr.splitlines() if ln.strip()]
                 what, status = (lines[-1] if lines else f"exit status {run.returncode}"), "FAILED"
             print(f"{name:<{width}}  {status:<6}  {_duration(wall):>8}  {what}", flush=True)
+            return run.returncode == 0
+
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=min(args.jobs, len(names))) as pool:
+            failed = sum(not ok for ok in pool.map(one, names))
         return 1 if failed else 0
 
     return run_command(PROG, body)

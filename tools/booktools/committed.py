@@ -75,6 +75,12 @@ class CommittedRun:
         hours = f"{wall / 3600:.2f} h of wall time" if isinstance(wall, (int, float)) else "wall time unknown"
         text = (f"The {self.profile} run: commit {commit}, finished {prov.get('finished', '?')}, on {where}, "
                 f"{hours}.")
+        units = (self.data or {}).get("units")
+        if units:
+            pending = len(units.get("pending", []))
+            text += (f" {units.get('finished', 0)} units of work finished"
+                     + (f", {pending} still pending (later sittings add them): its numbers are "
+                        "partial." if pending else ", none pending."))
         if self.stale:
             text += (f" STALE: the {', '.join(self.changed)} changed since this run; its numbers are "
                      "shown for reference and must be rerun before they are quoted.")

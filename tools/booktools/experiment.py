@@ -165,6 +165,30 @@ class Experiment:
         return RunStore(self.name, self.profile, root=Path(root) if root is not None else None,
                         fingerprint=fingerprint, settings=self.settings, device=self.device)
 
+    def run_units(self, units: Any, fn: Any, store: Any = None):
+        """:func:`booktools.runs.run_units` with this run's store (default
+        :meth:`run_store`), keeping count in the results JSON under ``units``: how many are
+        finished, which are pending for a later sitting, and the wall time the finished units
+        took (summed over sittings; it becomes the run's ``wall_time_s``)."""
+        from booktools.runs import run_units
+
+        store = self.run_store() if store is None else store
+        out = run_units(units, fn, store)
+        wall = 0.0
+        for key in out:
+            try:
+                wall += float(store.read(key).provenance.get("wall_time_s") or 0.0)
+            except (OSError, ValueError, TypeError):
+                pass
+        tally = self.results.setdefault("units", {"finished": 0, "pending": [], "wall_time_s": 0.0})
+        tally["finished"] += len(out)
+        tally["pending"] = [*tally["pending"], *out.pending]
+        tally["wall_time_s"] += wall
+        if not self.quick and not self.smoke:
+            self.results["wall_time_s"] = tally["wall_time_s"]
+        self.record()
+        return out
+
     def generator(self, offset: int = 0, device: torch.device | str | None = None) -> torch.Generator:
         """A fresh generator seeded with ``seed + offset`` (on the experiment's device)."""
         return make_generator(self.seed + offset, device or self.device)

@@ -45,6 +45,14 @@ are taken from the notebooks the book was built from, so they cannot disagree wi
 they link to. The settings behind each run, and where they differ from the paper's, are in the
 "Differences from the paper" table on each experiment's page.
 
+Two runs stand behind an experiment that has a `cpu` profile. The *cpu run* uses the paper's
+data and settings, reduced only where a 2-core CPU cannot run them; it takes hours, so it is
+run apart from the build and its results are committed with their provenance (commit, machine,
+wall time). Its column comes first, and the line above the table says which run it is. When
+the library, the recipes, the notebook's code or the record's settings have changed since that
+run, its verdicts are marked *(stale)*: they are shown for reference and must be rerun before
+they are quoted. The *quick run* is the small version that the build executes every time.
+
 A verdict of *inconclusive* is not a failure of the paper or of this book: with three seeds
 the interval is wide, and each notebook prints beside every verdict the effect that its rule
 would detect with probability 0.8. A claim that is *not reproduced* is discussed in its

@@ -50,12 +50,14 @@ __all__ = [
     "PROGRESS_ENV",
     "RESULTS_ENV",
     "ROOT",
+    "SITTING_ENV",
     "CorruptResult",
     "Fingerprint",
     "RunResult",
     "RunStore",
     "StaleSummary",
     "UnitFailed",
+    "UnitResults",
     "git_state",
     "inputs_fingerprint",
     "machine",
@@ -70,6 +72,11 @@ ROOT = Path(__file__).resolve().parents[2]
 RESULTS_ENV = "BOOKTOOLS_RESULTS_DIR"
 #: Environment variable naming a file that receives one line per finished unit.
 PROGRESS_ENV = "BOOKTOOLS_PROGRESS_FILE"
+#: Environment variable: the sitting's length in seconds. :func:`run_units` starts no new unit
+#: once that much time has passed since this module was imported (the kernel's start), so that a
+#: long run ends its sitting with its tables drawn from the units finished so far.
+SITTING_ENV = "BOOKTOOLS_SITTING_S"
+_IMPORTED = time.monotonic()
 
 _SCHEMA = 1
 _SAFE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
@@ -427,10 +434,44 @@ def _log_line(text: str) -> None:
             fh.write(text + "\n")
 
 
+class UnitResults(dict):
+    """The payloads of the finished units, by key, in the order given; ``pending`` lists the
+    keys of the units left for a later sitting (empty when the run is complete)."""
+
+    pending: list[str]
+
+    def __init__(self, items: Iterable[tuple[str, Any]], pending: list[str]):
+        super().__init__(items)
+        self.pending = list(pending)
+
+    @property
+    def complete(self) -> bool:
+        return not self.pending
+
+
+def _sitting_left() -> float:
+    """Seconds left in this sitting (``inf`` when ``$BOOKTOOLS_SITTING_S`` is not set)."""
+    raw = os.environ.get(SITTING_ENV, "").strip()
+    if not raw:
+        return math.inf
+    try:
+        length = float(raw)
+    except ValueError:
+        raise ValueError(f"{SITTING_ENV} must be a number of seconds, got {raw!r}") from None
+    if not length > 0:
+        raise ValueError(f"{SITTING_ENV} must be positive, got {raw!r}")
+    return length - (time.monotonic() - _IMPORTED)
+
+
 def run_units(units: Iterable[Mapping[str, Any] | str], fn: Callable[[Any], Any], store: RunStore,
-              *, progress: bool | None = None) -> dict[str, Any]:
+              *, progress: bool | None = None) -> UnitResults:
     """Run ``fn(unit)`` for every unit without a finished result in ``store`` and save what it
-    returns; return the payloads of all units (stored and new), by key, in the order given.
+    returns; return the payloads of all finished units (stored and new), by key, in the order
+    given (a :class:`UnitResults`).
+
+    When ``$BOOKTOOLS_SITTING_S`` is set, no unit starts after the sitting's end: the units
+    left are listed in ``.pending`` (and are missing from the mapping), and the next sitting
+    resumes with them.
 
     A unit whose file is corrupt is run again (with a warning). When ``fn`` raises, the loop
     stops with :class:`UnitFailed` naming the unit; the units finished before it stay saved, so
@@ -460,8 +501,14 @@ def run_units(units: Iterable[Mapping[str, Any] | str], fn: Callable[[Any], Any]
     from tqdm.auto import tqdm
 
     show = _bar_wanted(progress)
+    pending: list[str] = []
     with tqdm(total=len(todo), desc=name, disable=not show, leave=False, file=sys.stderr) as bar:
         for i, (unit, key) in enumerate(todo, 1):
+            if _sitting_left() <= 0:
+                pending = [k for _, k in todo[i - 1:]]
+                _log_line(f"{name}: the sitting is over; {len(pending)} units left for the next one "
+                          "(rerun to resume)")
+                break
             bar.set_postfix_str(key, refresh=False)
             start = time.perf_counter()
             try:
@@ -477,7 +524,7 @@ def run_units(units: Iterable[Mapping[str, Any] | str], fn: Callable[[Any], Any]
             results[key] = payload
             bar.update(1)
             _log_line(f"{name}: [{i}/{len(todo)}] {key} done in {_fmt_time(wall)}")
-    return {k: results[k] for k in keys}
+    return UnitResults(((k, results[k]) for k in keys if k in results), pending)
 
 
 def _fmt_time(seconds: float) -> str:
