@@ -172,13 +172,18 @@ class Experiment:
         took (summed over sittings; it becomes the run's ``wall_time_s``)."""
         from booktools.runs import run_units
 
+        from booktools.runs import CorruptResult, unit_key
+
         store = self.run_store() if store is None else store
+        units = list(units)
         out = run_units(units, fn, store)
         wall = 0.0
-        for key in out:
+        for unit in units:
+            if unit_key(unit) not in out:
+                continue
             try:
-                wall += float(store.read(key).provenance.get("wall_time_s") or 0.0)
-            except (OSError, ValueError, TypeError):
+                wall += float(store.read(unit).provenance.get("wall_time_s") or 0.0)
+            except (OSError, CorruptResult, TypeError, ValueError):  # counted as 0 s, not fatal
                 pass
         tally = self.results.setdefault("units", {"finished": 0, "pending": [], "wall_time_s": 0.0})
         tally["finished"] += len(out)
