@@ -170,9 +170,7 @@ class Experiment:
         :meth:`run_store`), keeping count in the results JSON under ``units``: how many are
         finished, which are pending for a later sitting, and the wall time the finished units
         took (summed over sittings; it becomes the run's ``wall_time_s``)."""
-        from booktools.runs import run_units
-
-        from booktools.runs import CorruptResult, unit_key
+        from booktools.runs import CorruptResult, run_units, unit_key
 
         store = self.run_store() if store is None else store
         units = list(units)
