@@ -20,8 +20,8 @@ def cells() -> list[str]:
 def test_the_cpu_profile_keeps_the_papers_model_data_and_timing():
     record = load_record("dkef_scalability")
     assert "cpu" in record.profiles
-    for name in ("split_sizes", "n_inducing", "n_kernels", "hidden", "batch_size", "refit_rows", "n_logz",
-                 "quality_steps", "quality_objectives", "base_std", "lr", "dsm_sigma", "dsm_ridge", "n_alpha"):
+    for name in ("split_sizes", "n_inducing", "n_kernels", "hidden", "batch_size", "refit_rows",
+                 "quality_steps", "base_std", "lr", "dsm_sigma", "dsm_ridge", "n_alpha"):
         setting = record.settings[name]
         assert setting.values["cpu"] == setting.paper, name
     dims = record.settings["dims"].values["cpu"]
@@ -37,7 +37,7 @@ def test_the_notebook_declares_the_smoke_run_and_limits_the_papers_counts():
     assert 'profile = "quick"' in params
     text = "\n".join(source)
     assert "smoke_steps=smoke_steps" in text and "exp.pick(" not in text
-    for count in ("timing_rounds", "timing_block", "quality_steps", "lambda_steps", "n_logz", "seeds"):
+    for count in ("timing_rounds", "timing_block", "quality_steps", "lambda_steps", "n_logz"):
         assert f"exp.limit(cfg.{count})" in text, count
     assert "exp.time_estimate(" in text and "exp.run_store()" in text
 
