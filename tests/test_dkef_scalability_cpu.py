@@ -61,7 +61,8 @@ def test_the_units_read_back_as_finished_from_a_store(tmp_path):
     """A unit is done when its file reads back under its own key (the store writes the unit with
     sorted keys, so a unit whose keys were not in that order would be rerun at every sitting)."""
     ns = _unit_builders()
-    store = RunStore("dkef_scalability", "cpu", root=tmp_path, fingerprint=inputs_fingerprint("dkef_scalability"))
+    store = RunStore("dkef_scalability", "cpu", root=tmp_path,
+                     fingerprint=inputs_fingerprint("dkef_scalability"))
     units = [ns["timing_unit"](8), ns["quality_unit"](32, 2, "ssm_vr")]
     for unit in units:
         store.save(unit, {"x": 1.5}, wall_time=0.25)
