@@ -59,36 +59,116 @@ PATHS = {
     "nice_dsm": "NICE training step, DSM",
     "nice_cp": "NICE training step, CP",
     "nice_approx_bp": "NICE training step, Approx BP",
+    "nice_exact_eval": "NICE exact SM evaluation, batch 16",
 }
-# NICE on MNIST (Sec. 5.2): 784-d, 4 couplings of 5 x 1000 softplus layers, batch 128
-NICE_SETTINGS = {"dim": 784, "hidden": 1000, "depth": 5, "n_couplings": 4, "batch": 128, "dsm_sigma": 1.74}
-NICE_QUICK = {**NICE_SETTINGS, "dim": 20, "hidden": 32, "batch": 16}
+# NICE on MNIST (Sec. 5.2): 784-d, 4 couplings whose MLPs have 5 linear layers (4 hidden softplus
+# layers of 1000 units: depth 4, the official code's num_layers=5), batch 128; the exact SM
+# evaluation (784 second-derivative passes) on 16 rows of it (its time is linear in the rows)
+NICE_SETTINGS = {"dim": 784, "hidden": 1000, "depth": 4, "n_couplings": 4, "batch": 128, "dsm_sigma": 1.74,
+                 "exact_eval_batch": 16}
+NICE_QUICK = {**NICE_SETTINGS, "dim": 20, "hidden": 32, "batch": 16, "exact_eval_batch": 4}
 # a NICE step's floor: one forward and one backward pass through the weights (3 F, F = 2 x parameters
 # x batch), which every objective needs at least; the score-matching objectives need more (about
 # 2.75 F for DSM to 5.75 F for SSM per evaluation, see the book's performance appendix), so their
 # floors are loose
 NICE_PASSES = dict.fromkeys(("mle", "ssm", "ssm_vr", "dsm", "cp", "approx_bp"), 3.0)
+# the exact SM evaluation: the forward pass, the score's backward and d backward passes of it (each
+# at least a forward pass's products); no parameter gradients
+NICE_PASSES["exact_eval"] = None     # (2 + d) forward passes, set in flops()
 
 
-# The official code's times (seconds, medians) on this project's 2-core CPU, measured with a
-# scratch copy of github:ermongroup/sliced_score_matching (never in this repository) patched in two
-# places to run on torch 2.x: ``torch.gesv(-b[:, None], matrix)`` -> ``torch.linalg.solve(matrix,
-# -b[:, None])`` in models/dkef.py, and the TF1 eigendecomposition -> ``torch.linalg.eigh`` in its
-# kernel score estimators (not timed here). Its training step is ``approx_bp_forward`` (CP,
-# "kingma") or ``exact_score_matching(-dkef(X_t, .))`` (exact) on 100 + 100 RedWine rows, then
-# backward, clipping and an optimiser step; its validation pass ``save_alpha_matrices`` on 1000 rows
-# and the loss on the validation split. Same torch build, one process, interleaved with ours.
-# 1 thread only: at 2 threads the 2-core machine was shared with other jobs (load 5), and both codes
-# ran 5-10 times slower than at 1 thread (oversubscribed), which says nothing about either.
-OFFICIAL_RUN = ("2026-12-06 10:34-10:35 UTC, torch 2.13.0+cpu, 1 thread, load average 3.1-3.3 on the 2 cores "
-                "(other jobs running), medians of 3 interleaved repeats")
+# The official code's times (seconds, medians), measured on this project's 2-core CPU by a scratch
+# script (never in this repository) that imports a copy of github:ermongroup/sliced_score_matching
+# (HEAD 880c04744e3c) patched in two places to run on torch 2.x: ``torch.gesv(-b[:, None], matrix)``
+# -> ``torch.linalg.solve(matrix, -b[:, None])`` in models/dkef.py, and the TF1 eigendecomposition
+# (``tf.self_adjoint_eig``, with its ``import tensorflow`` and eager set-up) -> ``torch.linalg.eigh`` in
+# models/kernel_score_estimators.py. Each row ran in one process per thread count, ours and the
+# official code interleaved (alternating which goes first), after a warm-up, on the same inputs
+# with the same parameters (ours copied into the official modules). What the official side runs:
+#   DKEF steps: ``approx_bp_forward`` ("CP" / "kingma") or ``exact_score_matching(-dkef(X_t, .),
+#     train=True)`` on 100 + 100 RedWine rows, backward, ``clip_grad_norm_(100)``, an SGD step;
+#   validation: ``save_alpha_matrices`` on 1000 rows (batches of 100) and the loss on the
+#     validation split; log Z: the runner's estimate, 1000 chunks of 1000 samples from
+#     N(0, 4 I), ``dkef(None, s, stage="finalize")`` (the plain kernel class of its exact / SSM
+#     / DSM models; the CP / Approx BP class also stores derivatives and is slower);
+#   median / Stein / spectral: ``heuristic_kernel_width``, ``SteinScoreEstimator()`` and
+#     ``SpectralScoreEstimator(n_eigen_threshold=0.99)`` ``.compute_gradients`` on the same 2000 x 100;
+#   NICE: its ``NICE(784, 1000, 5)`` with the objective's loss (``single_sliced_score_matching``,
+#     ``sliced_VR_score_matching``, ``dsm``, ``approx_backprop_score_matching`` with
+#     ``grads_backward_S`` / ``grads_backward``, -log p), backward and an SGD step (its runner also
+#     runs one unused forward pass before every non-MLE loss: not timed); exact SM evaluation:
+#     ``exact_score_matching(energy, x, train=False)`` (a loop of 784 backward passes).
+# Values, same inputs and parameters: OFFICIAL_CHECKS (relative differences unless said otherwise).
+# By design the official CP / Approx BP alpha system leaves out the base density's cross term
+# b2 = mean_x J_k(x)^T grad log q0(x) (its alpha ignores the base density): the checks add it to
+# the official b. CP draws different random signs in the two codes: its values agree in the mean
+# over draws, not draw by draw. Our DKEF log density includes the base density's normalising
+# constant, the official one does not: log Z differs by that constant, (d/2) log(2 pi sigma0^2).
+OFFICIAL_RUN = ('torch 2.13.0+cpu, one process per thread count, ours and official interleaved after a'
+                ' warm-up; 1 thread(s) 2026-12-06 14:00-14:03 UTC, median of 3 repeat(s), load average'
+                ' (1 min) 0.7 at start, 1.4 at end; 2 thread(s) 2026-12-06 14:03-14:06 UTC, median of '
+                '3 repeat(s), load average (1 min) 1.3 at start, 3.8 at end (the 2-core machine shared'
+                ' with other jobs throughout)')
 OFFICIAL: dict[str, dict[int, float]] = {
-    "step_exact": {1: 2.261},
-    "step_cp": {1: 0.496},
-    "step_approx_bp": {1: 0.257},
-    "val_cp": {1: 1.357},
-    "val_approx_bp": {1: 0.529},
+    "step_exact": {1: 2.8909, 2: 1.6679},
+    "step_cp": {1: 0.5807, 2: 0.3485},
+    "step_approx_bp": {1: 0.3182, 2: 0.207},
+    "val_cp": {1: 1.5715, 2: 0.9356},
+    "val_approx_bp": {1: 0.5544, 2: 0.3385},
+    "nice_mle": {1: 0.1764, 2: 0.1154},
+    "nice_ssm": {1: 0.6805, 2: 0.4232},
+    "nice_ssm_vr": {1: 0.834, 2: 0.4538},
+    "nice_dsm": {1: 0.4043, 2: 0.2152},
+    "nice_cp": {1: 0.9716, 2: 0.6274},
+    "nice_approx_bp": {1: 0.6314, 2: 0.3109},
+    "median": {1: 1.8487, 2: 1.4182},
+    "stein": {1: 8.6942, 2: 6.1855},
+    "spectral": {1: 11.5119, 2: 11.7458},
 }
+# ours, in the same processes as OFFICIAL (interleaved with it): the fair ratio is this over OFFICIAL
+OURS_BESIDE_OFFICIAL: dict[str, dict[int, float]] = {
+    "step_exact": {1: 0.0927, 2: 0.0835},
+    "step_cp": {1: 0.3187, 2: 0.1891},
+    "step_approx_bp": {1: 0.1857, 2: 0.1169},
+    "val_cp": {1: 1.0579, 2: 0.7492},
+    "val_approx_bp": {1: 0.4445, 2: 0.2686},
+    "nice_mle": {1: 0.163, 2: 0.1053},
+    "nice_ssm": {1: 0.6684, 2: 0.4232},
+    "nice_ssm_vr": {1: 0.7864, 2: 0.4395},
+    "nice_dsm": {1: 0.3654, 2: 0.2069},
+    "nice_cp": {1: 0.9871, 2: 0.5164},
+    "nice_approx_bp": {1: 0.7283, 2: 0.4178},
+    "median": {1: 0.1022, 2: 0.0811},
+    "stein": {1: 0.2252, 2: 0.322},
+    "spectral": {1: 1.0079, 2: 0.6925},
+}
+OFFICIAL_CHECKS: dict[str, str] = {
+    "step_exact": "alpha 6e-6; loss 47.73752 vs 47.73760 (2e-6) on 100 training rows (27.37 before the "
+                  "fix of pairwise_sq_dist's clamp, which cut the graph on rows equal to an inducing point)",
+    "step_cp": "G 2e-6; with the same alpha, the loss's mean over 100 draws 47.2 (standard error 0.7) vs "
+               "48.6 (2.0), the exact SM loss 46.9 (both unbiased for it; the official draws vary 3 x more)",
+    "step_approx_bp": "G 4e-7, b (with the base term) 1e-6; loss with the same alpha 22.83823 vs 22.83826 "
+                      "(1e-6)",
+    "val_cp": "G 5e-7 on 1000 rows; loss with the same alpha, mean of 30 draws, -10.2 (standard error 0.3) "
+              "vs -10.8 (official standard error not measured; see step_cp)",
+    "val_approx_bp": "G 2e-7, b (with the base term) 2e-7 on 1000 rows; loss -23.854983 vs -23.854984 (8e-8)",
+    "logz": "alpha 2e-6; log density: ours - official = -17.733 = -(11/2) log(8 pi), the base density's "
+            "normalising constant (by design)",
+    "nice_mle": "log p 2e-7 (relative to mean |log p|); loss 1257.9495 both",
+    "nice_ssm": "loss with the same Rademacher directions -313.47433 both",
+    "nice_ssm_vr": "loss with the same directions -246.43173 vs -246.43172 (6e-8)",
+    "nice_dsm": "loss with the same noise, times sigma^4 (the official scaling), 9745.360 vs 9745.359 (5e-8)",
+    "nice_cp": "loss, mean of 30 draws each, -246.42 (standard error 0.05) vs -246.46 (0.06)",
+    "nice_approx_bp": "loss -246.4360 vs -246.4879 (2e-4)",
+    "nice_exact_eval": "loss -242.41608 both (16 rows)",
+}
+OFFICIAL_LOGZ_SAMPLES = 10**6     # the official log Z row is for this many samples
+# Not measured beside the official code in that run (no time left on the shared machine): log Z
+# (10^6 samples, official chunking) and the NICE exact SM evaluation; their value checks are above.
+# Above 1.0 (ours slower): NICE Approx BP (1.15 / 1.34) and NICE CP at 1 thread (1.02). Profile of
+# our Approx BP step (torch.profiler, 1 thread): 230 matrix products (190 mm + 40 addmm, 74 % of the
+# time) where the official sweep needs about 180: each coupling's curvature sweep re-runs its MLP's
+# forward pass (record_forward) that the energy's forward pass already computed.
 
 
 def flops(path: str, quick: bool, logz_samples: int) -> float:
@@ -120,6 +200,8 @@ def flops(path: str, quick: bool, logz_samples: int) -> float:
 
         cfg = NICE_QUICK if quick else NICE_SETTINGS
         n_params = nice_parameter_count(cfg["dim"], cfg["hidden"], cfg["depth"], cfg["n_couplings"])
+        if path == "nice_exact_eval":
+            return (2.0 + cfg["dim"]) * 2.0 * n_params * cfg["exact_eval_batch"]
         return NICE_PASSES[path[5:]] * 2.0 * n_params * cfg["batch"]
     if path in ("median", "stein", "spectral"):
         m, d = (200, 10) if quick else (2000, 100)
@@ -178,12 +260,16 @@ def _build(path: str, quick: bool, logz_samples: int):
     if path.startswith("nice_"):
         from ssm_lib.flow_training import flow_objective
         from ssm_lib.flows import NICE
+        from ssm_lib.losses import exact_score_matching
 
         cfg = NICE_QUICK if quick else NICE_SETTINGS
         torch.manual_seed(0)
         model = NICE(cfg["dim"], hidden=cfg["hidden"], depth=cfg["depth"], n_couplings=cfg["n_couplings"])
         x = torch.randn(cfg["batch"], cfg["dim"], generator=torch.Generator().manual_seed(0))
         name = path[5:]
+        if name == "exact_eval":     # as evaluate_flow: per-row exact SM, method "vmap"
+            xe = x[:cfg["exact_eval_batch"]]
+            return lambda: exact_score_matching(model.score, xe, method="vmap", reduction="none").detach()
         objective = flow_objective(name, **({"sigma": cfg["dsm_sigma"]} if name == "dsm" else {}))
         opt = torch.optim.SGD(model.parameters(), lr=0.0)
         gen = torch.Generator().manual_seed(1)
@@ -274,12 +360,12 @@ def _spawn(args: list[str]) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--paths", nargs="+", default=[p for p in PATHS if not p.startswith("nice_")],
-                   choices=list(PATHS), help="default: every path but the NICE ones")
+    p.add_argument("--paths", nargs="+", default=list(PATHS), choices=list(PATHS), help="default: every path")
     p.add_argument("--threads", nargs="+", type=int, default=[1, 2])
     p.add_argument("--repeats", type=int, default=5)
-    p.add_argument("--logz-samples", type=int, default=10**5,
-                   help="importance samples for log Z (library default 10^6; the time scales linearly)")
+    p.add_argument("--logz-samples", type=int, default=OFFICIAL_LOGZ_SAMPLES,
+                   help="importance samples for log Z (default 10^6, the library's and the paper's; the "
+                        "time scales linearly; the official time is shown only for 10^6)")
     p.add_argument("--quick", action="store_true", help="tiny sizes (a smoke run)")
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory processes")
     p.add_argument("--json", help="also write the results to this file")
@@ -305,35 +391,48 @@ def main(argv: list[str] | None = None) -> int:
 
     peak = {t: times[t].pop("_peak_gflops") for t in a.threads}
     floors = {t: {p: flops(p, a.quick, a.logz_samples) / (peak[t] * 1e9) for p in a.paths} for t in a.threads}
+    def official(path: str, t: int) -> float | None:
+        if a.quick or (path == "logz" and a.logz_samples != OFFICIAL_LOGZ_SAMPLES):
+            return None
+        return OFFICIAL.get(path, {}).get(t)
+
     cols = []
     for t in a.threads:
-        cols += [f"{t}T s", f"{t}T floor", f"{t}T off.", f"{t}T ratio"]
-    head = f"{'path':<50}" + "".join(f"{c:>10}" for c in cols) + f"{'peak MiB':>10}"
+        cols += [f"{t}T s", f"{t}T floor", f"{t}T off.", f"{t}T ratio", f"{t}T r.same"]
+    head = f"{'path':<42}" + "".join(f"{c:>10}" for c in cols) + f"{'peak MiB':>10}"
     print(f"ssm_lib from {os.path.dirname(ssm_lib.__file__)}; median of {a.repeats} interleaved repeats; "
-          f"log Z with {a.logz_samples} samples" + ("; --quick: tiny sizes, not those named" * a.quick))
-    print("columns per thread count T: our time, the matrix-product floor, the official code's time "
-          "(quoted, see OFFICIAL), ours / official")
-    print("the ratio compares with a quoted run made at another moment: on a shared machine, time both "
-          "codes in one process (interleaved) for a fair ratio")
+          f"log Z with {2000 if a.quick else a.logz_samples} samples"
+          + ("; --quick: tiny sizes, not those named" * a.quick))
+    print("columns per thread count T: our time in this run (s), the matrix-product floor (s), the official "
+          "code's time (s, quoted, see OFFICIAL),\n  ours in this run / official (moments apart), and ours / "
+          "official timed in one process, interleaved (OURS_BESIDE_OFFICIAL / OFFICIAL: the fair ratio)")
     print(head)
     print("-" * len(head))
     for path in a.paths:
-        row = f"{PATHS[path]:<50}"
+        row = f"{PATHS[path]:<42}"
         for t in a.threads:
-            off = None if a.quick else OFFICIAL.get(path, {}).get(t)
+            off = official(path, t)
+            beside = OURS_BESIDE_OFFICIAL.get(path, {}).get(t) if off else None
             row += f"{times[t][path]:>10.3f}{floors[t][path]:>10.3g}"
             row += f"{off:>10.3f}{times[t][path] / off:>10.2f}" if off else f"{'-':>10}{'-':>10}"
+            row += f"{beside / off:>10.2f}" if beside else f"{'-':>10}"
         row += f"{memory[path]:>10.0f}" if path in memory else f"{'-':>10}"
         print(row)
     print("matrix-product rate (1024^3 float32, GFLOP/s): "
           + ", ".join(f"{t} thread(s) {peak[t]:.1f}" for t in a.threads))
     print(f"official code's times: {OFFICIAL_RUN}")
+    checks = [f"  {p}: {OFFICIAL_CHECKS[p]}" for p in a.paths if p in OFFICIAL_CHECKS and not a.quick]
+    if checks:
+        print("values beside the official code (same inputs and parameters):", *checks, sep="\n")
     print("load average (1, 5, 15 min) at start / after timing / after memory: "
           + " / ".join(", ".join(f"{x:.2f}" for x in la) for la in load))
     if a.json:
         with open(a.json, "w") as f:
             json.dump({"times": times, "floor_s": floors, "peak_gflops": peak, "peak_mib": memory,
-                       "official": {p: OFFICIAL.get(p, {}) for p in a.paths}, "load": load,
+                       "official": {p: {t: official(p, t) for t in a.threads} for p in a.paths},
+                       "ours_beside_official": {p: OURS_BESIDE_OFFICIAL.get(p, {}) for p in a.paths},
+                       "official_checks": {p: OFFICIAL_CHECKS[p] for p in a.paths if p in OFFICIAL_CHECKS},
+                       "official_run": OFFICIAL_RUN, "paths": {p: PATHS[p] for p in a.paths}, "load": load,
                        "repeats": a.repeats, "logz_samples": a.logz_samples, "ssm_lib": ssm_lib.__file__},
                       f, indent=1)
     return 0

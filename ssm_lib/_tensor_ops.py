@@ -60,8 +60,10 @@ def pairwise_sq_dist(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     r"""``||a_i - b_j||^2`` for ``a (*, M, d)``, ``b (*, N, d)`` (or ``(N, d)``): ``(*, M, N)``.
 
     Computed from inner products, :math:`\|a_i - c\|^2 + \|b_j - c\|^2 - 2 (a_i - c)^\top
-    (b_j - c)` clamped at 0, without the ``(*, M, N, d)`` tensor of differences (one matrix
-    product instead of ``M N d`` subtractions, and ``(M, N)`` memory instead of ``(M, N, d)``).
+    (b_j - c)` clamped at 0 (in value only: the derivatives are those of the unclamped
+    expression, exact also where a point meets another), without the ``(*, M, N, d)`` tensor
+    of differences (one matrix product instead of ``M N d`` subtractions, and ``(M, N)`` memory
+    instead of ``(M, N, d)``).
     The shift :math:`c` (the mean of ``b``) leaves the distances unchanged and keeps the
     cancellation at the scale of the points' spread rather than their distance from the origin
     (float32 points at :math:`10^3` from the origin would otherwise lose every digit). When
@@ -71,7 +73,14 @@ def pairwise_sq_dist(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     ac = a - c
     bc = ac if a is b else b - c
     sq = (ac @ bc.transpose(-1, -2)).mul_(-2)
-    sq.add_((ac * ac).sum(-1).unsqueeze(-1)).add_((bc * bc).sum(-1).unsqueeze(-2)).clamp_min_(0)
+    sq.add_((ac * ac).sum(-1).unsqueeze(-1)).add_((bc * bc).sum(-1).unsqueeze(-2))
+    if sq.requires_grad:
+        # the value clamped, the derivatives those of the unclamped polynomial: where a point
+        # meets a centre the sum rounds to about 0, sometimes below it, and a plain clamp there
+        # would cut the graph and drop the second derivative 2 I of the squared distance
+        sq = sq + (sq.detach().clamp_min(0) - sq.detach())
+    else:
+        sq.clamp_min_(0)
     if a is b:
         sq.diagonal(dim1=-2, dim2=-1).zero_()
     return sq
