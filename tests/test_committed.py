@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import shutil
 from pathlib import Path
 
 import pytest
@@ -14,6 +13,7 @@ import pytest
 from booktools import runs
 from booktools.committed import committed_run, results_json
 from booktools.experiment import RecordIncomplete, setup
+from tests.fingerprint_helpers import copy_inputs
 
 ROOT = Path(__file__).resolve().parents[1]
 NAME = "dkef_uci"
@@ -21,13 +21,7 @@ NAME = "dkef_uci"
 
 def fake_repo(tmp_path: Path) -> Path:
     """A copy of the inputs the fingerprint reads (library, recipes, notebook, record)."""
-    repo = tmp_path / "repo"
-    shutil.copytree(ROOT / "ssm_lib", repo / "ssm_lib", ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copytree(ROOT / "tools" / "paper_recipes", repo / "tools" / "paper_recipes",
-                    ignore=shutil.ignore_patterns("__pycache__"))
-    (repo / "notebooks").mkdir()
-    shutil.copy(ROOT / "notebooks" / f"{NAME}.md", repo / "notebooks")
-    return repo
+    return copy_inputs(tmp_path, NAME, "repo")
 
 
 def write_run(root: Path, fingerprint: dict, claims: dict) -> Path:

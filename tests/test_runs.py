@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from pathlib import Path
 
 import pytest
@@ -24,6 +23,7 @@ from booktools.runs import (
     run_units,
     unit_key,
 )
+from tests.fingerprint_helpers import copy_inputs
 
 ROOT = Path(__file__).resolve().parents[1]
 FP = Fingerprint(library="l1", recipes="r1", notebook="n1", record="s1")
@@ -153,13 +153,7 @@ def test_results_from_changed_inputs_are_marked_stale(tmp_path):
 
 def _copy_tree(tmp_path: Path) -> Path:
     """A copy of what the fingerprint reads: the library, the recipes, one notebook, its record."""
-    tree = tmp_path / "tree"
-    shutil.copytree(ROOT / "ssm_lib", tree / "ssm_lib", ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copytree(ROOT / "tools" / "paper_recipes", tree / "tools" / "paper_recipes",
-                    ignore=shutil.ignore_patterns("__pycache__"))
-    (tree / "notebooks").mkdir()
-    shutil.copy(ROOT / "notebooks" / "ssm_variance.md", tree / "notebooks")
-    return tree
+    return copy_inputs(tmp_path, "ssm_variance")
 
 
 def test_a_change_to_a_library_file_in_a_copy_marks_the_results_stale(tmp_path):
