@@ -52,7 +52,7 @@ __all__ = [
 PROFILES = ("quick", "full")
 #: Profiles a record describes only when it lists them in its top-level ``profiles`` (``cpu``:
 #: the paper's data and settings, reduced only where a 2-core CPU cannot run them; see
-#: :mod:`booktools.profiles` for why it is opt-in).
+#: ``booktools.profiles`` for why it is opt-in).
 OPT_IN_PROFILES = ("cpu",)
 
 #: The folder of the records, ``tools/paper_recipes/records``.
@@ -128,7 +128,7 @@ class Record:
     paper_section: str
     settings: dict[str, Setting]
     claims: dict[str, dict[str, Any]]
-    #: the profiles this record describes: :data:`PROFILES`, then the opt-in ones it lists
+    #: The profiles this record describes (those of ``PROFILES``, then the opt-in ones it lists).
     profiles: tuple[str, ...] = PROFILES
 
     def settings_for(self, profile: str) -> Settings:
