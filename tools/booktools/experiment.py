@@ -424,10 +424,16 @@ def setup(name: str, *, profile: str = "quick", device: str = "auto", seed: int 
           output_dir: str | Path = "experiments", smoke_steps: int = 0) -> Experiment:
     """Validate the papermill parameters (:func:`check_parameters`), seed torch's global
     generator with ``seed`` and prepare the output folder. ``smoke_steps > 0``: a smoke run
-    (see :meth:`Experiment.limit`)."""
+    (see :meth:`Experiment.limit`). Outside the quick profile the run's provenance (commit,
+    machine, inputs fingerprint) is taken here, at the start."""
     dev = check_parameters(profile, device, seed, smoke_steps, name)
     torch.manual_seed(seed)
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    return Experiment(name=name, profile=profile, device=dev, seed=seed, output_dir=out,
-                      smoke_steps=smoke_steps)
+    exp = Experiment(name=name, profile=profile, device=dev, seed=seed, output_dir=out,
+                     smoke_steps=smoke_steps)
+    if not exp.quick:
+        # Taken now, at the start: a long run's provenance names the commit and inputs it
+        # started from, even when the tree is edited or committed to while it runs.
+        exp.provenance()
+    return exp
