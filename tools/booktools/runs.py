@@ -344,6 +344,9 @@ class RunStore:
             self.fingerprint = inputs_fingerprint(self.experiment)
         elif not isinstance(self.fingerprint, Fingerprint):
             raise TypeError(f"fingerprint must be a Fingerprint, got {type(self.fingerprint).__name__}")
+        # the commit is taken when the store is made, like the fingerprint: a sitting's units
+        # name the commit they started from even if the tree is committed to while they run
+        self._git = git_state()
 
     @property
     def folder(self) -> Path:
@@ -403,7 +406,7 @@ class RunStore:
         if seed is None and isinstance(unit, Mapping) and isinstance(unit.get("seed"), int):
             seed = unit["seed"]
         if self._machine is None:
-            self._machine, self._git = machine(self.device), git_state()
+            self._machine = machine(self.device)
         provenance = {
             **self._git, "profile": self.profile, "experiment": self.experiment, "seed": seed,
             "settings": _settings_values(self.settings), "machine": self._machine,
