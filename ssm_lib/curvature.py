@@ -27,6 +27,10 @@ the sweep over its own sub-network with :func:`record_forward`, :func:`sweep_cp`
 :math:`y = (x_1,\ x_2 + m(x_1))` passes :math:`(g_2, S_2)` of its second half through the sweep
 of :math:`m` and adds the result to :math:`(g_1, S_1)` for :math:`x_1`, while :math:`x_2`
 receives :math:`(g_2, S_2)` unchanged (the curvature of :math:`m` is added inside the sweep).
+Such a layer may also define ``forward_with_tape(h) -> (out, tape)``, returning the tape of
+its sub-network from the forward pass; the sweep then calls the two methods above with the
+keyword ``tape=`` so the sub-network is not run forward a second time (as
+:class:`~ssm_lib.flows.AdditiveCoupling` does).
 
 **Approx BP** (Kingma & LeCun 2010, Sec. 3): with :math:`h_y \approx \operatorname{diag}
 \nabla^2_y E` at a layer's output, it keeps only diagonal terms:
@@ -219,8 +223,21 @@ def _check_layer(layer: nn.Module, method: str) -> None:
                          f"(see ssm_lib.curvature)")
 
 
+class _OwnTape:
+    """What a composite layer recorded in its own forward (``forward_with_tape``), handed back
+    to its ``cp_backward`` / ``approx_bp_backward`` as ``tape=`` so the sweep does not run the
+    layer's sub-network forward a second time."""
+
+    __slots__ = ("tape",)
+
+    def __init__(self, tape: list):
+        self.tape = tape
+
+
 def _forward(layers: list[nn.Module], x: torch.Tensor) -> tuple[torch.Tensor, list]:
-    """Run the layers, recording ``(layer, input, output, sub-tapes)`` for the sweep."""
+    """Run the layers, recording ``(layer, input, output, extra)`` for the sweep: ``extra`` is
+    the branches' sub-tapes of a :class:`SumOfBranches`, an :class:`_OwnTape` of a layer with
+    ``forward_with_tape``, else ``None``."""
     tape = []
     h = x
     for layer in layers:
@@ -234,6 +251,9 @@ def _forward(layers: list[nn.Module], x: torch.Tensor) -> tuple[torch.Tensor, li
             for o in outs[1:]:
                 out = out + o
             tape.append((layer, h, out, subs))
+        elif callable(getattr(layer, "forward_with_tape", None)):
+            out, own = layer.forward_with_tape(h)
+            tape.append((layer, h, out, _OwnTape(own)))
         else:
             out = layer(h)
             tape.append((layer, h, out, None))
@@ -251,7 +271,9 @@ def _add_parts(parts: list, i: int) -> torch.Tensor:
 
 def _backward_approx(tape: list, g: torch.Tensor, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     for layer, inp, out, subs in reversed(tape):
-        if subs is not None:
+        if isinstance(subs, _OwnTape):
+            g, h = layer.approx_bp_backward(inp, out, g, h, tape=subs.tape)
+        elif subs is not None:
             parts = [_backward_approx(sub, g, h) for sub in subs]
             g, h = _add_parts(parts, 0), _add_parts(parts, 1)
         elif type(layer) is nn.Linear:
@@ -267,7 +289,9 @@ def _backward_approx(tape: list, g: torch.Tensor, h: torch.Tensor) -> tuple[torc
 def _backward_cp(tape: list, g: torch.Tensor, s_re: torch.Tensor, s_im: torch.Tensor,
                  generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     for layer, inp, out, subs in reversed(tape):
-        if subs is not None:
+        if isinstance(subs, _OwnTape):
+            g, s_re, s_im = layer.cp_backward(inp, out, g, s_re, s_im, generator, tape=subs.tape)
+        elif subs is not None:
             parts = [_backward_cp(sub, g, s_re, s_im, generator) for sub in subs]
             g, s_re, s_im = _add_parts(parts, 0), _add_parts(parts, 1), _add_parts(parts, 2)
         elif type(layer) is nn.Linear:

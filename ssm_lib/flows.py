@@ -115,23 +115,33 @@ class AdditiveCoupling(nn.Module):
     # (g, h or S) through unchanged and the fixed half adds the sweep of m started from the
     # shifted half's values (m's own curvature sum_k g_k Hess m_k is added inside that sweep).
 
-    def cp_backward(self, inp, out, g, s_re, s_im, generator):  # noqa: ANN001 - protocol signature
+    def forward_with_tape(self, x: torch.Tensor) -> tuple[torch.Tensor, list]:
+        """:meth:`forward` that also returns the tape of :math:`m` (its layers' inputs and
+        outputs), which the sweep's ``cp_backward`` / ``approx_bp_backward`` then reuse."""
+        m, tape = record_forward(self.shift_net, x.index_select(1, self.fixed))
+        return x.index_add(1, self.shifted, m), tape
+
+    def cp_backward(self, inp, out, g, s_re, s_im, generator, tape=None):  # noqa: ANN001 - protocol signature
         r"""CP through the coupling: exact propagation, :math:`S_x = J^\top S_y + F v` with the
-        local curvature of :math:`m` factorised inside :func:`~ssm_lib.curvature.sweep_cp`."""
-        _, tape = record_forward(self.shift_net, inp.index_select(1, self.fixed))
+        local curvature of :math:`m` factorised inside :func:`~ssm_lib.curvature.sweep_cp`.
+        ``tape``: :math:`m`'s tape from :meth:`forward_with_tape` (recorded again if absent)."""
+        if tape is None:
+            _, tape = record_forward(self.shift_net, inp.index_select(1, self.fixed))
         b = self.shifted
         gm, rm, im = sweep_cp(tape, g.index_select(-1, b), s_re.index_select(-1, b),
                               s_im.index_select(-1, b), generator)
         a = self.fixed
         return g.index_add(-1, a, gm), s_re.index_add(-1, a, rm), s_im.index_add(-1, a, im)
 
-    def approx_bp_backward(self, inp, out, g, h):  # noqa: ANN001 - protocol signature
+    def approx_bp_backward(self, inp, out, g, h, tape=None):  # noqa: ANN001 - protocol signature
         r"""Approx BP through the coupling: :math:`h_{x_b} = h_{y_b}` (exact given
         :math:`h_y`: the column of :math:`J` for a shifted coordinate is a unit vector) and
         :math:`h_{x_a} = h_{y_a} + \text{(Approx BP of } m \text{ from } (g_{y_b}, h_{y_b}))`,
         which drops the cross terms :math:`2\,\nabla^2_{ab}E\,J_m` and the off-diagonal
-        part of :math:`\nabla^2_{bb}E` (a biased estimate of the fixed half)."""
-        _, tape = record_forward(self.shift_net, inp.index_select(1, self.fixed))
+        part of :math:`\nabla^2_{bb}E` (a biased estimate of the fixed half). ``tape`` as in
+        :meth:`cp_backward`."""
+        if tape is None:
+            _, tape = record_forward(self.shift_net, inp.index_select(1, self.fixed))
         b = self.shifted
         gm, hm = sweep_approx_bp(tape, g.index_select(-1, b), h.index_select(-1, b))
         a = self.fixed
