@@ -105,10 +105,14 @@ NICE_PASSES["exact_eval"] = None     # (2 + d) forward passes, set in flops()
 # over draws, not draw by draw. Our DKEF log density includes the base density's normalising
 # constant, the official one does not: log Z differs by that constant, (d/2) log(2 pi sigma0^2).
 OFFICIAL_RUN = ('torch 2.13.0+cpu, one process per thread count, ours and official interleaved after a'
-                ' warm-up; 1 thread(s) 2026-12-06 14:00-14:03 UTC, median of 3 repeat(s), load average'
-                ' (1 min) 0.7 at start, 1.4 at end; 2 thread(s) 2026-12-06 14:03-14:06 UTC, median of '
-                '3 repeat(s), load average (1 min) 1.3 at start, 3.8 at end (the 2-core machine shared'
-                ' with other jobs throughout)')
+                ' warm-up. DKEF, median/Stein/spectral and NICE MLE/SSM/SSM-VR/DSM: 1 thread 2026-12-06 '
+                '14:00-14:03 UTC, 2 threads 14:03-14:06, median of 3 repeats, load average (1 min) 0.7-1.4 '
+                '(1 thread) and 1.3-3.8 (2 threads; the machine shared with other jobs). NICE exact SM '
+                'evaluation and log Z (10^6 samples): 1 thread 15:58-16:03, 2 threads 16:03-16:06, median '
+                'of 3, load 1.0-1.1 (1 thread) and 1.9-2.1 (2 threads), nothing else running. NICE CP and '
+                'Approx BP, after the coupling sweep stopped re-running its MLP forward (commit 23db4ce): '
+                '1 thread 16:06:11-16:06:38, 2 threads 16:06:40-16:06:59, median of 9, load 1.5-1.9, '
+                'nothing else running')
 OFFICIAL: dict[str, dict[int, float]] = {
     "step_exact": {1: 2.8909, 2: 1.6679},
     "step_cp": {1: 0.5807, 2: 0.3485},
@@ -119,11 +123,13 @@ OFFICIAL: dict[str, dict[int, float]] = {
     "nice_ssm": {1: 0.6805, 2: 0.4232},
     "nice_ssm_vr": {1: 0.834, 2: 0.4538},
     "nice_dsm": {1: 0.4043, 2: 0.2152},
-    "nice_cp": {1: 0.9716, 2: 0.6274},
-    "nice_approx_bp": {1: 0.6314, 2: 0.3109},
+    "nice_cp": {1: 0.8485, 2: 0.5727},
+    "nice_approx_bp": {1: 0.5101, 2: 0.3482},
     "median": {1: 1.8487, 2: 1.4182},
     "stein": {1: 8.6942, 2: 6.1855},
     "spectral": {1: 11.5119, 2: 11.7458},
+    "nice_exact_eval": {1: 21.6594, 2: 17.7128},
+    "logz": {1: 26.0743, 2: 13.6995},
 }
 # ours, in the same processes as OFFICIAL (interleaved with it): the fair ratio is this over OFFICIAL
 OURS_BESIDE_OFFICIAL: dict[str, dict[int, float]] = {
@@ -136,11 +142,13 @@ OURS_BESIDE_OFFICIAL: dict[str, dict[int, float]] = {
     "nice_ssm": {1: 0.6684, 2: 0.4232},
     "nice_ssm_vr": {1: 0.7864, 2: 0.4395},
     "nice_dsm": {1: 0.3654, 2: 0.2069},
-    "nice_cp": {1: 0.9871, 2: 0.5164},
-    "nice_approx_bp": {1: 0.7283, 2: 0.4178},
+    "nice_cp": {1: 0.6719, 2: 0.4477},
+    "nice_approx_bp": {1: 0.4868, 2: 0.3173},
     "median": {1: 0.1022, 2: 0.0811},
     "stein": {1: 0.2252, 2: 0.322},
     "spectral": {1: 1.0079, 2: 0.6925},
+    "nice_exact_eval": {1: 12.0119, 2: 9.2804},
+    "logz": {1: 5.2101, 2: 2.6374},
 }
 OFFICIAL_CHECKS: dict[str, str] = {
     "step_exact": "alpha 6e-6; loss 47.73752 vs 47.73760 (2e-6) on 100 training rows (27.37 before the "
@@ -163,12 +171,14 @@ OFFICIAL_CHECKS: dict[str, str] = {
     "nice_exact_eval": "loss -242.41608 both (16 rows)",
 }
 OFFICIAL_LOGZ_SAMPLES = 10**6     # the official log Z row is for this many samples
-# Not measured beside the official code in that run (no time left on the shared machine): log Z
-# (10^6 samples, official chunking) and the NICE exact SM evaluation; their value checks are above.
-# Above 1.0 (ours slower): NICE Approx BP (1.15 / 1.34) and NICE CP at 1 thread (1.02). Profile of
-# our Approx BP step (torch.profiler, 1 thread): 230 matrix products (190 mm + 40 addmm, 74 % of the
-# time) where the official sweep needs about 180: each coupling's curvature sweep re-runs its MLP's
-# forward pass (record_forward) that the energy's forward pass already computed.
+# Every row is now at or below the official code's time at 1 and 2 threads. The last above 1.0 were
+# NICE Approx BP (1.15 / 1.34) and NICE CP at 1 thread (1.02): a profile of our Approx BP step
+# (torch.profiler, 1 thread) counted 230 matrix products where the official sweep needs about 180,
+# because each coupling's curvature sweep re-ran its MLP's forward pass (record_forward) that the
+# energy's forward pass had already computed. The couplings now hand their forward tape to the
+# sweep (AdditiveCoupling.forward_with_tape), pinned by tests/test_nice_curvature_pins.py: 0.95 / 0.91
+# and 0.79 / 0.78. The official log Z row runs its own chunking (1000 chunks of 1000 samples); ours
+# runs log_normalizer's default chunk (chosen by its memory budget).
 
 
 def flops(path: str, quick: bool, logz_samples: int) -> float:
