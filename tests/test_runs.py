@@ -252,3 +252,48 @@ def test_a_unit_whose_items_are_not_in_alphabetical_order_reads_back_as_done(tmp
     ran = []
     run_units([unit], lambda u: ran.append(u) or {}, s, progress=False)
     assert ran == []
+
+
+def _toy_settings(tmp_path: Path):
+    record = tmp_path / "toy.toml"
+    record.write_text('experiment = "toy"\ntitle = "t"\npaper_section = "s"\n'
+                      '[settings.steps]\nlabel = "steps"\npaper = 500\nsource = "Sec. 1"\n'
+                      'quick = 5\nquick_reason = "fast"\n'
+                      '[settings.lr]\nlabel = "lr"\npaper = 0.1\nsource = "Sec. 1"\n'
+                      'quick = 0.2\nquick_reason = "fast"\n'
+                      '[settings.width]\nlabel = "width"\npaper = 30\nsource = "Sec. 1"\n'
+                      'quick = 8\nquick_reason = "fast"\n')
+    return lambda: load_record("toy", tmp_path).settings_for("quick")
+
+
+def test_a_resumed_unit_counts_the_settings_it_read_when_it_ran(tmp_path):
+    # a run whose units alone read some settings: when a later sitting takes every unit from
+    # the store, exp.finish() must not call those settings unread (the first cpu sitting of
+    # dkef_scalability failed so), and settings no unit read stay unread
+    new_settings = _toy_settings(tmp_path)
+
+    def fn(cfg):
+        return lambda unit: cfg.steps * (cfg.lr if unit == "b" else 1.0)
+
+    first = new_settings()
+    run_units(["a", "b"], fn(first), store(tmp_path, settings=first))
+    assert store(tmp_path).read("a").provenance["settings_read"] == ["steps"]
+    assert store(tmp_path).read("b").provenance["settings_read"] == ["lr", "steps"]
+
+    resumed = new_settings()
+    out = run_units(["a", "b"], fn(resumed), store(tmp_path, settings=resumed))
+    assert dict(out) == {"a": 5, "b": 1.0}
+    assert resumed.unread() == ["width"]
+    only_a = new_settings()
+    run_units(["a"], fn(only_a), store(tmp_path, settings=only_a))
+    assert only_a.unread() == ["lr", "width"]
+
+
+def test_a_unit_stored_before_reads_were_kept_counts_every_setting_it_ran_with(tmp_path):
+    new_settings = _toy_settings(tmp_path)
+    old = new_settings()
+    store(tmp_path, settings=old).save("a", 1)  # no settings_read: as the first sittings stored
+    assert "settings_read" not in store(tmp_path).read("a").provenance
+    resumed = new_settings()
+    run_units(["a"], lambda unit: 0, store(tmp_path, settings=resumed))
+    assert resumed.unread() == []

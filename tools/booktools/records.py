@@ -27,7 +27,8 @@ from __future__ import annotations
 import html
 import math
 import tomllib
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -249,13 +250,33 @@ class Settings(Mapping[str, Any]):
     record: Record
     profile: str
     _read: set[str] = field(default_factory=set)
+    _trackers: list[set[str]] = field(default_factory=list, repr=False)
 
     def __getitem__(self, key: str) -> Any:
         if key not in self.record.settings:
             raise KeyError(f"setting {key!r} is not in the record of {self.record.name!r} "
                            f"({self.record.path}); add it there with the paper's value and source")
         self._read.add(key)
+        for keys in self._trackers:
+            keys.add(key)
         return self.record.settings[key].values[self.profile]
+
+    @contextmanager
+    def tracking(self) -> Iterator[set[str]]:
+        """``with cfg.tracking() as keys:`` collects in ``keys`` every setting read inside the
+        block (also those read before it), e.g. by one unit of a resumable run."""
+        keys: set[str] = set()
+        self._trackers.append(keys)
+        try:
+            yield keys
+        finally:
+            self._trackers.remove(keys)
+
+    def note_read(self, keys: Iterable[str]) -> None:
+        """Count ``keys`` as read: what a unit finished in an earlier sitting read, when this
+        sitting takes its result from the store instead of running it (unknown keys are
+        ignored: the record's fingerprint already says whether the settings changed since)."""
+        self._read.update(k for k in keys if k in self.record.settings)
 
     def __getattr__(self, key: str) -> Any:
         if key.startswith("_") or key in ("record", "profile"):

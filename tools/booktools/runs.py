@@ -30,6 +30,7 @@ follows that file and prints the lines on the terminal).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -399,9 +400,11 @@ class RunStore:
         return [u for u in units if not self.done(u)]
 
     def save(self, unit: Mapping[str, Any] | str, payload: Any, *, wall_time: float | None = None,
-             seed: int | None = None) -> Path:
+             seed: int | None = None, settings_read: Iterable[str] | None = None) -> Path:
         """Write ``unit``'s result with its provenance, atomically (temporary file + rename).
-        ``payload`` must be JSON data (non-finite floats are refused: store them as strings)."""
+        ``payload`` must be JSON data (non-finite floats are refused: store them as strings).
+        ``settings_read``: the settings the unit read (kept, so that a later sitting that takes
+        the result from the store can count them as read)."""
         key = unit_key(unit)
         if seed is None and isinstance(unit, Mapping) and isinstance(unit.get("seed"), int):
             seed = unit["seed"]
@@ -414,6 +417,8 @@ class RunStore:
             "finished_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "fingerprint": self.fingerprint.parts,
         }
+        if settings_read is not None:
+            provenance["settings_read"] = sorted(settings_read)
         body = {"schema": _SCHEMA, "unit": dict(unit) if isinstance(unit, Mapping) else unit,
                 "payload": payload, "provenance": provenance}
         try:
@@ -540,7 +545,9 @@ def run_units(units: Iterable[Mapping[str, Any] | str], fn: Callable[[Any], Any]
     todo = []
     for unit, key in zip(units, keys, strict=True):
         try:
-            results[key] = store.read(unit).payload
+            stored = store.read(unit)
+            results[key] = stored.payload
+            _note_settings_read(store, stored)
         except FileNotFoundError:
             todo.append((unit, key))
         except CorruptResult as err:
@@ -562,7 +569,8 @@ def run_units(units: Iterable[Mapping[str, Any] | str], fn: Callable[[Any], Any]
             bar.set_postfix_str(key, refresh=False)
             start = time.perf_counter()
             try:
-                payload = fn(unit)
+                with _tracking(store.settings) as read:
+                    payload = fn(unit)
             except KeyboardInterrupt:
                 raise
             except Exception as err:
@@ -570,11 +578,31 @@ def run_units(units: Iterable[Mapping[str, Any] | str], fn: Callable[[Any], Any]
                                  f"{len(units) - len(todo) + i - 1} finished units are kept in "
                                  f"{store.folder}, rerun to resume") from err
             wall = time.perf_counter() - start
-            store.save(unit, payload, wall_time=wall)
+            store.save(unit, payload, wall_time=wall, settings_read=read)
             results[key] = payload
             bar.update(1)
             _log_line(f"{name}: [{i}/{len(todo)}] {key} done in {_fmt_time(wall)}")
     return UnitResults(((k, results[k]) for k in keys if k in results), pending)
+
+
+def _tracking(settings: Any) -> Any:
+    """``settings.tracking()`` for a :class:`booktools.records.Settings`; for plain settings (or
+    none) a block that collects nothing, so the unit's reads are not stored."""
+    track = getattr(settings, "tracking", None)
+    return track() if callable(track) else contextlib.nullcontext(None)
+
+
+def _note_settings_read(store: RunStore, stored: RunResult) -> None:
+    """A unit taken from the store read its settings in the sitting that ran it: count them as
+    read in this one (``Settings.unread`` would otherwise name the settings only units read). A
+    unit stored before its reads were kept counts every setting it was run with."""
+    note = getattr(store.settings, "note_read", None)
+    if not callable(note) or not isinstance(stored.provenance, Mapping):
+        return
+    keys = stored.provenance.get("settings_read")
+    if keys is None:
+        keys = list(stored.provenance.get("settings") or {})
+    note(keys)
 
 
 def _fmt_time(seconds: float) -> str:
