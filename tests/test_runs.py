@@ -147,8 +147,14 @@ def test_results_from_changed_inputs_are_marked_stale(tmp_path):
     assert all(r.changed == ("library", "record") for r in changed.load_all().values())
     assert changed.summary().line().startswith("STALE: 3 of 3 stored results were produced before "
                                                "a change to library, record")
-    # a stale result is still done (resumption does not rerun it silently), only marked
-    assert changed.pending(UNITS[:3]) == []
+    # a stale result is not done: resuming runs it again (and says so), so that a sitting after
+    # a change never mixes results of the old code into a run it stamps as current
+    assert changed.pending(UNITS[:3]) == UNITS[:3]
+    calls = []
+    out = run_units(UNITS[:4], lambda u: calls.append(u) or 2, changed, progress=False)
+    assert calls == UNITS[:4] and list(out.values()) == [2, 2, 2, 2]
+    assert changed.stale_units() == []
+    assert sorted(store(tmp_path).stale_units()) == sorted(unit_key(u) for u in UNITS[:4])
 
 
 def _copy_tree(tmp_path: Path) -> Path:

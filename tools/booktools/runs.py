@@ -388,12 +388,12 @@ class RunStore:
         return RunResult(path.stem, data["unit"], data["payload"], data["provenance"], changed)
 
     def done(self, unit: Mapping[str, Any] | str) -> bool:
-        """Whether ``unit`` has a finished, readable result (stale or not)."""
+        """Whether ``unit`` has a finished, readable and current result (a stale one, made
+        before its inputs changed, is run again by :func:`run_units`)."""
         try:
-            self.read(unit)
+            return not self.read(unit).stale
         except (FileNotFoundError, CorruptResult):
             return False
-        return True
 
     def pending(self, units: Iterable[Mapping[str, Any] | str]) -> list[Mapping[str, Any] | str]:
         """The units of ``units`` without a finished, readable result, in order."""
@@ -528,10 +528,11 @@ def run_units(units: Iterable[Mapping[str, Any] | str], fn: Callable[[Any], Any]
     left are listed in ``.pending`` (and are missing from the mapping), and the next sitting
     resumes with them.
 
-    A unit whose file is corrupt is run again (with a warning). When ``fn`` raises, the loop
-    stops with :class:`UnitFailed` naming the unit; the units finished before it stay saved, so
-    the next call resumes there. ``progress``: a tqdm bar on standard error (``None``: only on a
-    terminal; never when ``TQDM_DISABLE`` is set)."""
+    A unit whose file is corrupt is run again (with a warning), and so is a stale one (made
+    before a change to its inputs; a line says so): the results returned are all current. When
+    ``fn`` raises, the loop stops with :class:`UnitFailed` naming the unit; the units finished
+    before it stay saved, so the next call resumes there. ``progress``: a tqdm bar on standard
+    error (``None``: only on a terminal; never when ``TQDM_DISABLE`` is set)."""
     if not isinstance(store, RunStore):
         raise TypeError(f"store must be a RunStore, got {type(store).__name__}")
     if not callable(fn):
@@ -543,18 +544,29 @@ def run_units(units: Iterable[Mapping[str, Any] | str], fn: Callable[[Any], Any]
         raise ValueError(f"units must be distinct; repeated: {dup}")
     results: dict[str, Any] = {}
     todo = []
+    stale: dict[str, tuple[str, ...]] = {}
     for unit, key in zip(units, keys, strict=True):
         try:
             stored = store.read(unit)
-            results[key] = stored.payload
-            _note_settings_read(store, stored)
         except FileNotFoundError:
             todo.append((unit, key))
+            continue
         except CorruptResult as err:
             warnings.warn(f"re-running unit {key}: {err}", stacklevel=2)
             todo.append((unit, key))
+            continue
+        if stored.stale:  # made before its inputs changed: run again, never mixed in as current
+            stale[key] = stored.changed
+            todo.append((unit, key))
+            continue
+        results[key] = stored.payload
+        _note_settings_read(store, stored)
     name = f"{store.experiment}/{store.profile}"
     _log_line(f"{name}: {len(units) - len(todo)} of {len(units)} units already done")
+    if stale:
+        parts = ", ".join(sorted({p for changed in stale.values() for p in changed}))
+        _log_line(f"{name}: {len(stale)} stored units are stale (made before a change to {parts}) "
+                  "and are run again")
     from tqdm.auto import tqdm
 
     show = _bar_wanted(progress)
