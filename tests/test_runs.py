@@ -303,3 +303,24 @@ def test_a_unit_stored_before_reads_were_kept_counts_every_setting_it_ran_with(t
     resumed = new_settings()
     run_units(["a"], lambda unit: 0, store(tmp_path, settings=resumed))
     assert resumed.unread() == []
+
+
+def test_a_sitting_counts_from_its_start_time_when_one_is_given(tmp_path, monkeypatch):
+    """$BOOKTOOLS_SITTING_START (set by tools/reproduce.py at launch): the notebook's set-up
+    before its first unit counts against the sitting, not only the time since the import."""
+    from booktools import runs
+
+    clock = {"t": 1_000_000.0}
+    monkeypatch.setattr(runs.time, "time", lambda: clock["t"])
+    monkeypatch.setenv(runs.SITTING_ENV, "100")
+    monkeypatch.setenv(runs.SITTING_START_ENV, str(clock["t"] - 95))  # 95 s of set-up already
+
+    def slow(unit):
+        clock["t"] += 40
+        return 1
+
+    out = run_units(UNITS, slow, store(tmp_path), progress=False)
+    assert list(out) == [unit_key(UNITS[0])] and len(out.pending) == len(UNITS) - 1
+    monkeypatch.setenv(runs.SITTING_START_ENV, "yesterday")
+    with pytest.raises(ValueError, match="BOOKTOOLS_SITTING_START must be"):
+        run_units(UNITS, slow, store(tmp_path), progress=False)

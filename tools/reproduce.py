@@ -45,6 +45,7 @@ import shutil
 import signal
 import sys
 import threading
+import time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -235,6 +236,8 @@ def run(args: argparse.Namespace, source: Path) -> int:
         os.environ["BOOKTOOLS_RESULTS_DIR"] = str(args.results_dir.resolve())
     if args.progress_file is not None:
         os.environ["BOOKTOOLS_PROGRESS_FILE"] = str(args.progress_file.resolve())
+    if os.environ.get("BOOKTOOLS_SITTING_S"):  # the sitting starts now, not at the first unit
+        os.environ.setdefault("BOOKTOOLS_SITTING_START", f"{time.time():.0f}")
     parameters = {"profile": args.profile, "device": args.device, "seed": args.seed,
                   "output_dir": str(staging.relative_to(out))}
     if args.smoke_steps:

@@ -52,6 +52,7 @@ __all__ = [
     "RESULTS_ENV",
     "ROOT",
     "SITTING_ENV",
+    "SITTING_START_ENV",
     "CorruptResult",
     "Fingerprint",
     "RunResult",
@@ -74,9 +75,13 @@ RESULTS_ENV = "BOOKTOOLS_RESULTS_DIR"
 #: Environment variable naming a file that receives one line per finished unit.
 PROGRESS_ENV = "BOOKTOOLS_PROGRESS_FILE"
 #: Environment variable: the sitting's length in seconds. :func:`run_units` starts no new unit
-#: once that much time has passed since this module was imported (the kernel's start), so that a
-#: long run ends its sitting with its tables drawn from the units finished so far.
+#: once that much time has passed since the sitting began, so that a long run ends its sitting
+#: with its tables drawn from the units finished so far. The sitting begins at
+#: ``$BOOKTOOLS_SITTING_START`` (Unix time; ``tools/reproduce.py`` sets it when it launches the
+#: notebook, so the notebook's set-up before its first unit counts), else when this module was
+#: imported.
 SITTING_ENV = "BOOKTOOLS_SITTING_S"
+SITTING_START_ENV = "BOOKTOOLS_SITTING_START"
 _IMPORTED = time.monotonic()
 
 _SCHEMA = 1
@@ -515,6 +520,12 @@ def _sitting_left() -> float:
         raise ValueError(f"{SITTING_ENV} must be a number of seconds, got {raw!r}") from None
     if not length > 0:
         raise ValueError(f"{SITTING_ENV} must be positive, got {raw!r}")
+    start = os.environ.get(SITTING_START_ENV, "").strip()
+    if start:
+        try:
+            return length - (time.time() - float(start))
+        except ValueError:
+            raise ValueError(f"{SITTING_START_ENV} must be a Unix time, got {start!r}") from None
     return length - (time.monotonic() - _IMPORTED)
 
 
