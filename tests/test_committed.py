@@ -120,7 +120,7 @@ def test_exp_run_units_counts_finished_and_pending_units_and_their_wall_time(tmp
     exp = setup("toy", profile="full", device="cpu", output_dir=tmp_path / "out")
     monkeypatch.setattr(type(exp), "settings", property(lambda self: {"steps": 5}))
     fp = runs.Fingerprint("l", "r", "n", "s")
-    monkeypatch.setattr(runs, "inputs_fingerprint", lambda name, root=None: fp)
+    monkeypatch.setattr(runs, "inputs_fingerprint", lambda name, root=None, units=False: fp)
     monkeypatch.setattr(type(exp), "provenance",
                         lambda self: {"wall_time_s": self.results.get("wall_time_s")})
     clock = {"t": runs._IMPORTED}

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,7 @@ from booktools.runs import (
     RunStore,
     UnitFailed,
     inputs_fingerprint,
+    narrow_stored_units,
     run_units,
     unit_key,
 )
@@ -324,3 +326,50 @@ def test_a_sitting_counts_from_its_start_time_when_one_is_given(tmp_path, monkey
     monkeypatch.setenv(runs.SITTING_START_ENV, "yesterday")
     with pytest.raises(ValueError, match="BOOKTOOLS_SITTING_START must be"):
         run_units(UNITS, slow, store(tmp_path), progress=False)
+
+
+def _cells_around_the_units_cell(nb: Path) -> tuple[str, str, str]:
+    """A line in a code cell before the units cell, in the units cell, and after it."""
+    cells = re.findall(r"^```\{code-cell\}[^\n]*\n(.*?)^```", nb.read_text(), re.M | re.S)
+    units = max(i for i, c in enumerate(cells) if "run_units(" in c)
+    assert 0 < units < len(cells) - 1
+    return cells[0], cells[units], cells[-1]
+
+
+def test_a_unit_is_stale_after_a_change_up_to_its_units_cell_but_not_after_it(tmp_path):
+    tree = copy_inputs(tmp_path, "nice_digits")
+    nb = tree / "notebooks" / "nice_digits.md"
+    before_cell, units_cell, after_cell = _cells_around_the_units_cell(nb)
+    for cell, units_stale in [(after_cell, False), (units_cell, True), (before_cell, True)]:
+        whole = inputs_fingerprint("nice_digits", tree)
+        units = inputs_fingerprint("nice_digits", tree, units=True)
+        assert whole.notebook != units.notebook  # cells after the units cell: only in the whole
+        nb.write_text(nb.read_text().replace(cell, cell + "x = 2\n", 1))
+        assert whole.changed(inputs_fingerprint("nice_digits", tree).parts) == ["notebook"]
+        assert units.changed(inputs_fingerprint("nice_digits", tree, units=True).parts) == (
+            ["notebook"] if units_stale else [])
+    # a store made without a fingerprint takes the units' one
+    assert RunStore("nice_digits", "cpu", root=tmp_path / "r").fingerprint == inputs_fingerprint(
+        "nice_digits", units=True)
+
+
+def test_units_stored_with_the_whole_notebook_digest_move_to_the_units_digest_only_when_current(tmp_path):
+    tree = copy_inputs(tmp_path, "nice_digits")
+    whole = inputs_fingerprint("nice_digits", tree)
+    units = inputs_fingerprint("nice_digits", tree, units=True)
+    old = RunStore("nice_digits", "cpu", root=tmp_path / "results", fingerprint=whole)
+    run_units(["a", "b"], lambda u: {"v": 1}, old, progress=False)
+    other = Fingerprint(**{**whole.parts, "library": "an older library"})
+    run_units(["c"], lambda u: {"v": 2}, RunStore("nice_digits", "cpu", root=tmp_path / "results",
+                                                  fingerprint=other), progress=False)
+    now = RunStore("nice_digits", "cpu", root=tmp_path / "results", fingerprint=units)
+    assert sorted(now.stale_units()) == ["a", "b", "c"]
+    assert narrow_stored_units("nice_digits", "cpu", root=tmp_path / "results", repo=tree) == ["a", "b"]
+    assert now.stale_units() == ["c"] and now.read("a").payload == {"v": 1}
+    assert "fingerprint_narrowed_utc" in now.read("a").provenance
+    assert narrow_stored_units("nice_digits", "cpu", root=tmp_path / "results", repo=tree) == []
+    # once the cells after the units cell change, the whole digest no longer matches: nothing moves
+    nb = tree / "notebooks" / "nice_digits.md"
+    run_units(["d"], lambda u: 3, old, progress=False)
+    nb.write_text(nb.read_text().replace(_cells_around_the_units_cell(nb)[2], "y = 1\n", 1))
+    assert narrow_stored_units("nice_digits", "cpu", root=tmp_path / "results", repo=tree) == []

@@ -18,8 +18,9 @@ changes), the profile, the settings used (this profile's values from the record)
 machine (CPU model, core count, GPU if any), the torch version, the unit's wall time, and the
 *inputs fingerprint* (:func:`inputs_fingerprint`): SHA-256 digests of the library sources
 (``ssm_lib/**/*.py``), the paper's recipes (``tools/paper_recipes/**/*.py``), the code cells of
-the notebook and the settings table of its record. When the current fingerprint differs from the
-one a result was made with, the result is *stale* (:meth:`RunStore.stale_units`,
+the notebook (for a unit: those up to the cell that runs the units, so that redrawing a table
+does not make finished units stale) and the settings table of its record. When the current
+fingerprint differs from the one a result was made with, the result is *stale* (:meth:`RunStore.stale_units`,
 :meth:`RunStore.summary`), and the page says so instead of showing old numbers as current.
 
 Progress: a tqdm bar on a terminal only (never in a rendered notebook; ``TQDM_DISABLE`` is
@@ -62,6 +63,7 @@ __all__ = [
     "UnitResults",
     "git_state",
     "inputs_fingerprint",
+    "narrow_stored_units",
     "machine",
     "results_root",
     "run_units",
@@ -186,12 +188,23 @@ def _recipes_digest(root: Path, notebook: Path) -> str:
 _CODE_CELL = re.compile(r"^```\{code-cell\}[^\n]*\n(.*?)^```", re.M | re.S)
 
 
-def _notebook_digest(path: Path) -> str:
-    """The digest of the notebook's code cells (prose edits do not make results stale)."""
+_UNITS_CALL = re.compile(r"\brun_units\(")
+
+
+def _notebook_digest(path: Path, *, through_units: bool = False) -> str:
+    """The digest of the notebook's code cells (prose edits do not make results stale).
+
+    ``through_units``: only the code cells up to the last one that calls ``run_units(`` (all of
+    them when none does). A unit is computed in that cell, from what the cells before it
+    defined; the notebook runs top to bottom, so the cells after it (tables, figures, claims)
+    cannot change a unit, and editing them must not make the stored units stale."""
     if not path.is_file():
         return "absent"
     text = path.read_text()
     cells = _CODE_CELL.findall(text) if path.suffix == ".md" else [text]
+    if through_units:
+        last = max((i for i, c in enumerate(cells) if _UNITS_CALL.search(c)), default=len(cells) - 1)
+        cells = cells[:last + 1]
     return _digest((str(i), c.encode()) for i, c in enumerate(cells))
 
 
@@ -224,17 +237,22 @@ class Fingerprint:
         return [k for k, v in self.parts.items() if other.get(k) != v]
 
 
-def inputs_fingerprint(experiment: str, root: Path = ROOT) -> Fingerprint:
+def inputs_fingerprint(experiment: str, root: Path = ROOT, *, units: bool = False) -> Fingerprint:
     """The fingerprint of ``experiment``'s inputs in the tree at ``root``: ``ssm_lib/**/*.py``,
     the recipe modules the notebook uses (``tools/paper_recipes``, see :func:`_recipes_digest`),
     the code cells of ``notebooks/<experiment>.md`` and the ``settings`` table of
-    ``tools/paper_recipes/records/<experiment>.toml``."""
+    ``tools/paper_recipes/records/<experiment>.toml``.
+
+    ``units=True``: the fingerprint of the stored units (:class:`RunStore`), whose notebook part
+    covers the code cells only up to the cell that runs the units (see :func:`_notebook_digest`):
+    a change to the tables or figures drawn after it redraws the results but does not make a
+    finished unit stale. A results JSON (drawn by every cell) keeps the whole notebook's."""
     root = Path(root)
     notebook = root / "notebooks" / f"{experiment}.md"
     return Fingerprint(
         library=_tree_digest(root, "ssm_lib"),
         recipes=_recipes_digest(root, notebook),
-        notebook=_notebook_digest(notebook),
+        notebook=_notebook_digest(notebook, through_units=units),
         record=_record_digest(root / "tools" / "paper_recipes" / "records" / f"{experiment}.toml"))
 
 
@@ -328,7 +346,8 @@ class RunStore:
     ``<root>/<profile>/<experiment>/``.
 
     ``fingerprint``: the inputs fingerprint results are compared with (default: computed from
-    the repository, :func:`inputs_fingerprint`); ``settings``: this profile's settings (stored in
+    the repository, :func:`inputs_fingerprint` with ``units=True``: the notebook's code cells
+    through the one that runs the units); ``settings``: this profile's settings (stored in
     each file); ``device``: where the units run (stored with the machine)."""
 
     experiment: str
@@ -347,7 +366,7 @@ class RunStore:
                 raise ValueError(f"{name} must be a plain word (letters, digits, '._+-'), got {value!r}")
         self.root = Path(self.root) if self.root is not None else results_root()
         if self.fingerprint is None:
-            self.fingerprint = inputs_fingerprint(self.experiment)
+            self.fingerprint = inputs_fingerprint(self.experiment, units=True)
         elif not isinstance(self.fingerprint, Fingerprint):
             raise TypeError(f"fingerprint must be a Fingerprint, got {type(self.fingerprint).__name__}")
         # the commit is taken when the store is made, like the fingerprint: a sitting's units
@@ -636,3 +655,30 @@ def _fmt_time(seconds: float) -> str:
     if seconds < 7200:
         return f"{seconds / 60:.1f} min"
     return f"{seconds / 3600:.2f} h"
+
+
+def narrow_stored_units(experiment: str, profile: str, root: Path | None = None,
+                        repo: Path = ROOT) -> list[str]:
+    """Move the stored units of ``experiment`` that were made before units were fingerprinted
+    through their units cell (their notebook digest covers every code cell) onto the narrower
+    digest, where that is provably the same code: only a unit whose whole stored fingerprint
+    equals the current whole-notebook fingerprint of ``repo`` is rewritten (its notebook digest
+    replaced by the units-cell one, the date noted in its provenance as
+    ``fingerprint_narrowed_utc``); any other unit is left as it is, and stays stale. Returns the
+    keys rewritten."""
+    whole = inputs_fingerprint(experiment, repo)
+    narrow = inputs_fingerprint(experiment, repo, units=True)
+    store = RunStore(experiment, profile, root=root, fingerprint=whole)
+    moved = []
+    for key, result in store.load_all().items():
+        if result.stale or result.provenance.get("fingerprint") == narrow.parts:
+            continue
+        path = store.folder / f"{key}.json"
+        data = json.loads(path.read_text())
+        data["provenance"]["fingerprint"] = narrow.parts
+        data["provenance"]["fingerprint_narrowed_utc"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        tmp = path.with_name(f".{key}.json.tmp-{os.getpid()}")
+        tmp.write_text(json.dumps(data, indent=1, sort_keys=True, allow_nan=False) + "\n")
+        os.replace(tmp, path)
+        moved.append(key)
+    return moved
