@@ -44,7 +44,7 @@ def test_no_committed_run_says_so(tmp_path):
 
 def test_a_current_run_and_each_change_that_makes_it_stale(tmp_path):
     repo = fake_repo(tmp_path)
-    fp = runs.inputs_fingerprint(NAME, repo).parts
+    fp = runs.inputs_fingerprint(NAME, repo, profile="cpu").parts
     claims = {"ssm_vr_beats_ssm_redwine": {"verdict": "reproduced", "effect_line": "-0.1 (-0.2 to 0), n = 5"}}
     write_run(tmp_path / "results", fp, claims)
     run = committed_run(NAME, root=tmp_path / "results", repo=repo)
@@ -120,7 +120,7 @@ def test_exp_run_units_counts_finished_and_pending_units_and_their_wall_time(tmp
     exp = setup("toy", profile="full", device="cpu", output_dir=tmp_path / "out")
     monkeypatch.setattr(type(exp), "settings", property(lambda self: {"steps": 5}))
     fp = runs.Fingerprint("l", "r", "n", "s")
-    monkeypatch.setattr(runs, "inputs_fingerprint", lambda name, root=None, units=False: fp)
+    monkeypatch.setattr(runs, "inputs_fingerprint", lambda name, root=None, units=False, profile=None: fp)
     monkeypatch.setattr(type(exp), "provenance",
                         lambda self: {"wall_time_s": self.results.get("wall_time_s")})
     clock = {"t": runs._IMPORTED}

@@ -28,6 +28,7 @@ from booktools.runs import (
 from tests.fingerprint_helpers import copy_inputs
 
 ROOT = Path(__file__).resolve().parents[1]
+PROFILES = ("quick", "cpu", "full")
 FP = Fingerprint(library="l1", recipes="r1", notebook="n1", record="s1")
 UNITS = [{"dataset": d, "objective": o, "seed": s}
          for d in ("redwine", "parkinsons") for o in ("ssm", "exact") for s in (0, 1)]
@@ -350,26 +351,74 @@ def test_a_unit_is_stale_after_a_change_up_to_its_units_cell_but_not_after_it(tm
             ["notebook"] if units_stale else [])
     # a store made without a fingerprint takes the units' one
     assert RunStore("nice_digits", "cpu", root=tmp_path / "r").fingerprint == inputs_fingerprint(
-        "nice_digits", units=True)
+        "nice_digits", units=True, profile="cpu")
 
 
-def test_units_stored_with_the_whole_notebook_digest_move_to_the_units_digest_only_when_current(tmp_path):
+def test_a_profiles_results_are_stale_after_a_change_to_its_own_settings_only(tmp_path):
     tree = copy_inputs(tmp_path, "nice_digits")
-    whole = inputs_fingerprint("nice_digits", tree)
-    units = inputs_fingerprint("nice_digits", tree, units=True)
+    rec = tree / "tools" / "paper_recipes" / "records" / "nice_digits.toml"
+    text = rec.read_text()
+
+    def records_after(edited: str) -> set[str]:
+        """The profiles whose record digest changes when the record reads ``edited``."""
+        rec.write_text(text)
+        before = {p: inputs_fingerprint("nice_digits", tree, profile=p).record for p in PROFILES}
+        rec.write_text(edited)
+        return {p for p in PROFILES if inputs_fingerprint("nice_digits", tree, profile=p).record != before[p]}
+
+    def edit(old: str, new: str) -> str:
+        assert text.count(old) >= 1, old
+        return text.replace(old, new, 1)
+
+    full_data = next(line for line in text.splitlines() if line.startswith('full = "mnist'))
+    assert records_after(edit('label = "data"', 'label = "the data"')) == set()
+    assert records_after(edit('cpu_reason = "offline', 'cpu_reason = "Offline')) == set()
+    assert records_after(edit(full_data, 'full = "another data set"')) == {"full"}
+    # a setting without values of its own: every profile runs with the paper's value
+    dequantisation = next(line for line in text.splitlines() if line.startswith('paper = "u = k/(L-1)'))
+    assert records_after(edit(dequantisation, 'paper = "edited"')) == set(PROFILES)
+    # without a profile, the whole table (any value of any profile)
+    rec.write_text(text)
+    whole = inputs_fingerprint("nice_digits", tree).record
+    rec.write_text(edit(full_data, 'full = "another data set"'))
+    assert inputs_fingerprint("nice_digits", tree).record != whole
+
+
+def test_units_stored_with_the_older_digests_move_to_the_narrower_ones_only_when_current(tmp_path):
+    tree = copy_inputs(tmp_path, "nice_digits")
+    whole = inputs_fingerprint("nice_digits", tree)  # every code cell, every profile's settings
+    units_only = inputs_fingerprint("nice_digits", tree, units=True)  # (this session's first step)
+    narrow = inputs_fingerprint("nice_digits", tree, units=True, profile="cpu")
+    assert len({whole.notebook, units_only.notebook}) == 2 and len({whole.record, narrow.record}) == 2
     old = RunStore("nice_digits", "cpu", root=tmp_path / "results", fingerprint=whole)
     run_units(["a", "b"], lambda u: {"v": 1}, old, progress=False)
+    run_units(["e"], lambda u: {"v": 1}, RunStore("nice_digits", "cpu", root=tmp_path / "results",
+                                                  fingerprint=units_only), progress=False)
     other = Fingerprint(**{**whole.parts, "library": "an older library"})
     run_units(["c"], lambda u: {"v": 2}, RunStore("nice_digits", "cpu", root=tmp_path / "results",
                                                   fingerprint=other), progress=False)
-    now = RunStore("nice_digits", "cpu", root=tmp_path / "results", fingerprint=units)
-    assert sorted(now.stale_units()) == ["a", "b", "c"]
-    assert narrow_stored_units("nice_digits", "cpu", root=tmp_path / "results", repo=tree) == ["a", "b"]
+    now = RunStore("nice_digits", "cpu", root=tmp_path / "results", fingerprint=narrow)
+    assert sorted(now.stale_units()) == ["a", "b", "c", "e"]
+    assert narrow_stored_units("nice_digits", "cpu", root=tmp_path / "results", repo=tree) == ["a", "b", "e"]
     assert now.stale_units() == ["c"] and now.read("a").payload == {"v": 1}
+    assert now.read("a").provenance["fingerprint"] == narrow.parts
     assert "fingerprint_narrowed_utc" in now.read("a").provenance
     assert narrow_stored_units("nice_digits", "cpu", root=tmp_path / "results", repo=tree) == []
-    # once the cells after the units cell change, the whole digest no longer matches: nothing moves
+    # units made from a tree whose table cells were edited since: told where they were made,
+    # they move; a change before the units cell between the two trees moves nothing
+    made_in = copy_inputs(tmp_path, "nice_digits", folder="made_in")
+    run_units(["d"], lambda u: 3, RunStore("nice_digits", "cpu", root=tmp_path / "results",
+                                           fingerprint=inputs_fingerprint("nice_digits", made_in)),
+              progress=False)
     nb = tree / "notebooks" / "nice_digits.md"
-    run_units(["d"], lambda u: 3, old, progress=False)
-    nb.write_text(nb.read_text().replace(_cells_around_the_units_cell(nb)[2], "y = 1\n", 1))
+    before_cell, _, after_cell = _cells_around_the_units_cell(nb)
+    nb.write_text(nb.read_text().replace(after_cell, "y = 1\n", 1))
     assert narrow_stored_units("nice_digits", "cpu", root=tmp_path / "results", repo=tree) == []
+    nb.write_text(nb.read_text().replace(before_cell, before_cell + "z = 1\n", 1))
+    assert narrow_stored_units("nice_digits", "cpu", root=tmp_path / "results", repo=tree,
+                               made_in=made_in) == []
+    nb.write_text(nb.read_text().replace(before_cell + "z = 1\n", before_cell, 1))
+    assert narrow_stored_units("nice_digits", "cpu", root=tmp_path / "results", repo=tree,
+                               made_in=made_in) == ["d"]
+    assert RunStore("nice_digits", "cpu", root=tmp_path / "results",
+                    fingerprint=inputs_fingerprint("nice_digits", tree, units=True, profile="cpu")).done("d")

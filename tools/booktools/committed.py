@@ -118,5 +118,6 @@ def committed_run(name: str, profile: str = "cpu", root: Path | None = None,
         stored = data["meta"]["provenance"]["fingerprint"]
     except (OSError, ValueError, KeyError, TypeError) as err:
         return CommittedRun(name, profile, path, None, unreadable=f"{path}: {err!r}")
-    current = inputs_fingerprint(name) if repo is None else inputs_fingerprint(name, repo)
+    current = inputs_fingerprint(name, profile=profile) if repo is None else \
+        inputs_fingerprint(name, repo, profile=profile)
     return CommittedRun(name, profile, path, data, tuple(current.changed(stored)))

@@ -241,7 +241,7 @@ class Experiment:
             from booktools.runs import git_state, inputs_fingerprint, machine
 
             self._provenance = {**git_state(), "machine": machine(self.device),
-                                "fingerprint": inputs_fingerprint(self.name).parts}
+                                "fingerprint": inputs_fingerprint(self.name, profile=self.profile).parts}
         wall = self.results.get("wall_time_s", self.elapsed())
         return {**self._provenance, "wall_time_s": float(wall),
                 "finished": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}

@@ -208,13 +208,19 @@ def _notebook_digest(path: Path, *, through_units: bool = False) -> str:
     return _digest((str(i), c.encode()) for i, c in enumerate(cells))
 
 
-def _record_digest(path: Path) -> str:
+def _record_digest(path: Path, profile: str | None = None) -> str:
     """The digest of the record's ``settings`` table (its claims' wording does not shape a
-    result)."""
+    result). ``profile``: only the values that profile runs with (its own, else the paper's),
+    so that an edit to another profile's values, a label, a source or a reason does not make
+    this profile's results stale."""
     if not path.is_file():
         return "absent"
     with path.open("rb") as fh:
         settings = tomllib.load(fh).get("settings", {})
+    if profile is not None:
+        settings = {k: v.get(profile, v.get("paper")) if isinstance(v, dict) else v
+                    for k, v in settings.items()}
+        return _digest([(f"settings/{profile}", json.dumps(settings, sort_keys=True, default=str).encode())])
     return _digest([("settings", json.dumps(settings, sort_keys=True, default=str).encode())])
 
 
@@ -237,7 +243,8 @@ class Fingerprint:
         return [k for k, v in self.parts.items() if other.get(k) != v]
 
 
-def inputs_fingerprint(experiment: str, root: Path = ROOT, *, units: bool = False) -> Fingerprint:
+def inputs_fingerprint(experiment: str, root: Path = ROOT, *, units: bool = False,
+                       profile: str | None = None) -> Fingerprint:
     """The fingerprint of ``experiment``'s inputs in the tree at ``root``: ``ssm_lib/**/*.py``,
     the recipe modules the notebook uses (``tools/paper_recipes``, see :func:`_recipes_digest`),
     the code cells of ``notebooks/<experiment>.md`` and the ``settings`` table of
@@ -246,14 +253,18 @@ def inputs_fingerprint(experiment: str, root: Path = ROOT, *, units: bool = Fals
     ``units=True``: the fingerprint of the stored units (:class:`RunStore`), whose notebook part
     covers the code cells only up to the cell that runs the units (see :func:`_notebook_digest`):
     a change to the tables or figures drawn after it redraws the results but does not make a
-    finished unit stale. A results JSON (drawn by every cell) keeps the whole notebook's."""
+    finished unit stale. A results JSON (drawn by every cell) keeps the whole notebook's.
+
+    ``profile``: the record part covers only the values that profile runs with (see
+    :func:`_record_digest`); without it, the whole settings table."""
     root = Path(root)
     notebook = root / "notebooks" / f"{experiment}.md"
     return Fingerprint(
         library=_tree_digest(root, "ssm_lib"),
         recipes=_recipes_digest(root, notebook),
         notebook=_notebook_digest(notebook, through_units=units),
-        record=_record_digest(root / "tools" / "paper_recipes" / "records" / f"{experiment}.toml"))
+        record=_record_digest(root / "tools" / "paper_recipes" / "records" / f"{experiment}.toml",
+                              profile))
 
 
 def git_state(root: Path = ROOT) -> dict[str, Any]:
@@ -346,9 +357,10 @@ class RunStore:
     ``<root>/<profile>/<experiment>/``.
 
     ``fingerprint``: the inputs fingerprint results are compared with (default: computed from
-    the repository, :func:`inputs_fingerprint` with ``units=True``: the notebook's code cells
-    through the one that runs the units); ``settings``: this profile's settings (stored in
-    each file); ``device``: where the units run (stored with the machine)."""
+    the repository, :func:`inputs_fingerprint` with ``units=True`` and this ``profile``: the
+    notebook's code cells through the one that runs the units, this profile's settings);
+    ``settings``: this profile's settings (stored in each file); ``device``: where the units
+    run (stored with the machine)."""
 
     experiment: str
     profile: str
@@ -366,7 +378,7 @@ class RunStore:
                 raise ValueError(f"{name} must be a plain word (letters, digits, '._+-'), got {value!r}")
         self.root = Path(self.root) if self.root is not None else results_root()
         if self.fingerprint is None:
-            self.fingerprint = inputs_fingerprint(self.experiment, units=True)
+            self.fingerprint = inputs_fingerprint(self.experiment, units=True, profile=self.profile)
         elif not isinstance(self.fingerprint, Fingerprint):
             raise TypeError(f"fingerprint must be a Fingerprint, got {type(self.fingerprint).__name__}")
         # the commit is taken when the store is made, like the fingerprint: a sitting's units
@@ -658,21 +670,30 @@ def _fmt_time(seconds: float) -> str:
 
 
 def narrow_stored_units(experiment: str, profile: str, root: Path | None = None,
-                        repo: Path = ROOT) -> list[str]:
-    """Move the stored units of ``experiment`` that were made before units were fingerprinted
-    through their units cell (their notebook digest covers every code cell) onto the narrower
-    digest, where that is provably the same code: only a unit whose whole stored fingerprint
-    equals the current whole-notebook fingerprint of ``repo`` is rewritten (its notebook digest
-    replaced by the units-cell one, the date noted in its provenance as
-    ``fingerprint_narrowed_utc``); any other unit is left as it is, and stays stale. Returns the
-    keys rewritten."""
-    whole = inputs_fingerprint(experiment, repo)
-    narrow = inputs_fingerprint(experiment, repo, units=True)
-    store = RunStore(experiment, profile, root=root, fingerprint=whole)
+                        repo: Path = ROOT, made_in: Path | None = None) -> list[str]:
+    """Move the stored units of ``experiment`` made before units were fingerprinted through
+    their units cell and by their profile's settings (their notebook digest covering every code
+    cell, their record digest every profile's settings) onto the narrower digests, where that is
+    provably the same code and settings.
+
+    ``made_in``: the tree the units were made from (default ``repo``; e.g. a worktree of the
+    commit a sitting started from, when cells after the units cell have been edited since). A
+    unit is rewritten only when its whole stored fingerprint equals an older style of
+    fingerprint of ``made_in``, and the narrower fingerprint of ``made_in`` equals that of
+    ``repo`` (nothing a unit depends on changed between the two). It gets ``repo``'s narrower
+    digests, and the date in its provenance as ``fingerprint_narrowed_utc``; any other unit is
+    left as it is, and stays stale. Returns the keys rewritten."""
+    made_in = repo if made_in is None else Path(made_in)
+    narrow = inputs_fingerprint(experiment, repo, units=True, profile=profile)
+    if inputs_fingerprint(experiment, made_in, units=True, profile=profile) != narrow:
+        return []  # the inputs of a unit differ between the two trees: nothing can move
+    older = [inputs_fingerprint(experiment, made_in).parts,
+             inputs_fingerprint(experiment, made_in, units=True).parts]
+    store = RunStore(experiment, profile, root=root, fingerprint=narrow)
     moved = []
     for key, result in store.load_all().items():
-        if result.stale or result.provenance.get("fingerprint") == narrow.parts:
-            continue
+        if result.provenance.get("fingerprint") not in older:
+            continue  # current already, or stale
         path = store.folder / f"{key}.json"
         data = json.loads(path.read_text())
         data["provenance"]["fingerprint"] = narrow.parts
