@@ -16,6 +16,9 @@ the official repository): :func:`paper_bandwidth`, the median rule with the zero
 the distance matrix, and :class:`PaperSpectralScoreEstimator`, whose number of
 eigenfunctions is fixed at its first call.
 
+The paper's data split: :func:`vae_split` (the official runner's 80 % of MNIST's training set,
+and the official test set; or a held-out part of data without one).
+
 The paper's evaluation: :func:`ais_log_likelihood`, annealed importance sampling with
 Hamiltonian Monte Carlo moves from the prior to the posterior (official
 ``evaluations/ais.py`` and ``evaluations/hmc.py``), and its schedule :func:`sigmoid_schedule`.
@@ -40,8 +43,46 @@ from ._checks import check_count, check_nonnegative
 __all__ = [
     "BernoulliDecoder", "DeterministicEncoder", "GaussianEncoder", "ImplicitEncoder",
     "PaperSpectralScoreEstimator", "ais_log_likelihood", "paper_bandwidth", "paper_eigen_count",
-    "sigmoid_schedule",
+    "sigmoid_schedule", "vae_split",
 ]
+
+#: Share of MNIST's training set the official runner trains on (``runners/vae_runner.py`` line 58).
+PAPER_TRAIN_SHARE = 0.8
+
+
+def vae_split(data, n_test: int, split_seed: int) -> tuple[torch.Tensor, torch.Tensor, str]:
+    """The training and test images as grey levels in ``[0, 1]`` (``float32``, shape
+    ``(n, h*w)``), and a sentence saying how they were split.
+
+    * With an official test set (``data.is_test``, MNIST through torchvision), as the paper's
+      runner does (official ``runners/vae_runner.py`` lines 52-58): the official training
+      images shuffled by NumPy's generator seeded with ``split_seed`` (``np.random.seed(2019);
+      np.random.shuffle``), the first 80 % train (the rest, its validation part, is unused);
+      the first ``n_test`` official test images test.
+    * Without one (the shipped 10,000 digits, scikit-learn's digits): one permutation from
+      ``np.random.default_rng(split_seed)``, its first ``n_test`` images test and the rest
+      train. When ``n_test`` would leave nothing to train on (the full profile's 10,000 test
+      images, offline), a tenth of the images is held out instead, and the sentence says so.
+    """
+    check_count(n_test, "n_test")
+    probs = data.pixels.reshape(len(data.pixels), -1).float() / (data.levels - 1)
+    if data.is_test is not None:
+        pool = torch.nonzero(~data.is_test).squeeze(1).numpy()
+        order = list(range(len(pool)))
+        np.random.RandomState(split_seed).shuffle(order)  # = np.random.seed(s); np.random.shuffle
+        train = probs[torch.from_numpy(pool[order[: int(len(pool) * PAPER_TRAIN_SHARE)]])]
+        test = probs[torch.nonzero(data.is_test).squeeze(1)][:n_test]
+        return train, test, (f"the official split: {len(train):,} of the {len(pool):,} training images "
+                             f"(80 %, shuffled with seed {split_seed}) train, {len(test):,} official "
+                             "test images test")
+    order = torch.from_numpy(np.random.default_rng(split_seed).permutation(len(probs)))
+    probs = probs[order]
+    note = ""
+    if n_test >= len(probs):
+        n_test, note = len(probs) // 10, (f" (no official test set: a tenth held out instead of "
+                                          f"the {n_test:,} test images asked for)")
+    return probs[n_test:], probs[:n_test], (f"{len(probs) - n_test:,} training and {n_test:,} test "
+                                            f"images drawn at random (seed {split_seed}){note}")
 
 
 class ImplicitEncoder(nn.Module):

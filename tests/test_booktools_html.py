@@ -1,0 +1,44 @@
+"""booktools.html: the tables the experiment pages show and glue into the chapters."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from booktools.html import Html, page_table
+
+FRAME = pd.DataFrame({"claim": ["a long claim " * 5], "verdict": ["reproduced"]}).set_index("claim")
+
+
+def test_a_table_is_wrapped_in_the_scroll_container_and_prints_as_text():
+    out = page_table(FRAME)
+    html = out._repr_html_()
+    assert html.startswith('<div class="pst-scrollable-table-container"><table')
+    assert html.endswith("</table></div>") and "table-layout" not in html
+    assert repr(out) == FRAME.to_string()
+
+
+def test_wrap_text_lays_the_table_out_at_the_column_width():
+    html = page_table(FRAME, wrap_text=True)._repr_html_()
+    assert 'style="width: 100%; table-layout: fixed; overflow-wrap: anywhere"' in html
+    assert html.count("table-layout") == 1
+
+
+def test_a_styler_and_html_text_are_taken_too():
+    styled = page_table(FRAME.style.set_caption("cap"), wrap_text=True)
+    assert "<caption>cap</caption>" in styled._repr_html_() and repr(styled) == FRAME.to_string()
+    assert "table-layout" in styled._repr_html_().split("<table", 1)[1].split(">", 1)[0]
+    text = page_table("<table><tr><td>1</td></tr></table>")
+    assert repr(text) == "<table><tr><td>1</td></tr></table>" and isinstance(text, Html)
+
+
+@pytest.mark.parametrize("bad, error, match", [(3, TypeError, "table must be"),
+                                               ("<p>no table</p>", ValueError, "no <table>")])
+def test_what_is_not_a_table_is_refused(bad, error, match):
+    with pytest.raises(error, match=match):
+        page_table(bad)
+
+
+def test_html_text_must_be_a_string():
+    with pytest.raises(TypeError, match="text must be"):
+        Html(b"<p>")
