@@ -422,3 +422,25 @@ def test_units_stored_with_the_older_digests_move_to_the_narrower_ones_only_when
                                made_in=made_in) == ["d"]
     assert RunStore("nice_digits", "cpu", root=tmp_path / "results",
                     fingerprint=inputs_fingerprint("nice_digits", tree, units=True, profile="cpu")).done("d")
+
+
+def test_the_commit_is_dirty_for_changed_code_but_not_for_results_being_written(tmp_path):
+    import subprocess
+
+    repo = tmp_path / "repo"
+    (repo / "results" / "cpu").mkdir(parents=True)
+    (repo / "code.py").write_text("x = 1\n")
+    (repo / "results" / "cpu" / "unit.json").write_text("{}\n")
+
+    def git(*args):
+        subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True)
+
+    git("init", "-q")
+    git("-c", "user.email=a@b", "-c", "user.name=n", "commit", "-q", "--allow-empty", "-m", "empty")
+    git("add", ".")
+    git("-c", "user.email=a@b", "-c", "user.name=n", "commit", "-q", "-m", "c")
+    assert runs.git_state(repo)["dirty"] is False
+    (repo / "results" / "cpu" / "unit.json").write_text('{"rewritten": 1}\n')  # a sitting writing
+    assert runs.git_state(repo)["dirty"] is False
+    (repo / "code.py").write_text("x = 2\n")
+    assert runs.git_state(repo)["dirty"] is True

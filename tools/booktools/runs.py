@@ -268,7 +268,9 @@ def inputs_fingerprint(experiment: str, root: Path = ROOT, *, units: bool = Fals
 
 
 def git_state(root: Path = ROOT) -> dict[str, Any]:
-    """``{"commit": <hash or None>, "dirty": <tracked files changed since the commit>}``."""
+    """``{"commit": <hash or None>, "dirty": <tracked files changed since the commit>}``; the
+    committed results under ``results/`` do not count (a sitting in progress rewrites them, and
+    they are what a run writes, not what it runs)."""
     def git(*args: str) -> str | None:
         try:
             out = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True,
@@ -278,7 +280,8 @@ def git_state(root: Path = ROOT) -> dict[str, Any]:
         return out.stdout.strip() if out.returncode == 0 else None
 
     commit = git("rev-parse", "HEAD")
-    status = git("status", "--porcelain", "--untracked-files=no") if commit else None
+    status = git("status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)results") \
+        if commit else None
     return {"commit": commit, "dirty": None if status is None else bool(status)}
 
 
