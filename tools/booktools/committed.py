@@ -76,7 +76,7 @@ class CommittedRun:
         text = (f"The {self.profile} run: commit {commit}, finished {prov.get('finished', '?')}, on {where}, "
                 f"{hours}.")
         units = (self.data or {}).get("units")
-        if units:
+        if isinstance(units, dict) and "finished" in units:  # the tally of exp.run_units
             pending = len(units.get("pending", []))
             text += (f" {units.get('finished', 0)} units of work finished"
                      + (f", {pending} still pending (later sittings add them): its numbers are "
