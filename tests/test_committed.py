@@ -138,3 +138,34 @@ def test_exp_run_units_counts_finished_and_pending_units_and_their_wall_time(tmp
     assert data["units"]["finished"] == 2 and data["units"]["pending"] == ["seed=2", "seed=3"]
     # the units' own wall times, summed (it once read 0: the stored units were looked up by key)
     assert data["wall_time_s"] == data["units"]["wall_time_s"] > 0
+
+
+def test_count_units_after_calling_run_units_directly_keeps_the_same_tally(tmp_path, monkeypatch):
+    """A notebook that calls booktools.runs.run_units itself (implicit_vae) counts with
+    exp.count_units: the tally is the one exp.run_units keeps, over the units it was given."""
+    from booktools import runs
+
+    monkeypatch.setenv(runs.RESULTS_ENV, str(tmp_path / "committed"))
+    exp = setup("toy", profile="full", device="cpu", output_dir=tmp_path / "out")
+    monkeypatch.setattr(type(exp), "settings", property(lambda self: {"steps": 5}))
+    fp = runs.Fingerprint("l", "r", "n", "s")
+    monkeypatch.setattr(runs, "inputs_fingerprint", lambda name, root=None, units=False, profile=None: fp)
+    monkeypatch.setattr(type(exp), "provenance",
+                        lambda self: {"wall_time_s": self.results.get("wall_time_s")})
+    clock = {"t": runs._IMPORTED}
+    monkeypatch.setattr(runs.time, "monotonic", lambda: clock["t"])
+    monkeypatch.setenv(runs.SITTING_ENV, "70")
+
+    def unit(u):
+        clock["t"] += 30
+        return {"u": u["seed"]}
+
+    units = [{"seed": s} for s in range(5)]
+    store = exp.run_store()
+    out = runs.run_units(units, unit, store)
+    tally = exp.count_units(units, out, store)
+    assert tally["finished"] == 3 and tally["pending"] == ["seed=3", "seed=4"]
+    expected = sum(store.read(u).provenance["wall_time_s"] for u in units[:3])
+    assert tally["wall_time_s"] == pytest.approx(expected) and expected > 0
+    data = json.loads((tmp_path / "out" / "results" / "toy.json").read_text())
+    assert data["units"] == tally and data["wall_time_s"] == tally["wall_time_s"]

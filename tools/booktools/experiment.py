@@ -167,30 +167,42 @@ class Experiment:
 
     def run_units(self, units: Any, fn: Any, store: Any = None):
         """:func:`booktools.runs.run_units` with this run's store (default
-        :meth:`run_store`), keeping count in the results JSON under ``units``: how many are
-        finished, which are pending for a later sitting, and the wall time the finished units
-        took (summed over sittings; it becomes the run's ``wall_time_s``)."""
-        from booktools.runs import CorruptResult, run_units, unit_key
+        :meth:`run_store`), keeping count in the results JSON under ``units``
+        (:meth:`count_units`)."""
+        from booktools.runs import run_units
 
         store = self.run_store() if store is None else store
         units = list(units)
         out = run_units(units, fn, store)
+        self.count_units(units, out, store)
+        return out
+
+    def count_units(self, units: Any, finished: Any, store: Any) -> dict[str, Any]:
+        """Keep count of a sitting's units in the results JSON under ``units``: how many are
+        finished, which are pending for a later sitting, and the wall time the finished units
+        took (summed over sittings; it becomes the run's ``wall_time_s``). ``finished`` is what
+        :func:`booktools.runs.run_units` returned for ``units`` with ``store``; a notebook that
+        calls that function itself counts with this, as :meth:`run_units` does. Returns the
+        tally."""
+        from booktools.runs import CorruptResult, unit_key
+
+        units = list(units)
         wall = 0.0
         for unit in units:
-            if unit_key(unit) not in out:
+            if unit_key(unit) not in finished:
                 continue
             try:
                 wall += float(store.read(unit).provenance.get("wall_time_s") or 0.0)
             except (OSError, CorruptResult, TypeError, ValueError):  # counted as 0 s, not fatal
                 pass
         tally = self.results.setdefault("units", {"finished": 0, "pending": [], "wall_time_s": 0.0})
-        tally["finished"] += len(out)
-        tally["pending"] = [*tally["pending"], *out.pending]
+        tally["finished"] += sum(unit_key(u) in finished for u in units)
+        tally["pending"] = [*tally["pending"], *finished.pending]
         tally["wall_time_s"] += wall
         if not self.quick and not self.smoke:
             self.results["wall_time_s"] = tally["wall_time_s"]
         self.record()
-        return out
+        return tally
 
     def generator(self, offset: int = 0, device: torch.device | str | None = None) -> torch.Generator:
         """A fresh generator seeded with ``seed + offset`` (on the experiment's device)."""
