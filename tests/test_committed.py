@@ -169,3 +169,24 @@ def test_count_units_after_calling_run_units_directly_keeps_the_same_tally(tmp_p
     assert tally["wall_time_s"] == pytest.approx(expected) and expected > 0
     data = json.loads((tmp_path / "out" / "results" / "toy.json").read_text())
     assert data["units"] == tally and data["wall_time_s"] == tally["wall_time_s"]
+
+
+def test_a_cpu_sitting_shows_itself_not_the_committed_file_it_replaces(tmp_path, monkeypatch, capsys):
+    """A cpu run's 'committed cpu run' is the run itself: its own units and a current
+    fingerprint, not the previous sitting's file (which a change since has made stale)."""
+    monkeypatch.setenv(runs.RESULTS_ENV, str(tmp_path / "committed"))
+    old = {"library": "0" * 16, "recipes": "0" * 16, "notebook": "0" * 16, "record": "0" * 16}
+    write_run(tmp_path / "committed", old, {})
+    exp = setup(NAME, profile="cpu", device="cpu", output_dir=tmp_path / "out")
+    monkeypatch.setattr(type(exp), "glue_value", lambda self, k, v: None)
+    exp.record(units={"finished": 30, "pending": [], "wall_time_s": 99.0}, wall_time_s=99.0)
+    run = exp.show_committed()
+    assert run.available and not run.stale and run.data["units"]["finished"] == 30
+    out = " ".join(capsys.readouterr().out.split())
+    assert "30 units of work finished, none pending" in out and "Current" in out
+    data = json.loads((tmp_path / "out" / "results" / f"{NAME}.json").read_text())
+    assert data["committed_run"] == {"profile": "cpu", "available": True, "stale": False, "changed": []}
+    # another profile's run reads the committed file, stale as it is
+    quick = setup(NAME, output_dir=tmp_path / "quick")
+    monkeypatch.setattr(type(quick), "glue_value", lambda self, k, v: None)
+    assert quick.show_committed().stale

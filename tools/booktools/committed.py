@@ -107,14 +107,17 @@ class CommittedRun:
 
 
 def committed_run(name: str, profile: str = "cpu", root: Path | None = None,
-                  repo: Path | None = None) -> CommittedRun:
+                  repo: Path | None = None, *, data: dict[str, Any] | None = None) -> CommittedRun:
     """Read the committed ``profile`` run of ``name`` and compare its inputs fingerprint with the
-    current tree's (``repo``: the repository, default this one)."""
+    current tree's (``repo``: the repository, default this one).
+
+    ``data``: a results JSON to judge instead of the file (a run of ``profile`` judging itself
+    before it replaces the file)."""
     path = results_json(name, profile, root)
-    if not path.is_file():
+    if data is None and not path.is_file():
         return CommittedRun(name, profile, path, None)
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(path.read_text()) if data is None else data
         stored = data["meta"]["provenance"]["fingerprint"]
     except (OSError, ValueError, KeyError, TypeError) as err:
         return CommittedRun(name, profile, path, None, unreadable=f"{path}: {err!r}")

@@ -234,14 +234,19 @@ class Experiment:
         self.results.update(_jsonable(values))
         path = self.output_dir / "results"
         path.mkdir(parents=True, exist_ok=True)
+        text = json.dumps({"meta": self._meta(), **self.results}, indent=2, sort_keys=True,
+                          allow_nan=False)
+        (path / f"{self.name}.json").write_text(text)
+
+    def _meta(self) -> dict[str, Any]:
+        """The results JSON's ``meta``: what ran, and (outside the quick profile) its provenance."""
         meta = {"notebook": self.name, "profile": self.profile, "device": str(self.device),
                 "seed": self.seed, "torch": torch.__version__}
         if self.smoke:
             meta["smoke_steps"] = self.smoke_steps
         if not self.quick:
             meta["provenance"] = self.provenance()
-        text = json.dumps({"meta": meta, **self.results}, indent=2, sort_keys=True, allow_nan=False)
-        (path / f"{self.name}.json").write_text(text)
+        return meta
 
     def provenance(self) -> dict[str, Any]:
         """Where and from what this run's numbers come: the git commit (and whether the tree
@@ -263,10 +268,17 @@ class Experiment:
         committed_run`), print which run it is and whether it is current, and glue for the
         pages ``committed_status`` and, for every registered claim (and subject),
         ``cpu_verdict_<tag>`` and ``cpu_effect_<tag>`` (the report card's column). Returns the
-        :class:`~booktools.committed.CommittedRun`; ``.data`` is that run's results JSON."""
+        :class:`~booktools.committed.CommittedRun`; ``.data`` is that run's results JSON.
+
+        A run of ``profile`` itself (a ``cpu`` sitting) is the run it will commit: it reads its
+        own numbers and provenance, not the file it is about to replace (which would show the
+        previous sitting's numbers, stale against the code this sitting runs)."""
         from booktools.committed import committed_run
 
-        run = committed_run(self.name, profile)
+        own = profile == self.profile and not self.quick and not self.smoke
+        run = committed_run(self.name, profile,
+                            data=json.loads(json.dumps({"meta": self._meta(), **self.results}))
+                            if own else None)
         print(textwrap.fill(run.status_line(), width=85, break_long_words=False, break_on_hyphens=False))
         self.glue_value("committed_status", run.status_line())
         for claim_id in self.paper_record.claims:
