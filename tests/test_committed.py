@@ -113,9 +113,9 @@ def test_finish_requires_the_committed_run_where_the_record_has_a_cpu_profile(tm
         exp.finish()
 
 
-def test_exp_run_units_counts_finished_and_pending_units_and_their_wall_time(tmp_path, monkeypatch):
-    from booktools import runs
-
+def toy_sitting(tmp_path, monkeypatch, sitting_s: int):
+    """A full-profile experiment "toy" whose sitting lasts ``sitting_s`` seconds of a fake clock,
+    and a unit function that takes 30 of them."""
     monkeypatch.setenv(runs.RESULTS_ENV, str(tmp_path / "committed"))
     exp = setup("toy", profile="full", device="cpu", output_dir=tmp_path / "out")
     monkeypatch.setattr(type(exp), "settings", property(lambda self: {"steps": 5}))
@@ -125,12 +125,17 @@ def test_exp_run_units_counts_finished_and_pending_units_and_their_wall_time(tmp
                         lambda self: {"wall_time_s": self.results.get("wall_time_s")})
     clock = {"t": runs._IMPORTED}
     monkeypatch.setattr(runs.time, "monotonic", lambda: clock["t"])
-    monkeypatch.setenv(runs.SITTING_ENV, "50")
+    monkeypatch.setenv(runs.SITTING_ENV, str(sitting_s))
 
     def unit(u):
         clock["t"] += 30
         return {"u": u["seed"]}
 
+    return exp, unit
+
+
+def test_exp_run_units_counts_finished_and_pending_units_and_their_wall_time(tmp_path, monkeypatch):
+    exp, unit = toy_sitting(tmp_path, monkeypatch, 50)
     units = [{"seed": s} for s in range(4)]
     out = exp.run_units(units, unit)
     assert len(out) == 2 and out.pending == ["seed=2", "seed=3"]
@@ -143,23 +148,7 @@ def test_exp_run_units_counts_finished_and_pending_units_and_their_wall_time(tmp
 def test_count_units_after_calling_run_units_directly_keeps_the_same_tally(tmp_path, monkeypatch):
     """A notebook that calls booktools.runs.run_units itself (implicit_vae) counts with
     exp.count_units: the tally is the one exp.run_units keeps, over the units it was given."""
-    from booktools import runs
-
-    monkeypatch.setenv(runs.RESULTS_ENV, str(tmp_path / "committed"))
-    exp = setup("toy", profile="full", device="cpu", output_dir=tmp_path / "out")
-    monkeypatch.setattr(type(exp), "settings", property(lambda self: {"steps": 5}))
-    fp = runs.Fingerprint("l", "r", "n", "s")
-    monkeypatch.setattr(runs, "inputs_fingerprint", lambda name, root=None, units=False, profile=None: fp)
-    monkeypatch.setattr(type(exp), "provenance",
-                        lambda self: {"wall_time_s": self.results.get("wall_time_s")})
-    clock = {"t": runs._IMPORTED}
-    monkeypatch.setattr(runs.time, "monotonic", lambda: clock["t"])
-    monkeypatch.setenv(runs.SITTING_ENV, "70")
-
-    def unit(u):
-        clock["t"] += 30
-        return {"u": u["seed"]}
-
+    exp, unit = toy_sitting(tmp_path, monkeypatch, 70)
     units = [{"seed": s} for s in range(5)]
     store = exp.run_store()
     out = runs.run_units(units, unit, store)
