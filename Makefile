@@ -184,8 +184,10 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/actionlint -shellcheck= -pyflakes= .github/workflows/*.yml
 
+# pytest-xdist: JOBS workers (one thread each), each taking the next test when it is free
+# (worksteal), so the two slow install tests (a fresh venv each) run beside the rest.
 pytest: $(STAMP)
-	$(BIN)/python -m pytest
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n $(JOBS) --dist worksteal
 
 test: lint pytest notebooks smoke-full book-strict browser-test
 
