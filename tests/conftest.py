@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+
 import pytest
 import torch
 
@@ -47,3 +49,11 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+def sigint_as_in_a_terminal() -> None:
+    """``preexec_fn`` for a child that a test interrupts with SIGINT: restore its default
+    disposition. A shell that starts pytest in the background (``make test &``, ``nohup``) hands
+    it SIGINT ignored, every child inherits that, and Python then installs no KeyboardInterrupt
+    handler, so the child would not see the Ctrl-C the test sends."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

@@ -22,6 +22,8 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from booktools import benchmark as bm
 from ssm_lib import ScoreMLP
 
+from .conftest import sigint_as_in_a_terminal
+
 ROOT = Path(__file__).resolve().parents[1]
 aten = torch.ops.aten
 
@@ -250,7 +252,8 @@ def test_an_interrupted_benchmark_says_so_in_one_line_and_keeps_the_last_results
                              "--dims", "2", "--hidden", "8", "--depth", "1", "--batch", "2",
                              "--repeats", "100000", "--budget", "1000", "--no-memory",
                              "--out", str(tmp_path), "--name", "run"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+                            preexec_fn=sigint_as_in_a_terminal)
     assert proc.stdout.readline().startswith("# cpu")  # measuring has started
     time.sleep(1.0)
     proc.send_signal(signal.SIGINT)

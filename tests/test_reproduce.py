@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from .conftest import sigint_as_in_a_terminal
+
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.md"))
 SCRIPT = ROOT / "tools" / "reproduce.py"
@@ -151,7 +153,7 @@ def test_an_interrupted_run_keeps_the_last_good_result(tmp_path, signum):
 
     _toy(tmp_path / "nb", "partial", last="time.sleep(300)", figure="other")
     proc = subprocess.Popen(_command(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+                            text=True, preexec_fn=sigint_as_in_a_terminal)
     running = out / ".running" / "toy" / "results" / "toy.json"
     deadline = time.monotonic() + 300
     while not running.exists() and proc.poll() is None and time.monotonic() < deadline:
