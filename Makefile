@@ -197,7 +197,7 @@ test: lint pytest notebooks smoke-full book-strict browser-test
 .PHONY: browser-test
 browser-test: $(STAMP)
 	@test -f _build/html/index.html || { echo "browser-test: no book in _build/html; run make book first" >&2; exit 2; }
-	$(BIN)/python -m pytest tests/browser -p no:cacheprovider -q
+	$(BIN)/python -m pytest tests/browser -p no:cacheprovider -q -n $(JOBS) --dist worksteal
 
 # Benchmark (benchmarks/run.py, code in tools/booktools/benchmark.py): a few minutes on a 2-core CPU;
 # BENCH_ARGS passes options, e.g. make bench BENCH_ARGS="--quick" or BENCH_ARGS="--dims 2 512".

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import http.server
+import json
 import os
 import shutil
 import threading
@@ -30,6 +31,8 @@ HERE = Path(__file__).resolve().parent
 HTML = Path(os.environ.get("BOOK_HTML", ROOT / "_build" / "html"))
 SCREENSHOTS = Path(os.environ.get("BOOK_SCREENSHOTS", ROOT / "_build" / "screenshots"))
 REPORT_DIR = ROOT / "_build" / "browser"
+REPORT_PARTS = REPORT_DIR / "parts"  # one per pytest-xdist worker, merged at the end
+SKIP_BANNER = "BROWSER TEST SKIPPED: "
 
 # Chromium without network, background services or a GPU; every request that is not for the
 # local server is refused by the resolver and, again, by the page's request router.
@@ -68,10 +71,41 @@ def find_chromium() -> str | None:
 
 
 def _loud_skip(reason: str) -> None:
-    banner = "BROWSER TEST SKIPPED: " + reason
-    _SKIP_REASON.append(banner)
+    banner = SKIP_BANNER + reason
     warnings.warn(banner, stacklevel=2)
     pytest.skip(banner)
+
+
+def _is_xdist_worker(config: pytest.Config) -> bool:
+    return hasattr(config, "workerinput")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if not _is_xdist_worker(config):
+        shutil.rmtree(REPORT_PARTS, ignore_errors=True)  # left by an interrupted run
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Keep the first skip banner; with pytest-xdist the reports of the workers' tests arrive here
+    in the controlling process, which prints the summary."""
+    longrepr = report.longrepr if report.skipped else ""
+    text = str(longrepr[2] if isinstance(longrepr, tuple) else longrepr)  # (path, line, message)
+    if SKIP_BANNER in text and not _SKIP_REASON:
+        _SKIP_REASON.append(text[text.index(SKIP_BANNER):])
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """With pytest-xdist, merge the workers' parts of the report into one (see ``report``)."""
+    if _is_xdist_worker(session.config) or not REPORT_PARTS.is_dir():
+        return
+    from .reporting import write_report
+
+    data: dict = {}
+    for part in sorted(REPORT_PARTS.glob("*.json")):
+        data.update(json.loads(part.read_text()))
+    shutil.rmtree(REPORT_PARTS)
+    if data:
+        write_report(data, REPORT_DIR)
 
 
 def pytest_terminal_summary(terminalreporter) -> None:  # noqa: ANN001 - pytest's own type
@@ -124,10 +158,16 @@ def browser() -> Iterator[object]:
 
 @pytest.fixture(scope="session")
 def report() -> Iterator[dict]:
-    """Per page and width: what the test measured. Written to _build/browser/ at the end."""
+    """Per page and width: what the test measured. Written to _build/browser/ at the end; under
+    pytest-xdist each worker writes its part to ``parts/<worker>.json`` there, and the
+    controlling process merges them (``pytest_sessionfinish``)."""
     from .reporting import write_report
 
     data: dict = {}
     yield data
-    if data:
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if data and worker:
+        REPORT_PARTS.mkdir(parents=True, exist_ok=True)
+        (REPORT_PARTS / f"{worker}.json").write_text(json.dumps(data))
+    elif data:
         write_report(data, REPORT_DIR)
