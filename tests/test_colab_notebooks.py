@@ -13,6 +13,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from tests.install_helpers import locked_torch_requirement
+
 ROOT = Path(__file__).resolve().parents[1]
 _spec = importlib.util.spec_from_file_location("colab_notebooks", ROOT / "tools" / "colab_notebooks.py")
 colab = importlib.util.module_from_spec(_spec)
@@ -123,6 +125,10 @@ def test_setup_cell_makes_every_import_work_in_a_clean_interpreter(tmp_path: Pat
     python = venv / "bin" / "python"
     if not python.exists():
         subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
+    # Colab comes with torch; so does this interpreter, at the lock's pin (the CPU build on disk),
+    # else the cell's open `torch>=2.1` would pull a CUDA build of several GB into the venv.
+    subprocess.run([str(python), "-m", "pip", "install", "--quiet", locked_torch_requirement()],
+                   check=True, capture_output=True)
     subprocess.run([str(python), "-m", "pip", "uninstall", "--quiet", "-y", "ssm_lib", "booktools"],
                    capture_output=True)
     setup = colab.setup_cell(str(origin), "main").source

@@ -13,7 +13,6 @@ machine); deselect with ``-m "not install"``.
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -21,6 +20,8 @@ import textwrap
 from pathlib import Path
 
 import pytest
+
+from tests.install_helpers import locked_torch_requirement
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -49,16 +50,6 @@ SCRIPT = textwrap.dedent("""
 """)
 
 
-def _torch_requirement() -> str:
-    """torch at the pin of ``requirements.lock`` (the one already in pip's cache), else any."""
-    lock = ROOT / "requirements.lock"
-    if lock.is_file():
-        match = re.search(r"^torch==([^\s;#]+)", lock.read_text(), flags=re.MULTILINE)
-        if match:
-            return f"torch=={match.group(1)}"
-    return "torch"
-
-
 def _run(cmd: list[str], cwd: Path, env: dict[str, str], timeout: float) -> str:
     out = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
     assert out.returncode == 0, f"{' '.join(cmd)} failed:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}"
@@ -83,6 +74,11 @@ def test_pip_install_outside_the_repository_imports_and_trains(tmp_path):
     base = getattr(sys, "_base_executable", sys.executable)
     _run([base, "-m", "venv", str(venv)], work, env, 120)
     python = venv / ("Scripts" if os.name == "nt" else "bin") / "python"
-    _run([str(python), "-m", "pip", "install", "--quiet", _torch_requirement(), str(src)], work, env, 600)
-    out = _run([str(python), "-I", "-c", SCRIPT], work, env, 300)
+    try:
+        _run([str(python), "-m", "pip", "install", "--quiet", locked_torch_requirement(), str(src)],
+             work, env, 600)
+        out = _run([str(python), "-I", "-c", SCRIPT], work, env, 300)
+    finally:
+        # about a GB that pytest would otherwise keep in its last three temporary folders
+        shutil.rmtree(venv, ignore_errors=True)
     assert out.startswith("OK"), out
