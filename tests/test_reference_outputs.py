@@ -7,6 +7,8 @@ both executions of every notebook side by side."""
 from __future__ import annotations
 
 import json
+import os
+import re
 import shutil
 import subprocess
 import sys
@@ -107,6 +109,25 @@ def test_an_extra_or_a_missing_marked_cell_is_a_problem(tmp_path):
         assert "make reference" in found[0]
 
 
+def test_carry_keeps_a_sets_checked_outputs_through_an_edit_elsewhere_and_refuses_a_checked_edit(tmp_path):
+    notebooks = _source(tmp_path, marked=2)
+    assert reference.update(["demo"], _executed(tmp_path, fisher="0.905"), notebooks) == 0
+    ref = notebooks / "reference"
+    md = notebooks / "demo.md"
+    # an unchecked cell added: the set is out of step until carried, then in step with its outputs
+    md.write_text(md.read_text() + _cell('print("a new remark")'))
+    assert reference.problems("demo", notebooks)
+    assert reference.carry(["demo"], ref, notebooks) == 0
+    assert reference.problems("demo", notebooks) == []
+    texts = [o["text"] for c in nbformat.read(ref / "demo.ipynb", as_version=4).cells
+             if reference.is_marked(c) for o in c.outputs if o.get("name") == "stdout"]
+    assert texts == ["Fisher divergence 0: 0.905\n", "Fisher divergence 1: 1.905\n"]
+    # a checked cell edited: only a run can give its output
+    md.write_text(md.read_text().replace("{x + 1:.3f}", "{x + 1:.4f}"))
+    assert reference.carry(["demo"], ref, notebooks) == 1
+    assert reference.problems("demo", notebooks)
+
+
 def test_an_edited_cell_or_a_missing_reference_is_a_problem(tmp_path):
     notebooks = _reference_then_edit_source(tmp_path, 2)
     (notebooks / "demo.md").write_text((notebooks / "demo.md").read_text().replace("0.905", "0.95"))
@@ -131,11 +152,41 @@ def test_a_reference_that_compares_nothing_is_a_problem(tmp_path):
     assert "have no reference output" in reference.problems("demo", notebooks)[0]
 
 
-def test_every_committed_reference_is_in_step_with_its_notebook():
+def test_every_committed_reference_set_is_in_step_with_its_notebooks():
     names = sorted(p.stem for p in (ROOT / "notebooks").glob("*.md"))
     assert names, "no notebooks"
-    assert [p for n in names for p in reference.problems(n)] == []
-    assert {p.stem for p in (ROOT / "notebooks" / "reference").glob("*.ipynb")} == set(names)
+    sets = reference.reference_folders()
+    assert ROOT / "notebooks" / "reference" in sets
+    for folder in sets:
+        assert [p for n in names for p in reference.problems(n, reference=folder)] == [], folder.name
+        assert {p.stem for p in folder.glob("*.ipynb")} == set(names), folder.name
+        # nbval runs each set with its own guard
+        guard = ROOT / "notebooks" / "reference" / "conftest.py"
+        assert (folder / "conftest.py").read_text() == guard.read_text()
+        assert folder.name == "reference" or re.fullmatch(r"reference-[0-9a-f]{12}", folder.name), folder.name
+
+
+def test_the_numerics_fingerprint_is_stable_and_picks_this_machines_set(tmp_path, monkeypatch):
+    first = reference.numerics_fingerprint()
+    assert re.fullmatch(r"[0-9a-f]{12}", first) and reference.numerics_fingerprint() == first
+    # the same in a fresh interpreter with other thread settings (it runs on one thread)
+    env = {**os.environ, "OMP_NUM_THREADS": "2"}
+    code = "from booktools.reference import numerics_fingerprint as f; print(f())"
+    fresh = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                           env=env).stdout.strip()
+    assert fresh == first
+    notebooks = tmp_path / "notebooks"
+    (notebooks / "reference").mkdir(parents=True)
+    assert reference.reference_folder(notebooks, "0123456789ab") == notebooks / "reference"
+    (notebooks / "reference-0123456789ab").mkdir()
+    assert reference.reference_folder(notebooks, "0123456789ab") == notebooks / "reference-0123456789ab"
+    assert reference.reference_folder(notebooks, "ba9876543210") == notebooks / "reference"
+    assert reference.reference_folders(notebooks) == [notebooks / "reference",
+                                                      notebooks / "reference-0123456789ab"]
+    # the command line names this machine's set, as make nbval and make reference use it
+    out = subprocess.run([sys.executable, "-m", "booktools.reference", "folder"], cwd=ROOT,
+                         capture_output=True, text=True, check=True).stdout.strip()
+    assert ROOT / out == reference.reference_folder()
 
 
 def _nbval(tmp_path: Path, *files: str) -> subprocess.CompletedProcess:
@@ -186,11 +237,14 @@ def test_make_test_runs_papermill_and_nbval_once_per_notebook_side_by_side():
                          capture_output=True, text=True, check=True).stdout
     side_by_side, alone = [ln for ln in out.splitlines() if ln.startswith("make ")][:2]
     assert "-j2 " in side_by_side and "-j1 " in alone
-    assert "jacobian_cost" in alone and "jacobian_cost" not in side_by_side  # timings run alone
+    # the timings' papermill run alone; its nbval run (settings only) side by side
+    timed = "experiments/jacobian_cost.ipynb"
+    assert timed in alone and timed not in side_by_side
+    assert ".nbval/jacobian_cost.passed" in side_by_side and ".nbval/" not in alone
     assert "experiments/dkef_uci.ipynb" in side_by_side and ".nbval/dkef_uci.passed" in side_by_side
     for name in sorted(p.stem for p in (ROOT / "notebooks").glob("*.md")):
         assert out.count(f"tools/reproduce.py {name} ") == 1, name
-        assert out.count(f"notebooks/reference/{name}.ipynb\n") == 1, name  # one nbval run
+        assert out.count(f"$ref/{name}.ipynb\n") == 1, name  # one nbval run, in this machine's set
     assert "--nbval-lax" in out
     plan = subprocess.run(["make", "-n", "-B", "--no-print-directory", "test"], cwd=ROOT,
                           capture_output=True, text=True, check=True).stdout

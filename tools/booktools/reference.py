@@ -11,9 +11,21 @@ This module writes those reference notebooks and guards them::
 
     python -m booktools.reference update [NAME ...]   # from experiments/<name>.ipynb (make reference)
     python -m booktools.reference verify [NAME ...]   # the static checks below, exit 1 on a problem
+    python -m booktools.reference folder              # this machine's set (see below)
+    python -m booktools.reference carry NAME --reference notebooks/reference   # another kind's set
 
 ``update`` takes the outputs of the marked cells from the notebook as papermill executed it
 (``make reproduce``), only for a run with the reference settings (quick, seed 0, on a CPU).
+
+One set of references per kind of CPU arithmetic. The quick runs train networks for hundreds of
+steps, and float32 training amplifies a last-bit difference: MKL takes other GEMM and LAPACK
+code paths on a CPU with other vector instructions, and the printed numbers move (measured on
+2026-12-07: nice_digits' CP loss 18.9 on the machines the project had run on, 19.0 on an AVX-512
+one; dkef_uci's and dkef_scalability's ESS, one claim's verdict). :func:`numerics_fingerprint`
+digests a few float results that depend on those paths; ``notebooks/reference-<fingerprint>/``
+holds the set of the machines that share it and ``notebooks/reference/`` the set of the
+machines the project ran on first (their fingerprint was not recorded). :func:`reference_folder`
+picks this machine's set, ``python -m booktools.reference folder`` prints it.
 ``verify``, and the ``conftest.py`` next to the reference notebooks whenever nbval runs them,
 refuse a validation that would compare nothing or the wrong thing: a missing reference
 notebook, code that differs from the source (a marked cell added or removed, an edited
@@ -35,7 +47,46 @@ NOTEBOOKS = ROOT / "notebooks"
 REFERENCE_SETTINGS = {"profile": "quick", "seed": 0, "device": "cpu"}
 
 __all__ = ["MARKER", "CHECK_TAG", "REFERENCE_SETTINGS", "is_marked", "source_notebook",
-           "reference_notebook", "problems", "update", "guard_nbval_collection", "main"]
+           "reference_notebook", "problems", "update", "carry", "guard_nbval_collection",
+           "numerics_fingerprint", "reference_folder", "reference_folders", "main"]
+
+
+def numerics_fingerprint() -> str:
+    """12 hex digits of the SHA-256 of float results computed on one CPU thread: float32 GEMMs
+    through softplus, tanh and a reduction, a float64 solve and symmetric eigenvalues. Two
+    machines with the same fingerprint take the same MKL code paths for these and, as far as it
+    was checked (every notebook's nbval run), compute the quick runs' numbers alike."""
+    import hashlib
+
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        g = torch.Generator().manual_seed(0)
+        a, b = torch.randn(97, 131, generator=g), torch.randn(131, 89, generator=g)
+        hidden = torch.nn.functional.softplus(a @ b)
+        out = (torch.tanh(hidden @ torch.randn(89, 7, generator=g)).sum(0), hidden.exp().log1p().mean(1))
+        m = torch.randn(40, 40, generator=g, dtype=torch.float64)
+        spd = m @ m.T + 40 * torch.eye(40, dtype=torch.float64)
+        out += (torch.linalg.solve(spd, torch.ones(40, dtype=torch.float64)), torch.linalg.eigvalsh(spd))
+    finally:
+        torch.set_num_threads(threads)
+    digest = hashlib.sha256()
+    for t in out:
+        digest.update(t.contiguous().numpy().tobytes())
+    return digest.hexdigest()[:12]
+
+
+def reference_folders(notebooks: Path = NOTEBOOKS) -> list[Path]:
+    """Every committed set of references: ``reference/`` and each ``reference-<fingerprint>/``."""
+    return sorted(p for p in notebooks.glob("reference*") if p.is_dir())
+
+
+def reference_folder(notebooks: Path = NOTEBOOKS, fingerprint: str | None = None) -> Path:
+    """This machine's set: ``reference-<fingerprint>/`` where it exists, else ``reference/``."""
+    own = notebooks / f"reference-{fingerprint or numerics_fingerprint()}"
+    return own if own.is_dir() else notebooks / "reference"
 
 
 def _source(cell) -> str:
@@ -92,6 +143,16 @@ def _run_settings(executed: dict, results: Path) -> dict:
             "device": device.split(":")[0] or None}
 
 
+def _number(nb) -> None:
+    """Execution counts 1, 2, ... on the code cells (and their results): nbval treats a cell
+    without an execution count as never run (and its outputs as an error)."""
+    for count, cell in enumerate((c for c in nb.cells if c.cell_type == "code"), 1):
+        cell.execution_count = count
+        for out in cell.outputs:
+            if "execution_count" in out:
+                out["execution_count"] = count
+
+
 def reference_notebook(md: Path, executed: dict):
     """The reference notebook of ``md``: its cells, and on each marked cell the text outputs of
     the same marked cell (counted in order) of the executed notebook."""
@@ -105,12 +166,7 @@ def reference_notebook(md: Path, executed: dict):
                          "it is out of date (make reproduce)")
     for cell, done in zip(mine, theirs, strict=True):
         cell.outputs = [nbformat.from_dict(o) for o in map(_compared, done.get("outputs", [])) if o]
-    # nbval treats a cell without an execution count as never run (and its outputs as an error)
-    for count, cell in enumerate((c for c in nb.cells if c.cell_type == "code"), 1):
-        cell.execution_count = count
-        for out in cell.outputs:
-            if "execution_count" in out:
-                out["execution_count"] = count
+    _number(nb)
     nbformat.validate(nb)
     return nb
 
@@ -156,10 +212,11 @@ def problems(name: str, notebooks: Path = NOTEBOOKS, reference: Path | None = No
 
 def update(names: list[str], experiments: Path, notebooks: Path = NOTEBOOKS,
            reference: Path | None = None) -> int:
-    """Rewrite ``reference/<name>.ipynb`` from ``experiments/<name>.ipynb``; 1 if one could not be."""
+    """Rewrite ``<reference>/<name>.ipynb`` (default: this machine's set, :func:`reference_folder`)
+    from ``experiments/<name>.ipynb``; 1 if one could not be."""
     import nbformat
 
-    reference = reference or notebooks / "reference"
+    reference = reference or reference_folder(notebooks)
     reference.mkdir(parents=True, exist_ok=True)
     for name in names:
         path = experiments / f"{name}.ipynb"
@@ -173,6 +230,31 @@ def update(names: list[str], experiments: Path, notebooks: Path = NOTEBOOKS,
             return 1
         nbformat.write(reference_notebook(notebooks / f"{name}.md", executed), reference / f"{name}.ipynb")
         print(f"{name}: wrote {reference / f'{name}.ipynb'}")
+    return 0
+
+
+def carry(names: list[str], reference: Path, notebooks: Path = NOTEBOOKS) -> int:
+    """Bring ``<reference>/<name>.ipynb`` in step with an edited ``notebooks/<name>.md`` without
+    running it, for a set whose kind of machine is not at hand: the checked outputs stay those
+    already in the set, carried cell by cell by their code. Refused (1) when a checked cell's
+    code changed or a checked cell is new: its output can only come from a run (``update``)."""
+    import nbformat
+
+    for name in names:
+        old = nbformat.read(reference / f"{name}.ipynb", as_version=4)
+        kept = {_source(c): c for c in old.cells if is_marked(c)}
+        nb = source_notebook(notebooks / f"{name}.md")
+        marked = [c for c in nb.cells if is_marked(c)]
+        missing = [k for k, c in enumerate(marked, 1) if _source(c) not in kept]
+        if missing:
+            print(f"{name}: checked cell(s) {missing} are new or edited: run `make reference` on a "
+                  f"machine of {reference.name}'s kind")
+            return 1
+        for cell in marked:
+            cell.outputs = kept[_source(cell)].outputs
+        _number(nb)
+        nbformat.write(nb, reference / f"{name}.ipynb")
+        print(f"{name}: carried {len(kept)} checked output(s) into {reference / f'{name}.ipynb'}")
     return 0
 
 
@@ -207,15 +289,25 @@ def guard_nbval_collection(config, items) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m booktools.reference", description=__doc__.split("\n\n")[0])
-    p.add_argument("action", choices=("update", "verify"))
+    p.add_argument("action", choices=("update", "verify", "folder", "carry"))
     p.add_argument("names", nargs="*", help="notebook names (default: every notebooks/*.md)")
     p.add_argument("--experiments", type=Path, default=ROOT / "experiments")
     p.add_argument("--notebooks", type=Path, default=NOTEBOOKS)
+    p.add_argument("--reference", type=Path, default=None,
+                   help="the set to write or check (default: this machine's, see `folder`)")
     args = p.parse_args(argv)
     names = args.names or sorted(q.stem for q in args.notebooks.glob("*.md"))
+    if args.action == "folder":
+        folder = args.reference or reference_folder(args.notebooks)
+        print(folder.relative_to(ROOT) if folder.is_relative_to(ROOT) else folder)
+        return 0
     if args.action == "update":
-        return update(names, args.experiments, args.notebooks)
-    return verify(names, args.notebooks)
+        return update(names, args.experiments, args.notebooks, args.reference)
+    if args.action == "carry":
+        if args.reference is None:
+            p.error("carry needs --reference (the set of a kind of machine not at hand)")
+        return carry(names, args.reference, args.notebooks)
+    return verify(names, args.notebooks, args.reference or reference_folder(args.notebooks))
 
 
 if __name__ == "__main__":
