@@ -134,16 +134,17 @@ smoke-full: $(STAMP)
 
 # The key numbers, checked by stock nbval: notebooks/reference/<name>.ipynb is the notebook with
 # the expected outputs of its cells marked `# NBVAL_CHECK_OUTPUT` (quick profile, seed 0, CPU);
-# `pytest --nbval-lax` executes it and compares those cells (conftest.py there refuses a
+# `pytest --nbval-lax` executes it and compares those cells (notebooks/conftest.py refuses a
 # reference that would compare nothing or is out of date with notebooks/<name>.md). nbval runs
 # the notebook itself (in notebooks/reference/, writing under notebooks/reference/experiments/),
 # so `make test` runs every notebook twice, papermill's run for the book and nbval's, JOBS at a
 # time side by side (the notebooks are single-threaded). A passing notebook is not rerun until
 # its inputs change. When a number moves on purpose, `make reference` rewrites the references
 # from the executed notebooks, and `git diff notebooks/reference*` shows what moved.
-# One set of references per kind of CPU arithmetic (tools/booktools/reference.py): this
-# machine's is notebooks/reference-<fingerprint>/ where it exists, else notebooks/reference/;
-# `python -m booktools.reference folder` names it, and nbval and `make reference` use it.
+# One set of references per kind of CPU arithmetic (tools/booktools/reference.py): a machine's
+# reference of a notebook is in notebooks/reference-<its fingerprint>/ where that set has one
+# (the references that differ from the first set's), else in notebooks/reference/;
+# `python -m booktools.reference path NAME` names it, and nbval and `make reference` use it.
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 REFERENCE := notebooks/reference
 NBVAL_PASSED := $(patsubst %,$(EXPERIMENTS)/.nbval/%.passed,$(NOTEBOOK_NAMES))
@@ -156,13 +157,12 @@ reference test notebooks: SEED = 0
 nbval: $(NBVAL_PASSED)
 
 # (a missing reference is not a prerequisite but nbval's error, which names it)
-$(EXPERIMENTS)/.nbval/%.passed: $$(wildcard $(REFERENCE)*/$$*.ipynb $(REFERENCE)*/conftest.py) notebooks/%.md \
+$(EXPERIMENTS)/.nbval/%.passed: $$(wildcard $(REFERENCE)*/$$*.ipynb) notebooks/conftest.py notebooks/%.md \
 		$(LIB_SOURCES) $(STAMP)
-	@ref=$$($(BIN)/python -m booktools.reference folder) || exit 2; \
-	test -f $$ref/$*.ipynb || { echo "no $$ref/$*.ipynb: run make reference" >&2; exit 2; }; \
-	echo "nbval: $$ref/$*.ipynb"; \
-	$(NBVAL_ENV) $(BIN)/python -m pytest --nbval-lax --nbval-current-env -p no:cacheprovider -q \
-		$$ref/$*.ipynb
+	@ref=$$($(BIN)/python -m booktools.reference path $*) || exit 2; \
+	test -f $$ref || { echo "no $$ref: run make reference" >&2; exit 2; }; \
+	echo "nbval: $$ref"; \
+	$(NBVAL_ENV) $(BIN)/python -m pytest --nbval-lax --nbval-current-env -p no:cacheprovider -q $$ref
 	@mkdir -p $(@D) && touch $@
 
 outputs: nbval  # the former name

@@ -155,18 +155,20 @@ def test_a_reference_that_compares_nothing_is_a_problem(tmp_path):
 def test_every_committed_reference_set_is_in_step_with_its_notebooks():
     names = sorted(p.stem for p in (ROOT / "notebooks").glob("*.md"))
     assert names, "no notebooks"
+    first = ROOT / "notebooks" / "reference"
     sets = reference.reference_folders()
-    assert ROOT / "notebooks" / "reference" in sets
+    assert sets[0] == first and {p.stem for p in first.glob("*.ipynb")} == set(names)
     for folder in sets:
-        assert [p for n in names for p in reference.problems(n, reference=folder)] == [], folder.name
-        assert {p.stem for p in folder.glob("*.ipynb")} == set(names), folder.name
-        # nbval runs each set with its own guard
-        guard = ROOT / "notebooks" / "reference" / "conftest.py"
-        assert (folder / "conftest.py").read_text() == guard.read_text()
         assert folder.name == "reference" or re.fullmatch(r"reference-[0-9a-f]{12}", folder.name), folder.name
+        held = sorted(p.stem for p in folder.glob("*.ipynb"))
+        assert held and set(held) <= set(names), folder.name
+        assert [p for n in held for p in reference.problems(n, reference=folder)] == [], folder.name
+        for name in held if folder != first else []:  # only what differs from the first set
+            assert (folder / f"{name}.ipynb").read_text() != (first / f"{name}.ipynb").read_text(), name
+        assert not (folder / "conftest.py").exists()  # one guard for every set: notebooks/conftest.py
 
 
-def test_the_numerics_fingerprint_is_stable_and_picks_this_machines_set(tmp_path, monkeypatch):
+def test_the_numerics_fingerprint_is_stable_and_picks_this_machines_references(tmp_path):
     first = reference.numerics_fingerprint()
     assert re.fullmatch(r"[0-9a-f]{12}", first) and reference.numerics_fingerprint() == first
     # the same in a fresh interpreter with other thread settings (it runs on one thread)
@@ -177,20 +179,41 @@ def test_the_numerics_fingerprint_is_stable_and_picks_this_machines_set(tmp_path
     assert fresh == first
     notebooks = tmp_path / "notebooks"
     (notebooks / "reference").mkdir(parents=True)
-    assert reference.reference_folder(notebooks, "0123456789ab") == notebooks / "reference"
-    (notebooks / "reference-0123456789ab").mkdir()
-    assert reference.reference_folder(notebooks, "0123456789ab") == notebooks / "reference-0123456789ab"
-    assert reference.reference_folder(notebooks, "ba9876543210") == notebooks / "reference"
-    assert reference.reference_folders(notebooks) == [notebooks / "reference",
-                                                      notebooks / "reference-0123456789ab"]
-    # the command line names this machine's set, as make nbval and make reference use it
-    out = subprocess.run([sys.executable, "-m", "booktools.reference", "folder"], cwd=ROOT,
+    for name in ("a", "b"):
+        (notebooks / "reference" / f"{name}.ipynb").write_text("{}")
+    assert reference.reference_path("a", notebooks, "0123456789ab") == notebooks / "reference" / "a.ipynb"
+    own = notebooks / "reference-0123456789ab"
+    own.mkdir()
+    (own / "a.ipynb").write_text("{}")
+    assert reference.reference_folder(notebooks, "0123456789ab") == own
+    assert reference.reference_path("a", notebooks, "0123456789ab") == own / "a.ipynb"
+    # a notebook this kind computes like the first machines: the first set's reference
+    assert reference.reference_path("b", notebooks, "0123456789ab") == notebooks / "reference" / "b.ipynb"
+    # another kind of machine: the first set
+    assert reference.reference_path("a", notebooks, "ba9876543210") == notebooks / "reference" / "a.ipynb"
+    assert reference.reference_folders(notebooks) == [notebooks / "reference", own]
+    # the command line names this machine's reference, as make nbval uses it
+    out = subprocess.run([sys.executable, "-m", "booktools.reference", "path", "ssm_variance"], cwd=ROOT,
                          capture_output=True, text=True, check=True).stdout.strip()
-    assert ROOT / out == reference.reference_folder()
+    assert ROOT / out == reference.reference_path("ssm_variance")
+
+
+def test_update_keeps_no_copy_of_the_first_sets_reference_in_another_set(tmp_path):
+    notebooks = _source(tmp_path, marked=2)
+    assert reference.update(["demo"], _executed(tmp_path), notebooks) == 0
+    own = notebooks / "reference-0123456789ab"
+    own.mkdir()
+    assert reference.update(["demo"], _executed(tmp_path), notebooks, own) == 0
+    assert not (own / "demo.ipynb").exists()  # the same numbers: the first set's reference serves
+    assert reference.update(["demo"], _executed(tmp_path, fisher="0.906"), notebooks, own) == 0
+    assert "0.906" in (own / "demo.ipynb").read_text()  # other numbers: this kind's own reference
+    assert "0.905" in (notebooks / "reference" / "demo.ipynb").read_text()
+    assert reference.update(["demo"], _executed(tmp_path), notebooks, own) == 0
+    assert not (own / "demo.ipynb").exists()  # back to the first set's numbers: the copy goes
 
 
 def _nbval(tmp_path: Path, *files: str) -> subprocess.CompletedProcess:
-    shutil.copy(ROOT / "notebooks" / "reference" / "conftest.py", tmp_path / "notebooks" / "reference")
+    shutil.copy(ROOT / "notebooks" / "conftest.py", tmp_path / "notebooks")
     return subprocess.run(
         [sys.executable, "-m", "pytest", "--nbval-lax", "--nbval-current-env", "-p", "no:cacheprovider",
          "-rA", "--rootdir", str(tmp_path), *files],
@@ -244,7 +267,7 @@ def test_make_test_runs_papermill_and_nbval_once_per_notebook_side_by_side():
     assert "experiments/dkef_uci.ipynb" in side_by_side and ".nbval/dkef_uci.passed" in side_by_side
     for name in sorted(p.stem for p in (ROOT / "notebooks").glob("*.md")):
         assert out.count(f"tools/reproduce.py {name} ") == 1, name
-        assert out.count(f"$ref/{name}.ipynb\n") == 1, name  # one nbval run, in this machine's set
+        assert out.count(f"booktools.reference path {name})") == 1, name  # one nbval run, its reference
     assert "--nbval-lax" in out
     plan = subprocess.run(["make", "-n", "-B", "--no-print-directory", "test"], cwd=ROOT,
                           capture_output=True, text=True, check=True).stdout

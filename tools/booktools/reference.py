@@ -11,7 +11,7 @@ This module writes those reference notebooks and guards them::
 
     python -m booktools.reference update [NAME ...]   # from experiments/<name>.ipynb (make reference)
     python -m booktools.reference verify [NAME ...]   # the static checks below, exit 1 on a problem
-    python -m booktools.reference folder              # this machine's set (see below)
+    python -m booktools.reference path NAME           # this machine's reference of NAME (below)
     python -m booktools.reference carry NAME --reference notebooks/reference   # another kind's set
 
 ``update`` takes the outputs of the marked cells from the notebook as papermill executed it
@@ -22,10 +22,11 @@ steps, and float32 training amplifies a last-bit difference: MKL takes other GEM
 code paths on a CPU with other vector instructions, and the printed numbers move (measured on
 2026-12-07: nice_digits' CP loss 18.9 on the machines the project had run on, 19.0 on an AVX-512
 one; dkef_uci's and dkef_scalability's ESS, one claim's verdict). :func:`numerics_fingerprint`
-digests a few float results that depend on those paths; ``notebooks/reference-<fingerprint>/``
-holds the set of the machines that share it and ``notebooks/reference/`` the set of the
-machines the project ran on first (their fingerprint was not recorded). :func:`reference_folder`
-picks this machine's set, ``python -m booktools.reference folder`` prints it.
+digests a few float results that depend on those paths. ``notebooks/reference/`` is the set of
+the machines the project ran on first (their fingerprint was not recorded);
+``notebooks/reference-<fingerprint>/`` holds, for the machines that share that fingerprint, the
+references that differ from it, and only those. :func:`reference_path` picks this machine's
+reference of a notebook, ``python -m booktools.reference path NAME`` prints it.
 ``verify``, and the ``conftest.py`` next to the reference notebooks whenever nbval runs them,
 refuse a validation that would compare nothing or the wrong thing: a missing reference
 notebook, code that differs from the source (a marked cell added or removed, an edited
@@ -48,7 +49,7 @@ REFERENCE_SETTINGS = {"profile": "quick", "seed": 0, "device": "cpu"}
 
 __all__ = ["MARKER", "CHECK_TAG", "REFERENCE_SETTINGS", "is_marked", "source_notebook",
            "reference_notebook", "problems", "update", "carry", "guard_nbval_collection",
-           "numerics_fingerprint", "reference_folder", "reference_folders", "main"]
+           "numerics_fingerprint", "reference_folder", "reference_folders", "reference_path", "main"]
 
 
 def numerics_fingerprint() -> str:
@@ -87,6 +88,13 @@ def reference_folder(notebooks: Path = NOTEBOOKS, fingerprint: str | None = None
     """This machine's set: ``reference-<fingerprint>/`` where it exists, else ``reference/``."""
     own = notebooks / f"reference-{fingerprint or numerics_fingerprint()}"
     return own if own.is_dir() else notebooks / "reference"
+
+
+def reference_path(name: str, notebooks: Path = NOTEBOOKS, fingerprint: str | None = None) -> Path:
+    """This machine's reference of ``name``: in its own set where that set has one, else in
+    ``reference/`` (the machine computes that notebook's checked numbers as the first ones did)."""
+    own = reference_folder(notebooks, fingerprint) / f"{name}.ipynb"
+    return own if own.is_file() else notebooks / "reference" / f"{name}.ipynb"
 
 
 def _source(cell) -> str:
@@ -213,7 +221,8 @@ def problems(name: str, notebooks: Path = NOTEBOOKS, reference: Path | None = No
 def update(names: list[str], experiments: Path, notebooks: Path = NOTEBOOKS,
            reference: Path | None = None) -> int:
     """Rewrite ``<reference>/<name>.ipynb`` (default: this machine's set, :func:`reference_folder`)
-    from ``experiments/<name>.ipynb``; 1 if one could not be."""
+    from ``experiments/<name>.ipynb``; 1 if one could not be. In a set other than ``reference/``
+    a reference that would equal the one there is not kept (:func:`reference_path` falls back)."""
     import nbformat
 
     reference = reference or reference_folder(notebooks)
@@ -228,8 +237,16 @@ def update(names: list[str], experiments: Path, notebooks: Path = NOTEBOOKS,
         if settings != REFERENCE_SETTINGS:
             print(f"{name}: run with {settings}, not {REFERENCE_SETTINGS}: reference not written")
             return 1
-        nbformat.write(reference_notebook(notebooks / f"{name}.md", executed), reference / f"{name}.ipynb")
-        print(f"{name}: wrote {reference / f'{name}.ipynb'}")
+        nb, path = reference_notebook(notebooks / f"{name}.md", executed), reference / f"{name}.ipynb"
+        first = notebooks / "reference" / f"{name}.ipynb"
+        if reference != first.parent and first.is_file() and nbformat.writes(nb) == nbformat.writes(
+                nbformat.read(first, as_version=4)):
+            # this kind of machine prints what the first ones do: no copy in its own set
+            path.unlink(missing_ok=True)
+            print(f"{name}: the same as {first}; nothing written to {reference}")
+            continue
+        nbformat.write(nb, path)
+        print(f"{name}: wrote {path}")
     return 0
 
 
@@ -259,13 +276,15 @@ def carry(names: list[str], reference: Path, notebooks: Path = NOTEBOOKS) -> int
 
 
 def verify(names: list[str], notebooks: Path = NOTEBOOKS, reference: Path | None = None) -> int:
-    found = [p for name in names for p in problems(name, notebooks, reference)]
+    """The static checks of ``reference``'s notebooks (default: this machine's reference of each)."""
+    found = [p for name in names
+             for p in problems(name, notebooks, reference or reference_path(name, notebooks).parent)]
     print("\n".join(found) if found else f"{len(names)} reference notebook(s) in order")
     return 1 if found else 0
 
 
 def guard_nbval_collection(config, items) -> None:
-    """For ``notebooks/reference/conftest.py``: when nbval collected reference notebooks, refuse
+    """For ``notebooks/conftest.py``: when nbval collected reference notebooks, refuse
     to run (``pytest.UsageError``) if one of them has :func:`problems` or nbval found no cell
     in it to compare."""
     import pytest
@@ -289,17 +308,19 @@ def guard_nbval_collection(config, items) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m booktools.reference", description=__doc__.split("\n\n")[0])
-    p.add_argument("action", choices=("update", "verify", "folder", "carry"))
+    p.add_argument("action", choices=("update", "verify", "path", "carry"))
     p.add_argument("names", nargs="*", help="notebook names (default: every notebooks/*.md)")
     p.add_argument("--experiments", type=Path, default=ROOT / "experiments")
     p.add_argument("--notebooks", type=Path, default=NOTEBOOKS)
     p.add_argument("--reference", type=Path, default=None,
-                   help="the set to write or check (default: this machine's, see `folder`)")
+                   help="the set to write or check (default: this machine's, see `path`)")
     args = p.parse_args(argv)
     names = args.names or sorted(q.stem for q in args.notebooks.glob("*.md"))
-    if args.action == "folder":
-        folder = args.reference or reference_folder(args.notebooks)
-        print(folder.relative_to(ROOT) if folder.is_relative_to(ROOT) else folder)
+    if args.action == "path":
+        if len(args.names) != 1:
+            p.error("path takes one notebook name")
+        path = reference_path(args.names[0], args.notebooks)
+        print(path.relative_to(ROOT) if path.is_relative_to(ROOT) else path)
         return 0
     if args.action == "update":
         return update(names, args.experiments, args.notebooks, args.reference)
@@ -307,7 +328,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.reference is None:
             p.error("carry needs --reference (the set of a kind of machine not at hand)")
         return carry(names, args.reference, args.notebooks)
-    return verify(names, args.notebooks, args.reference or reference_folder(args.notebooks))
+    return verify(names, args.notebooks, args.reference)
 
 
 if __name__ == "__main__":
