@@ -176,8 +176,11 @@ def test_bad_proposals_are_named():
         matched_proposal(model, torch.zeros(5, 2, dtype=F64))
     with pytest.raises(ValueError, match="constant column"):
         GaussianProposal.fit(torch.ones(5, 3, dtype=F64))
+    # collinear columns: a covariance of ones, whose Cholesky meets the pivot 1 - 1 * 1 = 0 exactly
+    # on any CPU (random rows of a rank-deficient x can round to a tiny positive pivot and pass)
+    collinear = torch.arange(3, dtype=F64)[:, None].expand(3, 3)
     with pytest.raises(ValueError, match="singular"):
-        GaussianProposal.fit(torch.randn(2, 3, dtype=F64), diagonal=False)
+        GaussianProposal.fit(collinear, diagonal=False)
     with pytest.raises(ValueError, match="scale_tril"):
         GaussianProposal(torch.zeros(2, dtype=F64), -torch.eye(2, dtype=F64))
     with pytest.raises(ValueError, match="weights"):
