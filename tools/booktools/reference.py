@@ -16,21 +16,23 @@ This module writes those reference notebooks and guards them::
 
 ``update`` takes the outputs of the marked cells from the notebook as papermill executed it
 (``make reproduce``), only for a run with the reference settings (quick, seed 0, on a CPU).
+``verify``, and ``notebooks/conftest.py`` whenever nbval runs a reference notebook, refuse a
+validation that would compare nothing or the wrong thing: a missing reference notebook, code
+that differs from the source (a marked cell added or removed, an edited cell: ``make
+reference``), no marked cell, or a marked cell whose reference output is empty.
 
 One set of references per kind of CPU arithmetic. The quick runs train networks for hundreds of
 steps, and float32 training amplifies a last-bit difference: MKL takes other GEMM and LAPACK
 code paths on a CPU with other vector instructions, and the printed numbers move (measured on
 2026-12-07: nice_digits' CP loss 18.9 on the machines the project had run on, 19.0 on an AVX-512
-one; dkef_uci's and dkef_scalability's ESS, one claim's verdict). :func:`numerics_fingerprint`
-digests a few float results that depend on those paths. ``notebooks/reference/`` is the set of
-the machines the project ran on first (their fingerprint was not recorded);
-``notebooks/reference-<fingerprint>/`` holds, for the machines that share that fingerprint, the
-references that differ from it, and only those. :func:`reference_path` picks this machine's
-reference of a notebook, ``python -m booktools.reference path NAME`` prints it.
-``verify``, and the ``conftest.py`` next to the reference notebooks whenever nbval runs them,
-refuse a validation that would compare nothing or the wrong thing: a missing reference
-notebook, code that differs from the source (a marked cell added or removed, an edited
-cell: ``make reference``), no marked cell, or a marked cell whose reference output is empty.
+one; ESS values in dkef_scalability, a seed count in dkef_uci, one claim's verdict).
+:func:`numerics_fingerprint` digests a few float results that depend on those paths.
+``notebooks/reference/`` is the set of the machines the project ran on first (their fingerprint
+was not recorded); ``notebooks/reference-<fingerprint>/`` holds, for the machines that share
+that fingerprint, the references that differ from it, and only those. :func:`reference_path`
+picks this machine's reference of a notebook, ``python -m booktools.reference path NAME``
+prints it. A set can be refreshed (``update``) only on its own kind of machine; ``carry`` brings
+another kind's set in step with an edit that leaves the checked cells as they were.
 """
 
 from __future__ import annotations
