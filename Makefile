@@ -136,7 +136,7 @@ smoke-full: $(STAMP)
 # the expected outputs of its cells marked `# NBVAL_CHECK_OUTPUT` (quick profile, seed 0, CPU);
 # `pytest --nbval-lax` executes it and compares those cells (notebooks/conftest.py refuses a
 # reference that would compare nothing or is out of date with notebooks/<name>.md). nbval runs
-# the notebook itself (in notebooks/reference/, writing under notebooks/reference/experiments/),
+# the notebook itself (in its set's folder, writing under <that folder>/experiments/),
 # so `make test` runs every notebook twice, papermill's run for the book and nbval's, JOBS at a
 # time side by side (the notebooks are single-threaded). A passing notebook is not rerun until
 # its inputs change. When a number moves on purpose, `make reference` rewrites the references
