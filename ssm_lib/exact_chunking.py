@@ -41,6 +41,9 @@ pass is left), where
   (``torch.cuda.mem_get_info``), no row limit: a GPU running a small pass is limited by
   kernel launches, so the largest chunk that fits is the fastest.
 * A ``memory_budget`` given by the caller (bytes) caps the budget on every device.
+* An explicit ``chunk_size`` is used as given, but first checked to fit: ``chunk * R`` must
+  not exceed the available memory (all of it, not a fraction), or a ``ValueError`` names
+  ``chunk_size`` and the sizes.
 
 ``method="auto"`` takes that chunk with ``"vmap"``, except where it is a single row (one pass
 already fills the budget, a batch of at least 512 on a CPU) or :math:`d \le 2`: there it runs
@@ -84,8 +87,9 @@ class ExactPlan:
     r"""What :func:`ssm_lib.losses.jacobian_trace` runs: ``method`` (``"loop"`` or ``"vmap"``),
     ``chunk`` (rows per batched pass; 1 for the loop), ``row_bytes`` (:math:`R`, the estimated
     bytes of one backward pass on the batch) and ``budget_bytes`` (what ``chunk * row_bytes``
-    was held under; both 0 where the choice needed no sizes: the loop, an explicit chunk, or
-    ``"auto"`` at :math:`d \le 2`)."""
+    was held under, or for an explicit chunk the available memory it was checked against; both
+    0 where the choice needed no sizes: the loop, an explicit chunk of one row, or ``"auto"`` at
+    :math:`d \le 2`)."""
 
     method: str
     chunk: int
@@ -192,6 +196,27 @@ def budget_bytes(device: torch.device, memory_budget: float | None = None, *,
     return max(budget, 0)
 
 
+def _explicit_plan(chunk_size: int, dim: int, row_bytes: int | Callable[[], int],
+                   device: torch.device) -> ExactPlan:
+    r"""The plan of an explicit ``chunk_size``: that chunk (at most :math:`d`), used as given,
+    once it is checked to fit: ``chunk * row_bytes`` must not exceed :func:`available_memory`,
+    else a ``ValueError`` names ``chunk_size`` and the sizes (never an allocation failure deep
+    in autograd, or a machine driven into swap). A chunk of one row is one ordinary backward
+    pass and is not measured."""
+    chunk = min(int(chunk_size), dim)
+    if chunk <= 1:
+        return ExactPlan("vmap", chunk, 0, 0)
+    row = max(int(row_bytes() if callable(row_bytes) else row_bytes), 1)
+    available = available_memory(device)
+    if chunk * row > available:
+        raise ValueError(
+            f"chunk_size={chunk_size} does not fit in memory: one batched pass of {chunk} Jacobian "
+            f"rows needs about {chunk * row / 2**30:.2f} GiB ({row / 2**20:.1f} MiB per row), more "
+            f"than the {available / 2**30:.2f} GiB available on {device}; pass a smaller chunk_size, "
+            f"or chunk_size=None to let the library choose")
+    return ExactPlan("vmap", chunk, row, available)
+
+
 def plan(method: str, dim: int, row_bytes: int | Callable[[], int], device: torch.device, *,
          batch: int = 1, chunk_size: int | None = None, memory_budget: float | None = None,
          cpu_chunk_bytes: int = DEFAULT_CPU_CHUNK_BYTES, cpu_target_rows: int = DEFAULT_CPU_TARGET_ROWS,
@@ -204,20 +229,24 @@ def plan(method: str, dim: int, row_bytes: int | Callable[[], int], device: torc
         dim: :math:`d`, the number of Jacobian rows.
         row_bytes: :math:`R`, the estimated bytes of one backward pass on the batch, or a
             function returning it, called only when the choice needs it (not for the loop, an
-            explicit ``chunk_size`` or ``"auto"`` at :math:`d \le` ``auto_loop_max_dim``: the
-            walk over the graph and the memory query cost about 0.1 ms, a few percent of a
-            small step).
+            explicit ``chunk_size`` of one row or ``"auto"`` at :math:`d \le`
+            ``auto_loop_max_dim``: the walk over the graph and the memory query cost about
+            0.1 ms, a few percent of a small step).
         device: where the passes run.
         batch: the batch size :math:`B` (on a CPU the chunk is at most
             ``ceil(cpu_target_rows / batch)``).
-        chunk_size: an explicit chunk, used as given by ``"vmap"`` and ``"auto"``.
+        chunk_size: an explicit chunk, used as given by ``"vmap"`` and ``"auto"`` (neither
+            ``memory_budget`` nor the CPU row cap applies) once it is checked to fit in memory:
+            ``chunk * row_bytes`` must not exceed :func:`available_memory`, else a
+            ``ValueError`` names ``chunk_size``.
         memory_budget: optional cap in bytes on ``chunk * row_bytes``.
         cpu_chunk_bytes, cpu_target_rows, memory_fraction, auto_loop_max_dim: the rule's
             constants; the defaults (``DEFAULT_*``) were measured on the project's CPU.
 
     Returns:
         The :class:`ExactPlan`; its ``row_bytes`` and ``budget_bytes`` are 0 where the choice
-        did not need them.
+        did not need them (for an explicit chunk, ``budget_bytes`` is the available memory it
+        was checked against).
 
     Example: ``plan("auto", 256, 4 * 2**20, torch.device("cpu"), batch=64)`` gives, with at least
     128 MiB of memory available,
@@ -226,7 +255,7 @@ def plan(method: str, dim: int, row_bytes: int | Callable[[], int], device: torc
     if method == "loop" or (method == "auto" and chunk_size is None and dim <= auto_loop_max_dim):
         return ExactPlan("loop", 1, 0, 0)
     if chunk_size is not None:
-        return ExactPlan("vmap", min(chunk_size, dim), 0, 0)
+        return _explicit_plan(chunk_size, dim, row_bytes, device)
     row_bytes = max(int(row_bytes() if callable(row_bytes) else row_bytes), 1)
     budget = budget_bytes(device, memory_budget, cpu_chunk_bytes=cpu_chunk_bytes,
                           memory_fraction=memory_fraction)

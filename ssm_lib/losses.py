@@ -107,7 +107,9 @@ def jacobian_trace(score_fn: ScoreFn, x: torch.Tensor, *, method: str = "auto",
     of about 512 rows already run efficiently; larger ones only add memory traffic); the
     budget is 32 MiB on a CPU, a quarter of the free device memory on CUDA, and at most
     ``memory_budget`` bytes when given. ``method="auto"`` (default) runs ``"vmap"`` with that
-    chunk, and the loop where the chunk would be a single row or :math:`d \le 2`.
+    chunk, and the loop where the chunk would be a single row or :math:`d \le 2`. An explicit
+    ``chunk_size`` is used as given once ``chunk_size * R`` is checked against the available
+    memory (a ``ValueError`` naming ``chunk_size`` where it does not fit).
 
     Returns:
         ``(s, trace)`` with ``s`` of the shape of ``x`` and ``trace`` of shape ``(batch,)``.
@@ -180,7 +182,9 @@ def exact_score_matching(
             the loop only with a chunk that suits the machine, see :func:`jacobian_trace`).
         reduction: ``"mean"``, ``"sum"`` or ``"none"``.
         chunk_size: for ``"vmap"`` (and ``"auto"``), how many Jacobian rows to vectorise at
-            once (``None``: chosen from the byte budget, see :func:`jacobian_trace`).
+            once (``None``: chosen from the byte budget, see :func:`jacobian_trace`). An
+            explicit chunk that would need more than the available memory raises a
+            ``ValueError`` naming ``chunk_size``.
         memory_budget: optional cap in bytes on the estimated size of one batched pass.
         generator: not used (the objective is deterministic); accepted so that every loss
             can be called as ``f(score_fn, x, generator=...)``.

@@ -176,10 +176,19 @@ def test_bad_proposals_are_named():
         matched_proposal(model, torch.zeros(5, 2, dtype=F64))
     with pytest.raises(ValueError, match="constant column"):
         GaussianProposal.fit(torch.ones(5, 3, dtype=F64))
-    # collinear columns: a covariance of ones, whose Cholesky meets the pivot 1 - 1 * 1 = 0 exactly
-    # on any CPU (random rows of a rank-deficient x can round to a tiny positive pivot and pass)
-    collinear = torch.arange(3, dtype=F64)[:, None].expand(3, 3)
-    with pytest.raises(ValueError, match="singular"):
+    # n <= d rows: a rank-deficient covariance, refused by its shape. Random rows, whose Cholesky
+    # can round to a tiny positive pivot and pass (2 x 3 rows on an AVX-512 CPU: 9.4e-9), are
+    # refused on every CPU; so is n = d, one row short; n = d + 1 random rows fit.
+    gen = torch.Generator().manual_seed(0)
+    for n in (2, 3):
+        rows = torch.randn(n, 3, generator=gen, dtype=F64)
+        with pytest.raises(ValueError, match=f"x has {n} rows for 3 columns.*diagonal=True"):
+            GaussianProposal.fit(rows, diagonal=False)
+    assert GaussianProposal.fit(torch.randn(4, 3, generator=gen, dtype=F64), diagonal=False).diag is None
+    # collinear columns with n > d: a covariance of ones, whose Cholesky meets the pivot
+    # 1 - 1 * 1 = 0 exactly on any CPU
+    collinear = torch.arange(5, dtype=F64)[:, None].expand(5, 3)
+    with pytest.raises(ValueError, match="collinear"):
         GaussianProposal.fit(collinear, diagonal=False)
     with pytest.raises(ValueError, match="scale_tril"):
         GaussianProposal(torch.zeros(2, dtype=F64), -torch.eye(2, dtype=F64))

@@ -307,16 +307,42 @@ def test_defaults_summary_and_frame_read_the_rows(tmp_path):
 
 
 def test_choices_that_need_no_sizes_do_not_measure_the_graph():
-    """The loop, an explicit chunk and ``"auto"`` at d <= 2 never call ``row_bytes`` (the graph
-    walk and the memory query cost about 0.1 ms: several percent of a small step)."""
+    """The loop, an explicit chunk of one row and ``"auto"`` at d <= 2 never call ``row_bytes``
+    (the graph walk and the memory query cost about 0.1 ms: several percent of a small step)."""
     def never() -> int:
         raise AssertionError("row_bytes was measured")
 
     for dev in (CPU, CUDA):
         assert ec.plan("loop", 500, never, dev) == ec.ExactPlan("loop", 1, 0, 0)
         assert ec.plan("auto", ec.DEFAULT_AUTO_LOOP_MAX_DIM, never, dev) == ec.ExactPlan("loop", 1, 0, 0)
-        assert ec.plan("auto", 500, never, dev, chunk_size=7) == ec.ExactPlan("vmap", 7, 0, 0)
-        assert ec.plan("vmap", 5, never, dev, chunk_size=7) == ec.ExactPlan("vmap", 5, 0, 0)
+        assert ec.plan("auto", 500, never, dev, chunk_size=1) == ec.ExactPlan("vmap", 1, 0, 0)
+        assert ec.plan("vmap", 1, never, dev, chunk_size=7) == ec.ExactPlan("vmap", 1, 0, 0)
     calls = []
     p = ec.plan("auto", 64, lambda: calls.append(1) or 1000, CPU, memory_budget=8000)
     assert calls == [1] and (p.method, p.chunk, p.row_bytes, p.budget_bytes) == ("vmap", 8, 1000, 8000)
+
+
+def test_an_explicit_chunk_is_checked_against_the_available_memory(monkeypatch):
+    """An explicit ``chunk_size`` is used as given (no budget, no row cap) where ``chunk * R``
+    fits in the available memory, and refused with a ``ValueError`` naming ``chunk_size``
+    where it does not, before any batched pass is built."""
+    monkeypatch.setattr(ec, "available_memory", lambda device: 10_000)
+    for dev in (CPU, CUDA):
+        # 7 rows of 1,000 bytes fit in 10,000; the budget and the CPU row cap do not apply
+        assert ec.plan("vmap", 500, 1000, dev, chunk_size=7, memory_budget=1, batch=4096) == \
+            ec.ExactPlan("vmap", 7, 1000, 10_000)
+        assert ec.plan("auto", 5, lambda: 2000, dev, chunk_size=7) == ec.ExactPlan("vmap", 5, 2000, 10_000)
+        assert ec.plan("vmap", 500, 1000, dev, chunk_size=10).chunk == 10  # exactly the memory
+        with pytest.raises(ValueError, match=r"chunk_size=11 does not fit in memory.*11 Jacobian rows"):
+            ec.plan("vmap", 500, 1000, dev, chunk_size=11)
+        # the chunk that runs (at most d) is what is checked: 20 asked, 5 rows run
+        assert ec.plan("vmap", 5, 2000, dev, chunk_size=20).chunk == 5
+
+    # end to end: a chunk that cannot fit is refused by the objective before a batched pass
+    f = _sequential(6, 8)
+    x = torch.randn(16, 6, dtype=torch.float64)
+    with pytest.raises(ValueError, match="chunk_size=6 does not fit in memory"):
+        exact_score_matching(f, x, method="vmap", chunk_size=6)
+    monkeypatch.setattr(ec, "available_memory", lambda device: 2**40)
+    torch.testing.assert_close(exact_score_matching(f, x, method="vmap", chunk_size=6),
+                               exact_score_matching(f, x, method="loop"), rtol=1e-12, atol=1e-12)

@@ -109,9 +109,10 @@ class GaussianProposal:
 
     @classmethod
     def fit(cls, x: torch.Tensor, *, diagonal: bool = True, scale: float = 1.0) -> GaussianProposal:
-        r"""The Gaussian moment-matched to the rows of ``x`` (``(n, d)``, ``n >= 2``): their mean
-        and covariance (``diagonal``: the per-coordinate variances only), the covariance multiplied
-        by ``scale**2``. The diagonal fit is the default because a full covariance estimated from
+        r"""The Gaussian moment-matched to the rows of ``x`` (``(n, d)``, ``n >= 2``; ``n > d``
+        for the full covariance): their mean and covariance (``diagonal``: the per-coordinate
+        variances only), the covariance multiplied by ``scale**2``. The diagonal fit is the
+        default because a full covariance estimated from
         :math:`n` rows has eigenvalues spread by about :math:`\pm\sqrt{d/n}` (±23 % for
         :math:`d = 256`, :math:`n = 4860`), and over :math:`d` directions those errors multiply
         :math:`\mathbb E_q[w^2]` by a factor exponential in :math:`d`; use ``diagonal=False`` when
@@ -130,11 +131,16 @@ class GaussianProposal:
                 raise ValueError("x has a constant column: its fitted variance is 0")
             tril = torch.diag(scale * var.sqrt())
         else:
-            cov = torch.cov(x.T).reshape(x.shape[1], x.shape[1])
+            n, d = x.shape
+            if n <= d:
+                raise ValueError(f"x has {n} rows for {d} columns: a full covariance fitted to "
+                                 f"n <= d rows is singular (rank at most n - 1); pass more rows "
+                                 f"than columns, or use diagonal=True")
+            cov = torch.cov(x.T).reshape(d, d)
             tril, info = torch.linalg.cholesky_ex(cov)
             if int(info) != 0:
-                raise ValueError("the covariance of x is singular (fewer rows than columns, or collinear "
-                                 "columns); use diagonal=True")
+                raise ValueError("the covariance of x is singular (collinear columns); use "
+                                 "diagonal=True")
             tril = scale * tril
         kind = "diagonal" if diagonal else "full"
         return cls(mean, tril, label=f"Gaussian fit ({kind})")
