@@ -40,6 +40,8 @@ class CommittedRun:
     data: dict[str, Any] | None
     changed: tuple[str, ...] = ()
     unreadable: str = field(default="")
+    #: the library changed since the run by verified changes only (``results/library_changes.json``)
+    library_verified: bool = False
 
     @property
     def available(self) -> bool:
@@ -84,6 +86,10 @@ class CommittedRun:
         if self.stale:
             text += (f" STALE: the {', '.join(self.changed)} changed since this run; its numbers are "
                      "shown for reference and must be rerun before they are quoted.")
+        elif self.library_verified:
+            text += (" Current: the code and settings that produced it are unchanged, but for library "
+                     "changes verified to leave its results as they were (units rerun with them came "
+                     "out identical; results/library_changes.json).")
         else:
             text += " Current: the code and settings that produced it are unchanged."
         return text
@@ -123,4 +129,5 @@ def committed_run(name: str, profile: str = "cpu", root: Path | None = None,
         return CommittedRun(name, profile, path, None, unreadable=f"{path}: {err!r}")
     current = inputs_fingerprint(name, profile=profile) if repo is None else \
         inputs_fingerprint(name, repo, profile=profile)
-    return CommittedRun(name, profile, path, data, tuple(current.changed(stored)))
+    return CommittedRun(name, profile, path, data, tuple(current.changed(stored)),
+                        library_verified=isinstance(stored, dict) and current.library_verified_since(stored))

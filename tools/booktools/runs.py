@@ -23,6 +23,12 @@ does not make finished units stale) and the settings table of its record. When t
 fingerprint differs from the one a result was made with, the result is *stale* (:meth:`RunStore.stale_units`,
 :meth:`RunStore.summary`), and the page says so instead of showing old numbers as current.
 
+One exception, recorded with its evidence: a library change that was *verified* to leave the
+results as they were (:data:`LIBRARY_CHANGES`, written by ``tools/verify_library_change.py`` only
+when committed units rerun with the changed library came out identical, value for value). A
+result made with the library before such a change counts as made with the library after it
+(:func:`library_equivalents`); any other change makes it stale as before.
+
 Progress: a tqdm bar on a terminal only (never in a rendered notebook; ``TQDM_DISABLE`` is
 respected), and one line per finished unit appended to the file named by the environment
 variable ``BOOKTOOLS_PROGRESS_FILE`` when it is set (``tools/reproduce.py --progress-file``
@@ -62,7 +68,11 @@ __all__ = [
     "UnitFailed",
     "UnitResults",
     "git_state",
+    "LIBRARY_CHANGES",
     "inputs_fingerprint",
+    "library_changes",
+    "library_digest",
+    "library_equivalents",
     "narrow_stored_units",
     "machine",
     "results_root",
@@ -224,14 +234,72 @@ def _record_digest(path: Path, profile: str | None = None) -> str:
     return _digest([("settings", json.dumps(settings, sort_keys=True, default=str).encode())])
 
 
+#: Where the verified library changes are recorded, relative to the repository.
+LIBRARY_CHANGES = Path("results") / "library_changes.json"
+
+
+def library_digest(root: Path = ROOT) -> str:
+    """The digest of the library sources ``ssm_lib/**/*.py`` in the tree at ``root`` (the
+    ``library`` part of :class:`Fingerprint`)."""
+    return _tree_digest(Path(root), "ssm_lib")
+
+
+def library_changes(root: Path = ROOT) -> list[dict[str, Any]]:
+    """The verified library changes recorded in ``<root>/results/library_changes.json``
+    (``[]`` when there is none): each ``{"from": digest, "to": digest, "summary": ...,
+    "verified": {..., "units": [{"experiment", "key", "identical", ...}, ...]}}``. A file that
+    is not such a list raises ``ValueError`` naming it."""
+    path = Path(root) / LIBRARY_CHANGES
+    if not path.is_file():
+        return []
+    try:
+        data = json.loads(path.read_text())
+        changes = data["changes"]
+        if not isinstance(changes, list) or not all(
+                isinstance(c, dict) and isinstance(c.get("from"), str) and isinstance(c.get("to"), str)
+                for c in changes):
+            raise TypeError("every change needs string 'from' and 'to' digests")
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise ValueError(f"{path}: not a record of library changes ({err})") from None
+    return changes
+
+
+def _verified(change: Mapping[str, Any]) -> bool:
+    """A change counts only with evidence: at least one unit rerun, every one identical."""
+    units = (change.get("verified") or {}).get("units") or []
+    return bool(units) and all(isinstance(u, dict) and u.get("identical") is True for u in units)
+
+
+def library_equivalents(root: Path = ROOT, current: str | None = None) -> frozenset[str]:
+    """The digests of earlier libraries that a verified change (or a chain of them) leads from
+    to the library at ``root`` (``current``: its digest, when already computed): results made
+    with one of them count as made with this library. Changes without complete evidence
+    (:func:`library_changes`) do not count."""
+    current = library_digest(root) if current is None else current
+    changes = [c for c in library_changes(root) if _verified(c)]
+    same, grew = {current}, True
+    while grew:
+        grew = False
+        for c in changes:
+            if c["to"] in same and c["from"] not in same:
+                same.add(c["from"])
+                grew = True
+    return frozenset(same - {current})
+
+
 @dataclass(frozen=True)
 class Fingerprint:
-    """Digests of what a result depends on, part by part (so a page can say what changed)."""
+    """Digests of what a result depends on, part by part (so a page can say what changed).
+
+    ``library_same_as``: digests of earlier libraries verified to compute what this one does
+    (:func:`library_equivalents`); a stored fingerprint with one of them has an unchanged
+    library part."""
 
     library: str
     recipes: str
     notebook: str
     record: str
+    library_same_as: frozenset[str] = field(default=frozenset(), compare=False, repr=False)
 
     @property
     def parts(self) -> dict[str, str]:
@@ -239,8 +307,14 @@ class Fingerprint:
                 "record": self.record}
 
     def changed(self, other: Mapping[str, str]) -> list[str]:
-        """The parts whose digest differs from ``other`` (a stored fingerprint)."""
-        return [k for k, v in self.parts.items() if other.get(k) != v]
+        """The parts whose digest differs from ``other`` (a stored fingerprint); the library
+        part does not count as changed where ``other``'s is in ``library_same_as``."""
+        return [k for k, v in self.parts.items()
+                if other.get(k) != v and not (k == "library" and other.get(k) in self.library_same_as)]
+
+    def library_verified_since(self, other: Mapping[str, str]) -> bool:
+        """Whether ``other``'s library differs from this one by verified changes only."""
+        return other.get("library") != self.library and other.get("library") in self.library_same_as
 
 
 def inputs_fingerprint(experiment: str, root: Path = ROOT, *, units: bool = False,
@@ -248,7 +322,8 @@ def inputs_fingerprint(experiment: str, root: Path = ROOT, *, units: bool = Fals
     """The fingerprint of ``experiment``'s inputs in the tree at ``root``: ``ssm_lib/**/*.py``,
     the recipe modules the notebook uses (``tools/paper_recipes``, see :func:`_recipes_digest`),
     the code cells of ``notebooks/<experiment>.md`` and the ``settings`` table of
-    ``tools/paper_recipes/records/<experiment>.toml``.
+    ``tools/paper_recipes/records/<experiment>.toml``; with the earlier libraries verified to
+    compute what this one does (:func:`library_equivalents`).
 
     ``units=True``: the fingerprint of the stored units (:class:`RunStore`), whose notebook part
     covers the code cells only up to the cell that runs the units (see :func:`_notebook_digest`):
@@ -259,12 +334,14 @@ def inputs_fingerprint(experiment: str, root: Path = ROOT, *, units: bool = Fals
     :func:`_record_digest`); without it, the whole settings table."""
     root = Path(root)
     notebook = root / "notebooks" / f"{experiment}.md"
+    library = library_digest(root)
     return Fingerprint(
-        library=_tree_digest(root, "ssm_lib"),
+        library=library,
         recipes=_recipes_digest(root, notebook),
         notebook=_notebook_digest(notebook, through_units=units),
         record=_record_digest(root / "tools" / "paper_recipes" / "records" / f"{experiment}.toml",
-                              profile))
+                              profile),
+        library_same_as=library_equivalents(root, library))
 
 
 def git_state(root: Path = ROOT) -> dict[str, Any]:
