@@ -42,6 +42,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -133,6 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--summary", required=True, help="what the change is, in a sentence")
     p.add_argument("--seed", type=int, default=0, help="the seed the cpu runs were made with (0)")
     p.add_argument("--timeout", type=int, default=86400, help="per-cell timeout in seconds")
+    p.add_argument("--jobs", type=int, default=2, help="experiments rerun side by side (one thread each)")
     args = p.parse_args(argv)
 
     base, current = base_library_digest(args.base), library_digest(ROOT)
@@ -158,9 +160,8 @@ def main(argv: list[str] | None = None) -> int:
     here = machine("cpu")
     from booktools.reference import numerics_fingerprint
 
-    rows: list[dict[str, Any]] = []
-    ok = True
-    for experiment, keys in wanted.items():
+    def verify(experiment: str, keys: list[str]) -> tuple[list[dict[str, Any]], str | None]:
+        """Rerun ``keys`` of ``experiment``; its rows, and why it failed (``None``: it ran)."""
         with tempfile.TemporaryDirectory(prefix=f"verify-{experiment}-") as tmp_name:
             tmp = Path(tmp_name)
             marked = scratch_results(experiment, keys, base, current, tmp)
@@ -176,26 +177,36 @@ def main(argv: list[str] | None = None) -> int:
                 env=env, cwd=ROOT, capture_output=True, text=True, check=False)
             wall = time.monotonic() - start
             if run.returncode != 0:
-                print(run.stdout[-3000:], run.stderr[-3000:], sep="\n")
-                print(f"{experiment}: the rerun failed (exit {run.returncode}); nothing recorded")
-                return 1
+                return [], (f"{run.stdout[-3000:]}\n{run.stderr[-3000:]}\n{experiment}: the rerun "
+                            f"failed (exit {run.returncode})")
+            rows = []
             for key in keys:
                 old = json.loads((ROOT / "results" / PROFILE / experiment / f"{key}.json").read_text())
                 new_path = tmp / PROFILE / experiment / f"{key}.json"
                 if not new_path.is_file():
-                    print(f"{experiment}:{key}: the rerun did not write this unit; nothing recorded")
-                    return 1
+                    return rows, f"{experiment}:{key}: the rerun did not write this unit"
                 new = json.loads(new_path.read_text())
                 diff = first_difference(strip_measured(old["payload"]), strip_measured(new["payload"]))
                 committed_on = old["provenance"].get("machine", {}).get("cpu")
-                same_cpu = committed_on == here["cpu"]
                 rows.append({"experiment": experiment, "key": key, "identical": diff is None,
                              "difference": diff, "committed_on": committed_on,
                              "rerun_wall_time_s": round(float(new["provenance"].get("wall_time_s") or 0), 1)})
-                ok &= diff is None
                 print(f"{experiment}:{key}: " + ("identical" if diff is None else f"DIFFERS at {diff}")
-                      + ("" if same_cpu else " (committed on another CPU)"), flush=True)
+                      + ("" if committed_on == here["cpu"] else " (committed on another CPU)"), flush=True)
             print(f"{experiment}: notebook rerun in {wall / 60:.1f} min", flush=True)
+            return rows, None
+
+    rows: list[dict[str, Any]] = []
+    with ThreadPoolExecutor(max_workers=args.jobs) as pool:  # each rerun is its own process
+        done = list(pool.map(lambda item: verify(*item), wanted.items()))
+    for got, failure in done:
+        rows += got
+        if failure:
+            print(failure)
+    if any(failure for _, failure in done):
+        print("not recorded: a rerun failed")
+        return 1
+    ok = all(row["identical"] for row in rows)
     if not ok:
         print("not recorded: a rerun unit differs from the committed one")
         return 1
