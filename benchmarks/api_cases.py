@@ -90,7 +90,7 @@ from ssm_lib import (  # noqa: E402
     langevin_dynamics,
     make_objective,
 )
-from ssm_lib.dkef import DKEF, dkef_loss, log_normalizer, train_dkef  # noqa: E402
+from ssm_lib.dkef import DKEF, GaussianProposal, dkef_loss, log_normalizer, train_dkef  # noqa: E402
 
 
 class MissingFeature(Exception):
@@ -291,6 +291,12 @@ works("objective: dsm sigma=np.float32(0.5) [item 10]", finite_scalar)(
 error("objective: exact chunk_size=0", "chunk_size")(
     lambda: make_objective("exact", chunk_size=0)(score_mlp(), data())
 )
+error("objective: exact chunk_size beyond the available memory", "chunk_size", limit=60)(
+    # 8192 rows of about 140 MiB each: over a TiB, refused before the batched pass is built
+    lambda: make_objective("exact", method="vmap", chunk_size=8192)(
+        ScoreMLP(8192, hidden=256, depth=2), torch.randn(2048, 8192, generator=g())
+    )
+)
 error("objective: exact memory_budget=-1", "memory_budget")(
     lambda: make_objective("exact", memory_budget=-1)(score_mlp(), data())
 )
@@ -467,6 +473,9 @@ error("dkef: log_normalizer n_samples=0", "n_samples")(lambda: log_normalizer(sm
 error("dkef: log_normalizer chunk=0 [item 6]", "chunk")(lambda: log_normalizer(small_dkef(), 100, chunk=0))
 error("dkef: log_normalizer proposal_std=0", "proposal_std")(
     lambda: log_normalizer(small_dkef(), 100, proposal_std=0.0)
+)
+error("dkef: GaussianProposal.fit(diagonal=False) with n <= d rows", "x")(
+    lambda: GaussianProposal.fit(torch.randn(2, 3, generator=g(), dtype=torch.float64), diagonal=False)
 )
 error("dkef: log_normalizer memory_budget=0", "memory_budget")(
     lambda: log_normalizer(small_dkef(), 100, memory_budget=0)
