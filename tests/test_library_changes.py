@@ -142,3 +142,75 @@ def test_the_committed_record_holds_complete_evidence():
                      if json.loads(p.read_text()).get("provenance", {}).get("fingerprint", {})
                      .get("library") == change["from"]}
         assert made_with <= {u["experiment"] for u in verified["units"]}, change["from"]
+
+
+def _fake_repo_with_units(tmp_path: Path) -> tuple[Path, str]:
+    """A tree with two committed units of NAME made with its library; returns it and that
+    library's digest."""
+    repo = copy_inputs(tmp_path, NAME, "repo")
+    store = runs.RunStore(NAME, "cpu", root=repo / "results", fingerprint=_fingerprint(repo))
+    for seed in (0, 1):
+        store.save({"seed": seed}, {"test_ll": -13.5 - seed, "wall_s": 70.0})
+    return repo, runs.library_digest(repo)
+
+
+def _run_tool(monkeypatch, repo: Path, base: str, payload_change: dict, *units: str) -> int:
+    """verify_library_change.main on ``repo``, with the notebook's rerun faked: it writes each
+    deleted unit again with the committed payload updated by ``payload_change`` (timings always
+    differ), after checking that the other units were marked as made with the changed library."""
+    import subprocess
+
+    real_run = subprocess.run
+    current = runs.library_digest(repo)
+
+    def fake_run(cmd, *args, **kwargs):
+        if not (isinstance(cmd, list) and len(cmd) > 1 and str(cmd[1]).endswith("reproduce.py")):
+            return real_run(cmd, *args, **kwargs)
+        scratch = Path(cmd[cmd.index("--results-dir") + 1]) / "cpu" / cmd[2]
+        for path in (repo / "results" / "cpu" / cmd[2]).glob("*.json"):
+            copy = scratch / path.name
+            if copy.is_file():  # kept: marked as made with the changed library
+                assert json.loads(copy.read_text())["provenance"]["fingerprint"]["library"] == current
+            else:  # deleted: "run again"
+                data = json.loads(path.read_text())
+                data["payload"] = {**data["payload"], "wall_s": 99.0, **payload_change}
+                copy.write_text(json.dumps(data))
+        return subprocess.CompletedProcess(cmd, 0, "", "")
+
+    monkeypatch.setattr(vlc, "ROOT", repo)
+    monkeypatch.setattr(vlc, "base_library_digest", lambda rev: base)
+    monkeypatch.setattr(subprocess, "run", fake_run)
+    return vlc.main(["--base", "abc", "--summary", "checks only", *units])
+
+
+def test_the_tool_records_a_change_only_when_every_rerun_unit_is_identical(tmp_path, monkeypatch):
+    repo, base = _fake_repo_with_units(tmp_path)
+    _edit_library(repo)
+    unit = f"{NAME}:seed=0"
+    # a unit that differs in its last bit: nothing recorded, the results stay stale
+    assert _run_tool(monkeypatch, repo, base, {"test_ll": -13.500000000000002}, unit) == 1
+    assert runs.library_changes(repo) == []
+    assert runs.RunStore(NAME, "cpu", root=repo / "results", fingerprint=_fingerprint(repo)) \
+        .read({"seed": 0}).changed == ("library",)
+    # identical but for the timing: recorded with its evidence, and the units are current
+    assert _run_tool(monkeypatch, repo, base, {}, unit) == 0
+    (change,) = runs.library_changes(repo)
+    assert (change["from"], change["to"]) == (base, runs.library_digest(repo))
+    assert change["summary"] == "checks only"
+    assert [(u["key"], u["identical"]) for u in change["verified"]["units"]] == [("seed=0", True)]
+    store = runs.RunStore(NAME, "cpu", root=repo / "results", fingerprint=_fingerprint(repo))
+    assert store.done({"seed": 0}) and store.done({"seed": 1})
+
+
+def test_the_tool_wants_a_unit_of_every_experiment_made_with_the_base(tmp_path, monkeypatch, capsys):
+    repo, base = _fake_repo_with_units(tmp_path)
+    other = runs.RunStore("other", "cpu", root=repo / "results", fingerprint=_fingerprint(repo))
+    other.save({"seed": 0}, {"x": 1.0})
+    _edit_library(repo)
+    with pytest.raises(SystemExit):
+        _run_tool(monkeypatch, repo, base, {}, f"{NAME}:seed=0")
+    assert "missing: other" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        _run_tool(monkeypatch, repo, base, {}, f"{NAME}:seed=7")
+    assert "no committed unit results/cpu/dkef_uci/seed=7.json" in capsys.readouterr().err
+    assert runs.library_changes(repo) == []
