@@ -291,9 +291,9 @@ works("objective: dsm sigma=np.float32(0.5) [item 10]", finite_scalar)(
 error("objective: exact chunk_size=0", "chunk_size")(
     lambda: make_objective("exact", chunk_size=0)(score_mlp(), data())
 )
-error("objective: exact chunk_size beyond the available memory", "chunk_size", limit=60)(
-    # 8192 rows of about 140 MiB each: over a TiB, refused before the batched pass is built
-    lambda: make_objective("exact", method="vmap", chunk_size=8192)(
+error("objective: exact on a batch whose 8192 backward graphs cannot fit in memory", "x", limit=60)(
+    # 8192 passes of over 128 MiB each: about a TiB, refused before the first backward pass
+    lambda: make_objective("exact", method="vmap", chunk_size=64)(
         ScoreMLP(8192, hidden=256, depth=2), torch.randn(2048, 8192, generator=g())
     )
 )

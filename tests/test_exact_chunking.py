@@ -307,42 +307,85 @@ def test_defaults_summary_and_frame_read_the_rows(tmp_path):
 
 
 def test_choices_that_need_no_sizes_do_not_measure_the_graph():
-    """The loop, an explicit chunk of one row and ``"auto"`` at d <= 2 never call ``row_bytes``
-    (the graph walk and the memory query cost about 0.1 ms: several percent of a small step)."""
+    """The loop, an explicit chunk and ``"auto"`` at d <= 2 never call ``row_bytes`` (the graph
+    walk and the memory query cost about 0.1 ms: several percent of a small step)."""
     def never() -> int:
         raise AssertionError("row_bytes was measured")
 
     for dev in (CPU, CUDA):
         assert ec.plan("loop", 500, never, dev) == ec.ExactPlan("loop", 1, 0, 0)
         assert ec.plan("auto", ec.DEFAULT_AUTO_LOOP_MAX_DIM, never, dev) == ec.ExactPlan("loop", 1, 0, 0)
-        assert ec.plan("auto", 500, never, dev, chunk_size=1) == ec.ExactPlan("vmap", 1, 0, 0)
-        assert ec.plan("vmap", 1, never, dev, chunk_size=7) == ec.ExactPlan("vmap", 1, 0, 0)
+        assert ec.plan("auto", 500, never, dev, chunk_size=7) == ec.ExactPlan("vmap", 7, 0, 0)
+        assert ec.plan("vmap", 5, never, dev, chunk_size=7) == ec.ExactPlan("vmap", 5, 0, 0)
     calls = []
     p = ec.plan("auto", 64, lambda: calls.append(1) or 1000, CPU, memory_budget=8000)
     assert calls == [1] and (p.method, p.chunk, p.row_bytes, p.budget_bytes) == ("vmap", 8, 1000, 8000)
 
 
-def test_an_explicit_chunk_is_checked_against_the_available_memory(monkeypatch):
-    """An explicit ``chunk_size`` is used as given (no budget, no row cap) where ``chunk * R``
-    fits in the available memory, and refused with a ``ValueError`` naming ``chunk_size``
-    where it does not, before any batched pass is built."""
-    monkeypatch.setattr(ec, "available_memory", lambda device: 10_000)
-    for dev in (CPU, CUDA):
-        # 7 rows of 1,000 bytes fit in 10,000; the budget and the CPU row cap do not apply
-        assert ec.plan("vmap", 500, 1000, dev, chunk_size=7, memory_budget=1, batch=4096) == \
-            ec.ExactPlan("vmap", 7, 1000, 10_000)
-        assert ec.plan("auto", 5, lambda: 2000, dev, chunk_size=7) == ec.ExactPlan("vmap", 5, 2000, 10_000)
-        assert ec.plan("vmap", 500, 1000, dev, chunk_size=10).chunk == 10  # exactly the memory
-        with pytest.raises(ValueError, match=r"chunk_size=11 does not fit in memory.*11 Jacobian rows"):
-            ec.plan("vmap", 500, 1000, dev, chunk_size=11)
-        # the chunk that runs (at most d) is what is checked: 20 asked, 5 rows run
-        assert ec.plan("vmap", 5, 2000, dev, chunk_size=20).chunk == 5
+def _row_bytes(f, x: torch.Tensor) -> int:
+    """R as jacobian_trace measures it, from a forward pass of its own."""
+    x_ = x.detach().clone().requires_grad_(True)
+    s = f(x_)
+    return ec.saved_bytes(s) + x.numel() * x.element_size() + s.numel() * s.element_size()
 
-    # end to end: a chunk that cannot fit is refused by the objective before a batched pass
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize(("d", "h", "b"), [(2, 64, 50), (3, 8, 1), (10, 24, 7), (40, 64, 16), (120, 8, 4)])
+def test_what_the_trace_keeps_is_within_the_measured_range(dtype, d, h, b):
+    """The memory check's premise: what the trace keeps (its graph's saved tensors, counted by
+    the same walk) is 0.54 to 4.0 times d * R on the library's networks, for every method and
+    chunk (the low end at d = 120, width 8; every choice of chunk at d <= 10, the
+    loop and one batched pass above); so KEPT_GRAPH_LOWER * d * R (a quarter) refuses no
+    batch that would fit, with a margin of two."""
+    from ssm_lib import NICE
+
+    torch.manual_seed(0)
+    nets = {"scoremlp": ScoreMLP(d, hidden=h, depth=2), "sequential": _sequential(d, h),
+            "energy": score_from_energy(EnergyMLP(d, hidden=h, depth=2, activation="softplus").to(dtype)),
+            "energy_silu": score_from_energy(EnergyMLP(d, hidden=h, depth=3).to(dtype)),
+            "nice": NICE(d, hidden=h, depth=2, n_couplings=4).to(dtype).score}
+    for name, f in nets.items():
+        if isinstance(f, nn.Module):
+            f = f.to(dtype)
+        x = torch.randn(b, d, dtype=dtype)
+        d_r = d * _row_bytes(f, x)
+        choices = [("loop", None), ("vmap", d)] + ([("vmap", 1), ("vmap", 2), ("auto", None)] if d <= 10 else [])
+        for method, chunk in choices:
+            _, trace = jacobian_trace(f, x, method=method, chunk_size=chunk)
+            ratio = ec.saved_bytes(trace) / d_r
+            assert 0.5 <= ratio <= 4.05, (name, method, chunk, ratio)
+            assert ratio >= 2 * ec.KEPT_GRAPH_LOWER
+
+
+def test_a_batch_whose_graphs_cannot_fit_is_refused_naming_x(monkeypatch):
     f = _sequential(6, 8)
     x = torch.randn(16, 6, dtype=torch.float64)
-    with pytest.raises(ValueError, match="chunk_size=6 does not fit in memory"):
-        exact_score_matching(f, x, method="vmap", chunk_size=6)
-    monkeypatch.setattr(ec, "available_memory", lambda device: 2**40)
+    d_r = int(ec.KEPT_GRAPH_LOWER * 6 * _row_bytes(f, x))
+    monkeypatch.setattr(ec, "available_memory", lambda device: d_r - 1)
+    for method, chunk in (("loop", None), ("vmap", 1), ("vmap", 6), ("auto", None), ("auto", 2)):
+        with pytest.raises(ValueError, match=r"^x: exact score matching of this batch keeps the graphs "
+                                             r"of its 6 backward passes.*use a smaller batch"):
+            exact_score_matching(f, x, method=method, chunk_size=chunk)
+    monkeypatch.setattr(ec, "available_memory", lambda device: d_r)  # exactly the bound: it runs
     torch.testing.assert_close(exact_score_matching(f, x, method="vmap", chunk_size=6),
                                exact_score_matching(f, x, method="loop"), rtol=1e-12, atol=1e-12)
+
+
+def test_small_batches_are_not_walked_for_the_check(monkeypatch):
+    """While d * (|x| + |s|) stays under GRAPH_CHECK_FRACTION of the memory, the loop and an
+    explicit chunk never walk the graph (as before the check); above it they walk it once."""
+    walks = []
+    real = ec.saved_bytes
+    monkeypatch.setattr(ec, "saved_bytes", lambda out: walks.append(1) or real(out))
+    f = _sequential(6, 8)
+    x = torch.randn(16, 6, dtype=torch.float64)
+    io = 2 * x.numel() * 8
+    monkeypatch.setattr(ec, "available_memory", lambda device: int(6 * io / ec.GRAPH_CHECK_FRACTION))
+    exact_score_matching(f, x, method="loop")
+    exact_score_matching(f, x, method="vmap", chunk_size=3)
+    assert walks == []
+    monkeypatch.setattr(ec, "available_memory", lambda device: int(6 * io / ec.GRAPH_CHECK_FRACTION) - 1)
+    exact_score_matching(f, x, method="loop")
+    assert walks == [1]
+    exact_score_matching(f, x, method="auto")  # the check and the plan share one walk
+    assert walks == [1, 1]
