@@ -118,9 +118,10 @@ def test_a_malformed_record_is_named(tmp_path):
 def test_the_comparison_leaves_out_measurements_only():
     payload = {"test_ll": -13.8, "steps": 400, "wall_s": 3.0, "train_s_per_step": 0.1, "curve_seconds": [1],
                "rows": [{"step_s": 1.0, "peak_mb": 20, "official_peak_mb": 3, "objective": "cp"}],
-               "rounds": {"cp": {"step": [1.0]}}, "ais_temperatures": 300, "samples": "x"}
+               "rounds": {"cp": {"step": [1.0]}}, "ais_temperatures": 300, "samples": "x", "load": [2.1, 2.0],
+               "loader": 1}
     assert vlc.strip_measured(payload) == {"test_ll": -13.8, "steps": 400, "rows": [{"objective": "cp"}],
-                                           "ais_temperatures": 300, "samples": "x"}
+                                           "ais_temperatures": 300, "samples": "x", "loader": 1}
     assert vlc.first_difference(payload, json.loads(json.dumps(payload))) is None
     assert vlc.first_difference({"a": [1.0, 2.0]}, {"a": [1.0, 2.0000000000000004]}) == \
         "/a[1]: 2.0 != 2.0000000000000004"

@@ -13,8 +13,9 @@ through, and nothing else:
    is executed in the ``cpu`` profile by ``tools/reproduce.py`` exactly as ``make reproduce-cpu``
    does, into a scratch folder. Nothing under ``results/`` is touched by the rerun.
 3. Each rerun unit's payload is compared with the committed one, value for value (floats
-   exactly), leaving out only what measures time or memory (keys ending in ``_s``,
-   ``_seconds``, ``_mb``, ``_s_per_...``, and ``rounds``, the timing rounds).
+   exactly), leaving out only what measures the machine rather than the method: time and
+   memory (keys ending in ``_s``, ``_seconds``, ``_mb``, ``_s_per_...``, and ``rounds``, the
+   timing rounds) and ``load``, the machine's load average around a timing.
 4. Only when every named unit came out identical, the change is appended to
    ``results/library_changes.json`` with the evidence (units, machine, numerics fingerprint,
    base and working commits, date); from then on results made with the base library count as
@@ -59,8 +60,8 @@ from booktools.runs import (  # noqa: E402
 )
 
 PROFILE = "cpu"
-#: keys whose values are measurements of time or memory, not results
-MEASURED_KEY = re.compile(r"(^|_)(s|seconds|mb)(_per_[a-z_]+)?$|^rounds$")
+#: keys whose values measure the machine (time, memory, load average), not the method
+MEASURED_KEY = re.compile(r"(^|_)(s|seconds|mb)(_per_[a-z_]+)?$|^rounds$|^load$")
 
 
 def strip_measured(value: Any) -> Any:
