@@ -158,6 +158,21 @@ def test_count_units_after_calling_run_units_directly_keeps_the_same_tally(tmp_p
     assert tally["wall_time_s"] == pytest.approx(expected) and expected > 0
     data = json.loads((tmp_path / "out" / "results" / "toy.json").read_text())
     assert data["units"] == tally and data["wall_time_s"] == tally["wall_time_s"]
+    # where the units ran, from their own provenance (the JSON's machine is where it was drawn)
+    assert tally["machines"] == {store.read(units[0]).provenance["machine"]["cpu"]: 3}
+
+
+def test_the_page_names_where_the_units_ran(tmp_path):
+    repo = fake_repo(tmp_path)
+    fp = runs.inputs_fingerprint(NAME, repo, profile="cpu").parts
+    path = write_run(tmp_path / "results", fp, {})
+    data = json.loads(path.read_text())
+    data["units"] = {"finished": 42, "pending": [], "wall_time_s": 3600.0,
+                     "machines": {"Intel Xeon": 6, "AMD EPYC": 36}}
+    path.write_text(json.dumps(data))
+    line = committed_run(NAME, root=tmp_path / "results", repo=repo).status_line()
+    assert "(tables drawn on EPYC, 2 cores, torch 2.13.0), 2.00 h of wall time; its units ran on " \
+           "AMD EPYC (36), Intel Xeon (6). 42 units of work finished, none pending." in line
 
 
 def test_a_cpu_sitting_shows_itself_not_the_committed_file_it_replaces(tmp_path, monkeypatch, capsys):

@@ -75,9 +75,15 @@ class CommittedRun:
                  f"torch {m.get('torch', '?')}")
         wall = prov.get("wall_time_s")
         hours = f"{wall / 3600:.2f} h of wall time" if isinstance(wall, (int, float)) else "wall time unknown"
-        text = (f"The {self.profile} run: commit {commit}, finished {prov.get('finished', '?')}, on {where}, "
-                f"{hours}.")
         units = (self.data or {}).get("units")
+        ran_on = units.get("machines") if isinstance(units, dict) else None
+        if isinstance(ran_on, dict) and ran_on:  # the units' CPUs; the JSON's is where it was drawn
+            machines = ", ".join(f"{cpu} ({n})" for cpu, n in sorted(ran_on.items(), key=lambda kv: -kv[1]))
+            text = (f"The {self.profile} run: commit {commit}, finished {prov.get('finished', '?')} "
+                    f"(tables drawn on {where}), {hours}; its units ran on {machines}.")
+        else:
+            text = (f"The {self.profile} run: commit {commit}, finished {prov.get('finished', '?')}, "
+                    f"on {where}, {hours}.")
         if isinstance(units, dict) and "finished" in units:  # the tally of exp.run_units
             pending = len(units.get("pending", []))
             text += (f" {units.get('finished', 0)} units of work finished"

@@ -180,7 +180,9 @@ class Experiment:
     def count_units(self, units: Any, finished: Any, store: Any) -> dict[str, Any]:
         """Keep count of a sitting's units in the results JSON under ``units``: how many are
         finished, which are pending for a later sitting, and the wall time the finished units
-        took (summed over sittings; it becomes the run's ``wall_time_s``). ``finished`` is what
+        took (summed over sittings; it becomes the run's ``wall_time_s``), and on which CPUs
+        (``machines``: CPU name -> units; the results JSON's own machine is the one that drew the
+        tables, which may not be where the units ran). ``finished`` is what
         :func:`booktools.runs.run_units` returned for ``units`` with ``store``; a notebook that
         calls that function itself counts with this, as :meth:`run_units` does. Returns the
         tally."""
@@ -188,17 +190,23 @@ class Experiment:
 
         units = list(units)
         wall = 0.0
+        machines: dict[str, int] = {}
         for unit in units:
             if unit_key(unit) not in finished:
                 continue
             try:
-                wall += float(store.read(unit).provenance.get("wall_time_s") or 0.0)
-            except (OSError, CorruptResult, TypeError, ValueError):  # counted as 0 s, not fatal
+                provenance = store.read(unit).provenance
+                wall += float(provenance.get("wall_time_s") or 0.0)
+                cpu = str((provenance.get("machine") or {}).get("cpu") or "unknown CPU")
+                machines[cpu] = machines.get(cpu, 0) + 1
+            except (OSError, CorruptResult, TypeError, ValueError, AttributeError):  # not fatal
                 pass
         tally = self.results.setdefault("units", {"finished": 0, "pending": [], "wall_time_s": 0.0})
         tally["finished"] += sum(unit_key(u) in finished for u in units)
         tally["pending"] = [*tally["pending"], *finished.pending]
         tally["wall_time_s"] += wall
+        for cpu, n in machines.items():
+            tally.setdefault("machines", {})[cpu] = tally.get("machines", {}).get(cpu, 0) + n
         if not self.quick and not self.smoke:
             self.results["wall_time_s"] = tally["wall_time_s"]
         self.record()
