@@ -160,6 +160,7 @@ def test_count_units_after_calling_run_units_directly_keeps_the_same_tally(tmp_p
     assert data["units"] == tally and data["wall_time_s"] == tally["wall_time_s"]
     # where the units ran, from their own provenance (the JSON's machine is where it was drawn)
     assert tally["machines"] == {store.read(units[0]).provenance["machine"]["cpu"]: 3}
+    assert tally["libraries"] == {runs.inputs_fingerprint("toy", units=True).library: 3}
 
 
 def test_the_page_names_where_the_units_ran(tmp_path):

@@ -104,6 +104,15 @@ def test_the_page_says_a_run_is_current_by_verified_changes(tmp_path):
     run = committed_run(NAME, root=tmp_path / "results", repo=repo)
     assert not run.stale and run.library_verified
     assert "but for library changes verified" in run.status_line()
+    # tables redrawn with the changed library, from units made before the change: still said
+    current = runs.inputs_fingerprint(NAME, repo, profile="cpu").parts
+    cases = (({fp["library"]: 3, current["library"]: 1}, True), ({current["library"]: 4}, False))
+    for libraries, said in cases:
+        path.write_text(json.dumps({"meta": {"provenance": {"commit": "abc", "fingerprint": current}},
+                                    "claims": {}, "units": {"finished": 4, "libraries": libraries}}))
+        run = committed_run(NAME, root=tmp_path / "results", repo=repo)
+        assert not run.stale and run.library_verified is said
+        assert ("but for library changes verified" in run.status_line()) is said
 
 
 def test_a_malformed_record_is_named(tmp_path):

@@ -135,5 +135,9 @@ def committed_run(name: str, profile: str = "cpu", root: Path | None = None,
         return CommittedRun(name, profile, path, None, unreadable=f"{path}: {err!r}")
     current = inputs_fingerprint(name, profile=profile) if repo is None else \
         inputs_fingerprint(name, repo, profile=profile)
-    return CommittedRun(name, profile, path, data, tuple(current.changed(stored)),
-                        library_verified=isinstance(stored, dict) and current.library_verified_since(stored))
+    # verified library changes since the run, or since some of its units were made (the tally
+    # of exp.run_units counts the units' library digests)
+    unit_libraries = (data.get("units") or {}).get("libraries") or {} if isinstance(data, dict) else {}
+    verified = (isinstance(stored, dict) and current.library_verified_since(stored)) or any(
+        current.library_verified_since({"library": digest}) for digest in unit_libraries)
+    return CommittedRun(name, profile, path, data, tuple(current.changed(stored)), library_verified=verified)

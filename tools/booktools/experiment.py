@@ -182,7 +182,9 @@ class Experiment:
         finished, which are pending for a later sitting, and the wall time the finished units
         took (summed over sittings; it becomes the run's ``wall_time_s``), and on which CPUs
         (``machines``: CPU name -> units; the results JSON's own machine is the one that drew the
-        tables, which may not be where the units ran). ``finished`` is what
+        tables, which may not be where the units ran) and with which library (``libraries``:
+        library digest -> units; a unit made before a verified library change keeps the older
+        digest, :func:`booktools.runs.library_equivalents`). ``finished`` is what
         :func:`booktools.runs.run_units` returned for ``units`` with ``store``; a notebook that
         calls that function itself counts with this, as :meth:`run_units` does. Returns the
         tally."""
@@ -191,6 +193,7 @@ class Experiment:
         units = list(units)
         wall = 0.0
         machines: dict[str, int] = {}
+        libraries: dict[str, int] = {}
         for unit in units:
             if unit_key(unit) not in finished:
                 continue
@@ -199,14 +202,17 @@ class Experiment:
                 wall += float(provenance.get("wall_time_s") or 0.0)
                 cpu = str((provenance.get("machine") or {}).get("cpu") or "unknown CPU")
                 machines[cpu] = machines.get(cpu, 0) + 1
+                library = str((provenance.get("fingerprint") or {}).get("library") or "unknown")
+                libraries[library] = libraries.get(library, 0) + 1
             except (OSError, CorruptResult, TypeError, ValueError, AttributeError):  # not fatal
                 pass
         tally = self.results.setdefault("units", {"finished": 0, "pending": [], "wall_time_s": 0.0})
         tally["finished"] += sum(unit_key(u) in finished for u in units)
         tally["pending"] = [*tally["pending"], *finished.pending]
         tally["wall_time_s"] += wall
-        for cpu, n in machines.items():
-            tally.setdefault("machines", {})[cpu] = tally.get("machines", {}).get(cpu, 0) + n
+        for name, counts in (("machines", machines), ("libraries", libraries)):
+            for key, n in counts.items():
+                tally.setdefault(name, {})[key] = tally.get(name, {}).get(key, 0) + n
         if not self.quick and not self.smoke:
             self.results["wall_time_s"] = tally["wall_time_s"]
         self.record()
