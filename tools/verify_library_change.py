@@ -52,7 +52,6 @@ sys.path.insert(0, str(ROOT / "tools"))
 
 from booktools.runs import (  # noqa: E402
     LIBRARY_CHANGES,
-    _tree_digest,
     git_state,
     library_changes,
     library_digest,
@@ -102,7 +101,7 @@ def base_library_digest(rev: str) -> str:
         if archive.returncode != 0:
             sys.exit(f"--base {rev}: git archive failed: {archive.stderr.decode().strip()}")
         subprocess.run(["tar", "-x", "-C", tmp], input=archive.stdout, check=True)
-        return _tree_digest(Path(tmp), "ssm_lib")
+        return library_digest(Path(tmp))
 
 
 def scratch_results(experiment: str, keys: list[str], base: str, current: str, tmp: Path) -> int:

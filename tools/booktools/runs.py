@@ -55,6 +55,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "LIBRARY_CHANGES",
     "PROGRESS_ENV",
     "RESULTS_ENV",
     "ROOT",
@@ -68,7 +69,6 @@ __all__ = [
     "UnitFailed",
     "UnitResults",
     "git_state",
-    "LIBRARY_CHANGES",
     "inputs_fingerprint",
     "library_changes",
     "library_digest",
