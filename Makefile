@@ -32,6 +32,7 @@ help:
 	@echo "make reproduce - run the experiment notebooks that changed (PROFILE=quick|full, DEVICE, SEED)"
 	@echo "make reproduce-cpu - the paper experiments' cpu profile (hours; resumable; also PROFILE=cpu)"
 	@echo "make smoke-full - every notebook that supports it, full profile, 2 steps per phase, on the CPU"
+	@echo "make device-kit - wheels for tools/device/gpu_smoke.sh, the same smoke run on a lent GPU machine"
 	@echo "make nbval    - stock nbval: run this machine's reference notebooks, compare the marked cells (make outputs: same)"
 	@echo "make notebooks - reproduce and nbval side by side, JOBS at a time (part of make test)"
 	@echo "make reference - rewrite this machine's reference notebooks from the executed ones (quick, seed 0, CPU)"
@@ -131,6 +132,21 @@ SMOKE_DIR ?= _build/smoke-full
 SMOKE_DEVICE ?= cpu
 smoke-full: $(STAMP)
 	$(BIN)/python tools/smoke_full.py --steps 2 --device $(SMOKE_DEVICE) --output-dir $(SMOKE_DIR) --jobs $(JOBS)
+
+# The same smoke run on a lent GPU machine (tools/device/gpu_smoke.sh, one call): its image has
+# torch with CUDA but not papermill, jupytext or ipykernel, and cannot reach a registry. These are
+# their wheels, pinned by requirements.lock, for that machine's CPython 3.12 (DEVICE_PYTHON).
+DEVICE_PYTHON ?= 3.12
+DEVICE_PLATFORMS = manylinux_2_28_x86_64 manylinux_2_27_x86_64 manylinux_2_17_x86_64 manylinux2014_x86_64 manylinux1_x86_64
+.PHONY: device-kit
+device-kit: $(STAMP)
+	rm -rf .whl && mkdir .whl
+	grep -v '^torch' requirements.lock > .whl/constraints.txt
+	$(BIN)/python -m pip download --quiet --no-deps --only-binary=:all: --python-version $(DEVICE_PYTHON) \
+		--implementation cp $(addprefix --platform ,$(DEVICE_PLATFORMS)) \
+		-c .whl/constraints.txt -r tools/device/kit.txt -d .whl
+	rm .whl/constraints.txt
+	@echo "$$(ls .whl/*.whl | wc -l) wheels, $$(du -sh .whl | cut -f1) in .whl/ (carry it: tools/device/gpu_smoke.sh)"
 
 # The key numbers, checked by stock nbval: notebooks/reference/<name>.ipynb is the notebook with
 # the expected outputs of its cells marked `# NBVAL_CHECK_OUTPUT` (quick profile, seed 0, CPU);
