@@ -224,3 +224,31 @@ def test_the_tool_wants_a_unit_of_every_experiment_made_with_the_base(tmp_path, 
         _run_tool(monkeypatch, repo, base, {}, f"{NAME}:seed=7")
     assert "no committed unit results/cpu/dkef_uci/seed=7.json" in capsys.readouterr().err
     assert runs.library_changes(repo) == []
+
+
+def test_a_second_change_is_verified_on_units_made_before_the_first(tmp_path, monkeypatch):
+    """The units name the first library A; a verified change A -> B is on record; the tool is
+    run for B -> C with --base at B: the units made with A count as made with the base (they
+    are marked, not run again), and after the record every unit is current under C."""
+    repo, a = _fake_repo_with_units(tmp_path)
+    _edit_library(repo, "\nX = 1\n")
+    b = runs.library_digest(repo)
+    _record(repo, _change(a, b, True))
+    _edit_library(repo, "\nY = 2\n")
+    assert _run_tool(monkeypatch, repo, b, {}, f"{NAME}:seed=0") == 0  # fake_run checks the marking
+    c = runs.library_digest(repo)
+    assert [(ch["from"], ch["to"]) for ch in runs.library_changes(repo)] == [(a, b), (b, c)]
+    store = runs.RunStore(NAME, "cpu", root=repo / "results", fingerprint=_fingerprint(repo))
+    assert store.done({"seed": 0}) and store.done({"seed": 1})
+
+
+def test_the_tool_refuses_when_other_units_would_all_run_again(tmp_path, monkeypatch, capsys):
+    """A --base whose library did not make the experiment's other units (here: an unrelated
+    digest) would leave them stale in the scratch copy, and the rerun would run every one: the
+    tool refuses before anything runs."""
+    repo, _ = _fake_repo_with_units(tmp_path)
+    _edit_library(repo)
+    with pytest.raises(SystemExit):
+        _run_tool(monkeypatch, repo, "0123456789abcdef", {}, f"{NAME}:seed=0")
+    assert "were not made with the base library 0123456789abcdef" in capsys.readouterr().err
+    assert runs.library_changes(repo) == []

@@ -22,10 +22,15 @@ through, and nothing else:
    current (:func:`booktools.runs.library_equivalents`) and the pages say so. Any difference:
    nothing is recorded, the tool prints the first differing values and exits 1.
 
-Every experiment with committed units made with the base library must have at least one unit
-named. The units should be ones made on this kind of machine (same CPU name in their
-provenance): another CPU's rounding can differ in the last bits, which the comparison would
-report as a difference (a refusal, never a false pass).
+A unit counts as made with the base library when it names the base's digest or one that earlier
+verified changes lead from to it (:func:`booktools.runs.library_equivalents`, so a second change
+is verified on units made before the first). Every experiment with committed units made with the
+base library must have at least one unit named, and every other unit of a named experiment must
+have been made with it too: one that was not would be stale in the scratch copy and run again
+with the rest, for hours, so the tool refuses before anything runs. The units should be ones
+made on this kind of machine (same CPU name in their provenance): another CPU's rounding can
+differ in the last bits, which the comparison would report as a difference (a refusal, never a
+false pass).
 
 Usage::
 
@@ -55,6 +60,7 @@ from booktools.runs import (  # noqa: E402
     git_state,
     library_changes,
     library_digest,
+    library_equivalents,
     machine,
 )
 
@@ -104,10 +110,15 @@ def base_library_digest(rev: str) -> str:
         return library_digest(Path(tmp))
 
 
-def scratch_results(experiment: str, keys: list[str], base: str, current: str, tmp: Path) -> int:
+def _unit_library(path: Path) -> str | None:
+    return json.loads(path.read_text()).get("provenance", {}).get("fingerprint", {}).get("library")
+
+
+def scratch_results(experiment: str, keys: list[str], base: frozenset[str], current: str,
+                    tmp: Path) -> int:
     """Copy the committed units of ``experiment`` into ``tmp/<profile>/<experiment>``, mark
-    those made with the ``base`` library as made with ``current``, and leave out ``keys`` (to
-    be run again). Returns how many were marked."""
+    those made with a ``base`` library (its digest and those verified equivalent to it) as made
+    with ``current``, and leave out ``keys`` (to be run again). Returns how many were marked."""
     src = ROOT / "results" / PROFILE / experiment
     dst = tmp / PROFILE / experiment
     dst.mkdir(parents=True)
@@ -117,7 +128,7 @@ def scratch_results(experiment: str, keys: list[str], base: str, current: str, t
             continue
         data = json.loads(path.read_text())
         fp = data.get("provenance", {}).get("fingerprint", {})
-        if fp.get("library") == base:
+        if fp.get("library") in base:
             fp["library"] = current
             marked += 1
         (dst / path.name).write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
@@ -141,6 +152,8 @@ def main(argv: list[str] | None = None) -> int:
     if base == current:
         print(f"the library at {args.base} is the working tree's ({current}): nothing to verify")
         return 0
+    # the base's digest and those that verified changes lead from to it
+    base_set = frozenset({base}) | library_equivalents(ROOT, current=base)
     wanted: dict[str, list[str]] = {}
     for item in args.units:
         experiment, sep, key = item.partition(":")
@@ -149,13 +162,18 @@ def main(argv: list[str] | None = None) -> int:
         wanted.setdefault(experiment, []).append(key)
     made_with_base = sorted(
         folder.name for folder in (ROOT / "results" / PROFILE).iterdir()
-        if folder.is_dir() and any(
-            json.loads(f.read_text()).get("provenance", {}).get("fingerprint", {}).get("library") == base
-            for f in folder.glob("*.json")))
+        if folder.is_dir() and any(_unit_library(f) in base_set for f in folder.glob("*.json")))
     missing = sorted(set(made_with_base) - set(wanted))
     if missing:
         p.error(f"name at least one unit of every experiment made with the base library; missing: "
                 f"{', '.join(missing)}")
+    for experiment, keys in wanted.items():
+        others = [f.stem for f in sorted((ROOT / "results" / PROFILE / experiment).glob("*.json"))
+                  if f.stem not in keys and _unit_library(f) not in base_set]
+        if others:
+            p.error(f"{experiment}: {len(others)} committed units (e.g. {others[0]}) were not made with "
+                    f"the base library {base} or one verified equivalent to it; the rerun would run "
+                    "them all again. Is --base the commit whose library made them?")
 
     here = machine("cpu")
     from booktools.reference import numerics_fingerprint
@@ -164,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
         """Rerun ``keys`` of ``experiment``; its rows, and why it failed (``None``: it ran)."""
         with tempfile.TemporaryDirectory(prefix=f"verify-{experiment}-") as tmp_name:
             tmp = Path(tmp_name)
-            marked = scratch_results(experiment, keys, base, current, tmp)
+            marked = scratch_results(experiment, keys, base_set, current, tmp)
             print(f"{experiment}: {marked} units marked as made with the changed library; rerunning "
                   f"{len(keys)}", flush=True)
             env = {**os.environ, "OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1"}
