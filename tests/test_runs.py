@@ -444,3 +444,47 @@ def test_the_commit_is_dirty_for_changed_code_but_not_for_results_being_written(
     assert runs.git_state(repo)["dirty"] is False
     (repo / "code.py").write_text("x = 2\n")
     assert runs.git_state(repo)["dirty"] is True
+
+
+def test_a_warm_up_store_runs_each_unit_once_untimed_and_keeps_the_second_run(tmp_path):
+    """A smoke run on a GPU times two steps per phase; the first calls of its kernels would be
+    timed as a step. With ``warm_up`` every pending unit runs once before the run whose payload
+    and wall time are kept; without it, once."""
+    calls = []
+
+    def fn(unit):
+        calls.append(unit_key(unit))
+        return {"call": len(calls)}
+
+    s = store(tmp_path, warm_up=True)
+    out = run_units(UNITS[:3], fn, s, progress=False)
+    assert calls == [k for k in (unit_key(u) for u in UNITS[:3]) for _ in (0, 1)]
+    assert [p["call"] for p in out.values()] == [2, 4, 6]  # the second run of each is kept
+    calls.clear()
+    run_units(UNITS[:4], fn, s, progress=False)  # done units are not warmed up again
+    assert calls == [unit_key(UNITS[3])] * 2
+    calls.clear()
+    run_units(UNITS[4:6], fn, store(tmp_path / "plain"), progress=False)
+    assert calls == [unit_key(u) for u in UNITS[4:6]]
+
+
+def test_a_unit_that_fails_in_its_warm_up_is_named(tmp_path):
+    def fn(unit):
+        raise RuntimeError("out of memory")
+
+    with pytest.raises(UnitFailed, match=r"unit dataset=redwine__objective=ssm__seed=0 failed in its "
+                                         r"warm-up with RuntimeError: out of memory"):
+        run_units(UNITS, fn, store(tmp_path, warm_up=True), progress=False)
+
+
+def test_only_a_smoke_run_on_a_gpu_warms_its_units_up(tmp_path, monkeypatch):
+    import torch
+
+    from booktools.experiment import setup
+
+    for smoke_steps, device, expected in ((0, "cpu", False), (2, "cpu", False), (0, "cuda", False),
+                                          (2, "cuda", True)):
+        exp = setup("dkef_uci", profile="full", device="cpu", seed=0, output_dir=tmp_path / "out",
+                    smoke_steps=smoke_steps)
+        monkeypatch.setattr(exp, "device", torch.device(device))
+        assert exp.run_store(fingerprint=FP).warm_up is expected, (smoke_steps, device)

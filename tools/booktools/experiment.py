@@ -157,13 +157,18 @@ class Experiment:
         """A :class:`booktools.runs.RunStore` for this experiment and profile, with this
         profile's settings and device in every unit's provenance. Results go to the committed
         ``results/<profile>/<name>/`` (or ``$BOOKTOOLS_RESULTS_DIR``); a quick or smoke run's go
-        to ``<output_dir>/runs/`` (build products, never committed)."""
+        to ``<output_dir>/runs/`` (build products, never committed). A smoke run on a GPU warms
+        each unit up (``RunStore.warm_up``)."""
         from booktools.runs import RunStore
 
         if root is None and (self.quick or self.smoke):
             root = self.output_dir / "runs"
+        # a smoke run on a GPU times two steps per phase: each unit first runs once untimed, so
+        # that its kernels' first calls (loading, cuBLAS set-up, allocations) are not counted
+        warm_up = self.smoke and torch.device(self.device).type == "cuda"
         return RunStore(self.name, self.profile, root=Path(root) if root is not None else None,
-                        fingerprint=fingerprint, settings=self.settings, device=self.device)
+                        fingerprint=fingerprint, settings=self.settings, device=self.device,
+                        warm_up=warm_up)
 
     def run_units(self, units: Any, fn: Any, store: Any = None):
         """:func:`booktools.runs.run_units` with this run's store (default

@@ -440,7 +440,8 @@ class RunStore:
     the repository, :func:`inputs_fingerprint` with ``units=True`` and this ``profile``: the
     notebook's code cells through the one that runs the units, this profile's settings);
     ``settings``: this profile's settings (stored in each file); ``device``: where the units
-    run (stored with the machine)."""
+    run (stored with the machine); ``warm_up``: :func:`run_units` runs each unit once untimed
+    before the run it keeps (a smoke run on a GPU, :meth:`booktools.experiment.Experiment.run_store`)."""
 
     experiment: str
     profile: str
@@ -448,6 +449,7 @@ class RunStore:
     fingerprint: Fingerprint | None = None
     settings: Any = None
     device: Any = "cpu"
+    warm_up: bool = False
     _machine: dict[str, Any] | None = field(default=None, repr=False)
     _git: dict[str, Any] | None = field(default=None, repr=False)
 
@@ -693,6 +695,9 @@ def run_units(units: Iterable[Mapping[str, Any] | str], fn: Callable[[Any], Any]
 
     show = _bar_wanted(progress)
     pending: list[str] = []
+    if store.warm_up and todo:
+        _log_line(f"{name}: each unit runs once untimed before the run that is kept (warm-up: the "
+                  "first calls of a GPU's kernels would otherwise be timed as a step)")
     with tqdm(total=len(todo), desc=name, disable=not show, leave=False, file=sys.stderr) as bar:
         for i, (unit, key) in enumerate(todo, 1):
             if _sitting_left() <= 0:
@@ -701,6 +706,14 @@ def run_units(units: Iterable[Mapping[str, Any] | str], fn: Callable[[Any], Any]
                           "(rerun to resume)")
                 break
             bar.set_postfix_str(key, refresh=False)
+            if store.warm_up:  # the same unit, same seeds: its result is thrown away
+                try:
+                    fn(unit)
+                except KeyboardInterrupt:
+                    raise
+                except Exception as err:
+                    raise UnitFailed(f"{name}: unit {key} failed in its warm-up with {type(err).__name__}: "
+                                     f"{err}") from err
             start = time.perf_counter()
             try:
                 with _tracking(store.settings) as read:
