@@ -222,4 +222,8 @@ def check_noise_levels(sigma: object, x: torch.Tensor, name: str = "sigma") -> t
                              f"[{sig.min().item():.3g}, {sig.max().item():.3g}]")
         return sig
     value = check_number(sigma, name, positive=True)
+    cast = float(torch.tensor(value, dtype=x.dtype))  # on the CPU: no device synchronisation
+    if not (math.isfinite(cast) and cast > 0):
+        raise ValueError(f"{name} = {value!r} is {cast!r} in the data's dtype {x.dtype}; use a level "
+                         f"that {x.dtype} can hold, or float64 data")
     return torch.full((batch,), value, dtype=x.dtype, device=x.device)

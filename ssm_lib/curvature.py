@@ -189,6 +189,9 @@ def split_sqrt(m: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     of ``m``, with zero (not infinite) gradients where a part vanishes. One square root of
     :math:`|m|` serves both parts. (A NaN entry of ``m`` gives a NaN negative part, so that it
     shows in the estimate.)"""
+    if not isinstance(m, torch.Tensor) or not m.is_floating_point():
+        raise ValueError(f"m must be a floating torch.Tensor, got "
+                         f"{m.dtype if isinstance(m, torch.Tensor) else type(m).__name__}")
     return _SplitSqrt.apply(m)
 
 
@@ -221,6 +224,31 @@ def _check_layer(layer: nn.Module, method: str) -> None:
                          f"supported are Linear, {', '.join(t.__name__ for t in SUPPORTED_ACTIVATIONS)}, "
                          f"Sequential and SumOfBranches, or a module with a {name}(...) method "
                          f"(see ssm_lib.curvature)")
+
+
+def _first_linear(layer: nn.Module) -> nn.Linear | None:
+    """The first ``nn.Linear`` the input meets (inside a :class:`SumOfBranches`, that of its
+    first branch), or ``None`` when another layer type comes first."""
+    if type(layer) is nn.Linear:
+        return layer
+    if isinstance(layer, SumOfBranches) and layer.branches:
+        leaves = _leaves(layer.branches[0])
+        return _first_linear(leaves[0]) if leaves else None
+    return None
+
+
+def _check_input(seq: list[nn.Module], x: torch.Tensor) -> None:
+    """``x`` must have the width and dtype of the first linear layer it meets (a clear error
+    instead of a matrix-product failure deep in the sweep)."""
+    first = _first_linear(seq[0]) if seq else None
+    if first is None:
+        return  # an activation or a layer of the user's own type first: its own rules apply
+    if x.shape[1] != first.in_features:
+        raise ValueError(f"x has {x.shape[1]} features per sample (shape {tuple(x.shape)}) but "
+                         f"the network's first layer takes {first.in_features}")
+    if x.dtype != first.weight.dtype:
+        raise ValueError(f"x has dtype {x.dtype} but the network's parameters are "
+                         f"{first.weight.dtype}; convert one of them (e.g. x.to({first.weight.dtype}))")
 
 
 class _OwnTape:
@@ -343,6 +371,12 @@ def as_layers(model: object) -> list[nn.Module]:
     if callable(getattr(model, "curvature_layers", None)):
         return _leaves(nn.Sequential(*model.curvature_layers()))  # type: ignore[attr-defined]
     if isinstance(model, EnergyMLP):
+        if model.confinement:
+            raise ValueError(
+                f"energy: EnergyMLP(confinement={model.confinement}) adds c/2 ||x||^2 outside its "
+                f"layers, so its layers alone are not its energy; pass the model to "
+                f"energy_hessian_terms or to the CP and Approx BP objectives (which add that term's "
+                f"exact derivatives), or sweep model.net for the network alone")
         return _leaves(model.net)
     if isinstance(model, nn.Sequential):
         return _leaves(model)
@@ -380,6 +414,7 @@ def hessian_diagonal(layers: nn.Module | Sequence[nn.Module], x: torch.Tensor, *
         leaf for layer in layers for leaf in _leaves(layer)]
     for layer in seq:
         _check_layer(layer, method)
+    _check_input(seq, x)
     dtype = next((p.dtype for layer in seq for p in layer.parameters()), x.dtype)
     if x.dtype != dtype:
         raise ValueError(f"x has dtype {x.dtype} but the network's parameters are {dtype}; "
@@ -463,6 +498,7 @@ def forward_derivatives(layers: nn.Module | Sequence[nn.Module], x: torch.Tensor
             raise ValueError(f"layers: forward_derivatives knows Linear, "
                              f"{', '.join(t.__name__ for t in SUPPORTED_ACTIVATIONS)}, Sequential and "
                              f"SumOfBranches, not {type(layer).__name__}")
+    _check_input(seq, x)
     y, jac, diag = _forward_derivatives(seq, x, None, None)
     if jac is None:   # no layer at all
         jac = torch.diag_embed(torch.ones_like(x))
@@ -493,10 +529,20 @@ def energy_hessian_terms(energy: object, x: torch.Tensor, *, method: str,
     own = getattr(energy, "energy_hessian_terms", None)
     if callable(own):
         return own(x, method=method, generator=generator)
-    y, grad, hdiag = hessian_diagonal(as_layers(energy), x, method=method, generator=generator)
+    from .models import EnergyMLP
+
+    confinement = energy.confinement if isinstance(energy, EnergyMLP) else 0.0
+    layers = as_layers(energy.net if confinement else energy)
+    y, grad, hdiag = hessian_diagonal(layers, x, method=method, generator=generator)
     if y.shape[1] != 1:
         raise ValueError(f"energy must have one output channel, got {y.shape[1]}")
-    return y[:, 0], grad[:, 0], hdiag[:, 0]
+    y, grad, hdiag = y[:, 0], grad[:, 0], hdiag[:, 0]
+    if confinement:  # E = net(x) + c/2 ||x||^2: gradient c x and Hessian diagonal c, both exact
+        x = x.detach()
+        y = y + 0.5 * confinement * (x**2).sum(-1)
+        grad = grad + confinement * x
+        hdiag = hdiag + confinement
+    return y, grad, hdiag
 
 
 def _hessian_score_matching(energy: object, x: torch.Tensor, method: str,
@@ -504,6 +550,10 @@ def _hessian_score_matching(energy: object, x: torch.Tensor, method: str,
     check_reduction(reduction)
     check_batch(x)
     check_generator(generator, x.device)
+    dim = getattr(energy, "dim", None)
+    if isinstance(dim, int) and not isinstance(dim, bool) and tuple(x.shape[1:]) != (dim,):
+        raise ValueError(f"x must have shape (batch, {dim}) for this {type(energy).__name__}, "
+                         f"got shape {tuple(x.shape)}")
     _, grad, hdiag = energy_hessian_terms(energy, x, method=method, generator=generator)
     # s = -grad E, tr grad s = -sum diag Hess E
     per_sample = 0.5 * event_sum(grad**2) - event_sum(hdiag)

@@ -27,7 +27,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from ._checks import check_count, check_finite
+from ._checks import check_batch, check_count, check_finite, check_flag, check_generator, check_number
 from .score_estimators import ScoreEstimator, entropy_surrogate
 from .training import train_loop
 
@@ -55,6 +55,12 @@ def gaussian_elbo_loss(encoder: nn.Module, decoder: nn.Module, x: torch.Tensor, 
     return (-decoder.log_likelihood(x, z) + kl).mean()
 
 
+def _check_estimator(estimator: object) -> None:
+    if not isinstance(estimator, ScoreEstimator):
+        raise TypeError(f"estimator must be a ScoreEstimator (e.g. SteinScoreEstimator, "
+                        f"NetworkScoreEstimator), got {type(estimator).__name__}")
+
+
 def implicit_elbo_loss(encoder: nn.Module, decoder: nn.Module, estimator: ScoreEstimator,
                        x: torch.Tensor, *, n_particles: int = 1, generator: torch.Generator | None = None
                        ) -> tuple[torch.Tensor, float | None]:
@@ -78,6 +84,9 @@ def implicit_elbo_loss(encoder: nn.Module, decoder: nn.Module, estimator: ScoreE
     ``"estimator_loss"`` (``None`` for kernel estimators). The loss's *value* is not the ELBO
     (the entropy enters only through its gradient).
     """
+    _check_estimator(estimator)
+    n_particles = check_count(n_particles, "n_particles")
+    check_generator(generator, x.device if isinstance(x, torch.Tensor) else None)
     est_loss = None
     if estimator.learns:
         z_fit = encoder(x, n_particles, generator).detach()
@@ -115,6 +124,9 @@ def wae_loss(encoder: nn.Module, decoder: nn.Module, estimator: ScoreEstimator,
     """
     if cost is not None and not callable(cost):
         raise TypeError(f"cost must be a function cost(x, z) -> (B,) or None, got {type(cost).__name__}")
+    _check_estimator(estimator)
+    if check_number(lam, "lam") < 0:
+        raise ValueError(f"lam must be a finite number >= 0 (the weight of the KL penalty), got {lam!r}")
     est_loss = estimator.update(encoder(x).detach().unsqueeze(0)) if estimator.learns else None
     z = encoder(x)
     score = estimator(z.unsqueeze(0)).squeeze(0)
@@ -141,6 +153,9 @@ def importance_weighted_log_likelihood(x: torch.Tensor, decoder: nn.Module, prop
     Returns a tensor of shape ``(B,)``.
     """
     k = check_count(n_samples, "n_samples")
+    chunk = check_count(chunk, "chunk")
+    check_batch(x, "x")
+    check_generator(generator, x.device, what="x")
     logw = []
     done = 0
     while done < k:
@@ -167,7 +182,15 @@ def fit_proposal(decoder: nn.Module, proposal: nn.Module, data: torch.Tensor, *,
     if not isinstance(proposal, nn.Module):
         raise TypeError(f"proposal must be an nn.Module (a Gaussian encoder), got {type(proposal).__name__}")
     steps = check_count(steps, "steps")
+    batch_size = check_count(batch_size, "batch_size")
+    check_number(lr, "lr", positive=True)
+    binarize = check_flag(binarize, "binarize")
+    check_batch(data, "data")
+    check_generator(generator, data.device, what="data")
     check_finite(data, "data")
+    if binarize and (float(data.min()) < 0 or float(data.max()) > 1):
+        raise ValueError(f"data must hold probabilities in [0, 1] when binarize=True, got values in "
+                         f"[{float(data.min()):g}, {float(data.max()):g}]")
     enc = proposal
 
     def loss_at(step: int) -> torch.Tensor:

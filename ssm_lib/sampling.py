@@ -25,6 +25,7 @@ from ._checks import (
     check_batch,
     check_count,
     check_finite,
+    check_fits_in_memory,
     check_flag,
     check_generator,
     check_number,
@@ -45,9 +46,10 @@ def _progress(**kwargs):
     return tqdm(**kwargs)
 
 
-def _check_finite(x: torch.Tensor, step: int, what: str) -> None:
+def _check_finite(x: torch.Tensor, step: int | str, what: str) -> None:
     if not bool(torch.isfinite(x).all()):
-        raise SamplerDivergedError(f"{what} diverged at step {step}: the samples are no longer "
+        where = f"at step {step}" if isinstance(step, int) else f"in {step}"
+        raise SamplerDivergedError(f"{what} diverged {where}: the samples are no longer "
                                    "finite (the step is too large, or the score returned "
                                    "non-finite values); try a smaller step_size")
 
@@ -57,6 +59,9 @@ def _check_sigmas(sigmas: object) -> torch.Tensor:
     if isinstance(sigmas, torch.Tensor):
         if sigmas.dtype == torch.bool or sigmas.is_complex():
             raise ValueError(f"sigmas must hold real numbers, got dtype {sigmas.dtype}")
+        if sigmas.dim() > 1:
+            raise ValueError(f"sigmas must be a sequence of numbers (one dimension), got a tensor "
+                             f"of shape {tuple(sigmas.shape)}")
         sig = sigmas.detach().to("cpu", torch.float64).flatten()
     else:
         if isinstance(sigmas, (str, bytes)) or not hasattr(sigmas, "__len__"):
@@ -110,6 +115,10 @@ def langevin_dynamics(
     n_steps = check_count(n_steps, "n_steps")
     check_generator(generator, x0.device, what="x0")
     return_trajectory = check_flag(return_trajectory, "return_trajectory")
+    progress = check_flag(progress, "progress")
+    if return_trajectory:
+        check_fits_in_memory((n_steps + 1) * x0.numel(), x0.dtype, x0.device,
+                             "the trajectory (n_steps + 1 copies of x0; return_trajectory=True)")
     check_finite(x0, "x0")
     x = x0.detach().clone()
     traj = [x.clone()] if return_trajectory else None
@@ -167,6 +176,7 @@ def annealed_langevin_dynamics(
     n_steps_each = check_count(n_steps_each, "n_steps_each")
     check_generator(generator, x0.device, what="x0")
     denoise = check_flag(denoise, "denoise")
+    progress = check_flag(progress, "progress")
     sig = _check_sigmas(sigmas)
     check_finite(x0, "x0")
     x = x0.detach().clone()
@@ -187,4 +197,5 @@ def annealed_langevin_dynamics(
         if denoise:
             level_t = torch.full((x.shape[0],), sigma_last, dtype=x.dtype, device=x.device)
             x = x + sigma_last**2 * call_score(score_fn, x, level_t).detach()
+            _check_finite(x, "the final denoising step", "annealed Langevin dynamics")
     return x

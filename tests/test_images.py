@@ -18,7 +18,7 @@ HAS_TORCHVISION = importlib.util.find_spec("torchvision") is not None
 @pytest.mark.parametrize("squash", ["clamp", "affine"])
 def test_logit_transform_inverts(squash):
     t = LogitTransform(256, squash=squash)
-    lo, hi = (1e-3, 1 - 1e-3) if squash == "clamp" else (0.0, 1.0)
+    lo, hi = (1e-3, 1 - 1e-3) if squash == "clamp" else (-0.5 / 256, 1 + 0.5 / 256)
     u = lo + (hi - lo) * torch.rand(20, 7, dtype=torch.float64)
     y, _ = t.to_logit(u)
     assert torch.allclose(t.from_logit(y), u, atol=1e-12)
@@ -43,11 +43,11 @@ def test_log_det_is_the_log_jacobian(squash):
 
 def test_change_of_variables_integrates_in_pixel_space():
     """A standard normal on logit space, pulled back through the affine squash, has mass
-    Phi(logit(1 - a)) - Phi(logit(a)) on u in [0, 1]."""
+    Phi(logit(1 - a)) - Phi(logit(a)) on the dequantised range u in [-1/(2L), 1 + 1/(2L)]."""
     a = 0.05
     t = LogitTransform(256, alpha=a, squash="affine")
     n = 200_001
-    u = torch.linspace(0, 1, n, dtype=torch.float64).unsqueeze(1)
+    u = torch.linspace(-0.5 / 256, 1 + 0.5 / 256, n, dtype=torch.float64).unsqueeze(1)
     y, log_det = t.to_logit(u)
     log_py = -0.5 * y[:, 0] ** 2 - 0.5 * math.log(2 * math.pi)
     dens = t.pixel_log_prob(log_py, log_det).exp()
