@@ -102,8 +102,11 @@ class Gaussian(Density):
 
     def __init__(self, mean: Arraylike, cov: Arraylike):
         mean = _as_float_tensor(mean, "mean")
-        if mean.dim() != 1:
-            raise ValueError(f"mean must have shape (d,), got {tuple(mean.shape)}")
+        if mean.dim() != 1 or mean.shape[0] < 1:
+            raise ValueError(f"mean must have shape (d,) with d >= 1, got {tuple(mean.shape)}")
+        if mean.dtype not in (torch.float32, torch.float64):
+            raise ValueError(f"mean must be float32 or float64 (cov is factorised by a Cholesky "
+                             f"decomposition, which torch does not do in {mean.dtype}), got {mean.dtype}")
         d = mean.shape[0]
         cov = _as_float_tensor(cov, "cov", mean.dtype)
         if cov.shape != (d, d):
@@ -255,6 +258,14 @@ class Ring(Density):
         self.radius = check_number(radius, "radius", positive=True)
         self.width = check_number(width, "width", positive=True)
         self.dim, self.dtype = 2, _check_dtype(dtype)
+        if self.width**2 == 0 or not math.isfinite(1 / self.width**2):
+            raise ValueError(f"width must be a positive number whose square is a normal float "
+                             f"(1 / width**2 is the score's scale), got {width!r}")
+        try:
+            self.log_normalizer  # noqa: B018 - computed once here to refuse an overflow up front
+        except (OverflowError, ZeroDivisionError, ValueError):
+            raise ValueError(f"radius = {radius!r} and width = {width!r} overflow the normalising constant; "
+                             "rescale them") from None
 
     @property
     def log_normalizer(self) -> float:

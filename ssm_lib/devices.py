@@ -37,10 +37,22 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     return dev
 
 
+SEED_LIMIT = 2**64
+"""Seeds are whole numbers in ``[0, 2**64)``, the range of ``torch.Generator.manual_seed``."""
+
+
+def check_seed(seed: object, name: str = "seed") -> int:
+    """A seed: a whole number ``>= 0`` and ``< 2**64``, as an ``int``."""
+    seed = check_count(seed, name, 0)
+    if seed >= SEED_LIMIT:
+        raise ValueError(f"{name} must be a whole number in [0, 2**64), got {seed!r}")
+    return seed
+
+
 def make_generator(seed: int, device: str | torch.device = "cpu") -> torch.Generator:
     """A ``torch.Generator`` on ``device`` (resolved by :func:`resolve_device`) seeded with
-    ``seed``, a whole number ``>= 0``. torch's global generator is not touched."""
-    seed = check_count(seed, "seed", 0)
+    ``seed``, a whole number in ``[0, 2**64)``. torch's global generator is not touched."""
+    seed = check_seed(seed)
     g = torch.Generator(device=resolve_device(device))
     g.manual_seed(seed)
     return g

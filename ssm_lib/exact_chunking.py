@@ -75,6 +75,8 @@ from dataclasses import dataclass
 
 import torch
 
+from ._checks import check_choice, check_count, check_number
+
 __all__ = [
     "CPU_MEMORY_REFRESH_S", "DEFAULT_AUTO_LOOP_MAX_DIM", "DEFAULT_CPU_CHUNK_BYTES",
     "DEFAULT_CPU_TARGET_ROWS", "DEFAULT_MEMORY_FRACTION", "GRAPH_CHECK_FRACTION", "KEPT_GRAPH_LOWER",
@@ -155,6 +157,23 @@ def saved_bytes(output: torch.Tensor) -> int:
     return total
 
 
+def _as_device(device: object) -> torch.device:
+    """``device`` (a ``torch.device`` or a name such as ``"cpu"``) as a ``torch.device``."""
+    if isinstance(device, torch.device):
+        return device
+    if isinstance(device, str):
+        try:
+            return torch.device(device)
+        except RuntimeError:
+            pass
+    raise ValueError(f"device must be a torch.device or a device name such as 'cpu' or 'cuda', "
+                     f"got {device!r}")
+
+
+def _check_memory_budget(memory_budget: object) -> float | None:
+    return None if memory_budget is None else check_number(memory_budget, "memory_budget", positive=True)
+
+
 #: seconds for which a CPU reading of the available memory is reused (reading it costs about
 #: 40 microseconds, several percent of a small exact-SM step, and it changes slowly)
 CPU_MEMORY_REFRESH_S = 1.0
@@ -165,8 +184,9 @@ def available_memory(device: torch.device) -> int:
     """Bytes of memory available for new tensors on ``device``: ``torch.cuda.mem_get_info``'s
     free memory on CUDA; elsewhere ``psutil.virtual_memory().available`` (falling back to
     ``/proc/meminfo``'s ``MemAvailable``, then to 4 GiB when neither can be read), read at
-    most once every :data:`CPU_MEMORY_REFRESH_S` seconds."""
+    most once every :data:`CPU_MEMORY_REFRESH_S` seconds. ``device`` may be a name (``"cpu"``)."""
     global _cpu_reading
+    device = _as_device(device)
     if device.type == "cuda":
         free, _total = torch.cuda.mem_get_info(device)
         return int(free)
@@ -199,7 +219,9 @@ def budget_bytes(device: torch.device, memory_budget: float | None = None, *,
                  memory_fraction: float = DEFAULT_MEMORY_FRACTION) -> int:
     """The byte budget of one batched pass on ``device`` (the rule in the module docstring):
     ``memory_fraction`` of :func:`available_memory`, at most ``cpu_chunk_bytes`` on a CPU and
-    at most ``memory_budget`` when given."""
+    at most ``memory_budget`` (bytes, ``> 0``) when given."""
+    device = _as_device(device)
+    _check_memory_budget(memory_budget)
     budget = int(memory_fraction * available_memory(device))
     if device.type == "cpu":
         budget = min(budget, int(cpu_chunk_bytes))
@@ -269,7 +291,18 @@ def plan(method: str, dim: int, row_bytes: int | Callable[[], int], device: torc
     Example: ``plan("auto", 256, 4 * 2**20, torch.device("cpu"), batch=64)`` gives, with at least
     128 MiB of memory available,
     ``ExactPlan("vmap", 8, ...)``: 512 rows of matrix products at most, so 8 passes stacked.
+
+    Raises ``ValueError`` naming the argument for an unknown ``method``, a ``dim``, ``batch``
+    or ``chunk_size`` that is not a whole number ``>= 1``, a ``memory_budget`` that is not
+    positive, or a ``device`` that is neither a ``torch.device`` nor a device name.
     """
+    check_choice(method, ("auto", "loop", "vmap"), "method")
+    dim = check_count(dim, "dim")
+    batch = check_count(batch, "batch")
+    if chunk_size is not None:
+        chunk_size = check_count(chunk_size, "chunk_size")
+    _check_memory_budget(memory_budget)
+    device = _as_device(device)
     if method == "loop" or (method == "auto" and chunk_size is None and dim <= auto_loop_max_dim):
         return ExactPlan("loop", 1, 0, 0)
     if chunk_size is not None:

@@ -104,10 +104,33 @@ def _hidden_pass(pairs: list[tuple[nn.Linear, nn.Module]], x: torch.Tensor, v: t
     return h
 
 
+def _check_mlp_inputs(layers: object, x: object, v: object) -> None:
+    """``layers`` from :func:`mlp_layers`, ``x (batch, n_in)`` in the layers' dtype and ``v`` of
+    the shape of ``x`` (shapes and dtypes only: no device synchronisation)."""
+    if (not isinstance(layers, (tuple, list)) or len(layers) != 2 or not isinstance(layers[1], nn.Linear)
+            or not isinstance(layers[0], (list, tuple))):
+        raise ValueError(f"layers must be ([(linear, activation), ...], output_linear) as returned by "
+                         f"mlp_layers(net) (which gives None for a network it does not cover), "
+                         f"got {type(layers).__name__}")
+    pairs, last = layers
+    first = pairs[0][0] if pairs else last
+    n_in, dtype = first.in_features, first.weight.dtype
+    if not isinstance(x, torch.Tensor) or x.dim() != 2 or x.shape[1] != n_in:
+        got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+        raise ValueError(f"x must have shape (batch, {n_in}), got {got}")
+    if x.dtype != dtype:
+        raise ValueError(f"x has dtype {x.dtype} but the network's parameters are {dtype}")
+    if not isinstance(v, torch.Tensor) or v.shape != x.shape or not v.is_floating_point():
+        got = tuple(v.shape) if isinstance(v, torch.Tensor) else type(v).__name__
+        raise ValueError(f"v must be a floating tensor of the shape of x {tuple(x.shape)}, got {got}")
+
+
 def mlp_score_and_jvp(layers: Layers, x: torch.Tensor, v: torch.Tensor
                       ) -> tuple[torch.Tensor, torch.Tensor] | None:
     r""":math:`(s(x), \nabla_x s(x)\, v)` of the MLP ``layers`` (from :func:`mlp_layers`) in one
-    stacked primal-and-tangent pass; differentiable in the parameters."""
+    stacked primal-and-tangent pass; differentiable in the parameters. ``x``: ``(batch, n_in)``
+    in the layers' dtype; ``v``: the shape of ``x`` (else a ``ValueError``)."""
+    _check_mlp_inputs(layers, x, v)
     pairs, last = layers
     h = _hidden_pass(pairs, x, v)
     if h is None:
@@ -121,7 +144,8 @@ def mlp_score_and_jvp(layers: Layers, x: torch.Tensor, v: torch.Tensor
 def mlp_projected_score_and_jvp(layers: Layers, x: torch.Tensor, v: torch.Tensor
                                 ) -> tuple[torch.Tensor, torch.Tensor] | None:
     r""":math:`(v^\top s(x),\ v^\top \nabla_x s(x)\, v)`, each of shape ``(batch,)``, with the
-    output layer contracted with :math:`v` first."""
+    output layer contracted with :math:`v` first. Inputs as in :func:`mlp_score_and_jvp`."""
+    _check_mlp_inputs(layers, x, v)
     pairs, last = layers
     h = _hidden_pass(pairs, x, v)
     if h is None:

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
-from ._checks import check_choice, check_count, check_finite, check_number
+from ._checks import check_choice, check_count, check_finite, check_flag, check_generator, check_number
 from .losses import EXACT_METHODS, exact_score_matching, make_objective, objective_input
 from .training import train_loop
 
@@ -104,15 +104,34 @@ def train_with_validation(
     check_count(batch_size, "batch_size")
     check_number(lr, "lr", positive=True)
     check_choice(on_diverge, ("raise", "stop"), "on_diverge")
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if not callable(objective):
+        raise ValueError(f"objective must be a callable f(model, x, generator) -> scalar (e.g. from "
+                         f"flow_objective), got {type(objective).__name__}")
+    if select is not None and not callable(select):
+        raise ValueError(f"select must be a callable select(model) -> float or None, "
+                         f"got {type(select).__name__}")
+    if track is not None:
+        if not isinstance(track, Mapping):
+            raise ValueError(f"track must be a dict name -> f(model) -> float or None, "
+                             f"got {type(track).__name__}")
+        for key, fn in track.items():
+            if not callable(fn):
+                raise ValueError(f"track[{key!r}] must be a callable f(model) -> float, "
+                                 f"got {type(fn).__name__}")
     for name, t in (("train_x", train_x), ("val_x", val_x)):
         if not isinstance(t, torch.Tensor) or t.dim() != 2 or t.shape[0] < 1:
             raise ValueError(f"{name} must be a tensor of shape (N, d), got "
                              f"{tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__}")
+        if not t.is_floating_point():
+            raise ValueError(f"{name} must have a floating dtype, got {t.dtype}")
         check_finite(t, name)
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise ValueError("model has no trainable parameters")
     device = params[0].device
+    check_generator(generator, device, what="the model")
     for name, t in (("train_x", train_x), ("val_x", val_x)):
         if t.is_floating_point() and t.dtype != params[0].dtype:
             raise ValueError(f"{name} has dtype {t.dtype} but the model's parameters are {params[0].dtype}; "
@@ -180,6 +199,11 @@ def evaluate_flow(model: nn.Module, x: torch.Tensor, *, batch_size: int = 256, e
     ``(N,)`` tensors on the CPU."""
     check_count(batch_size, "batch_size")
     check_choice(exact_method, EXACT_METHODS, "exact_method")
+    sm_loss = check_flag(sm_loss, "sm_loss")
+    for method in ("log_prob",) + (("score",) if sm_loss else ()):
+        if not callable(getattr(model, method, None)):
+            raise ValueError(f"model must be a flow with a {method}() method (e.g. ssm_lib.flows.NICE), "
+                             f"got {type(model).__name__}")
     if chunk_size is not None:
         check_count(chunk_size, "chunk_size")
     if not isinstance(x, torch.Tensor) or x.dim() != 2 or x.shape[0] < 1:

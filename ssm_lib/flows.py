@@ -42,7 +42,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from ._checks import _available_bytes, check_choice, check_count, check_fits_in_memory, check_number
+from ._checks import (
+    _available_bytes,
+    check_choice,
+    check_count,
+    check_fits_in_memory,
+    check_generator,
+    check_number,
+)
 from .curvature import HalfSquaredNorm, record_forward, sweep_approx_bp, sweep_cp
 from .models import ACTIVATIONS, EnergyScore, mlp
 from .persistence import register_model
@@ -62,7 +69,14 @@ def nice_parameter_count(dim: int, hidden: int, depth: int, n_couplings: int) ->
     r"""The number of parameters of ``NICE(dim, hidden, depth, n_couplings)``: per coupling an
     MLP :math:`a \to h \to \dots \to h \to b` (``depth`` hidden layers, with
     :math:`a = \lceil d/2\rceil` or :math:`\lfloor d/2\rfloor` inputs and the other half as
-    outputs), plus the :math:`d` log-scales."""
+    outputs), plus the :math:`d` log-scales. Every argument is a whole number ``>= 1``
+    (``dim >= 2``)."""
+    dim = check_count(dim, "dim")
+    if dim < 2:
+        raise ValueError(f"dim must be at least 2 for a coupling layer, got {dim}")
+    hidden = check_count(hidden, "hidden")
+    depth = check_count(depth, "depth")
+    n_couplings = check_count(n_couplings, "n_couplings")
     total = dim
     for i in range(n_couplings):
         a = len(range(i % 2, dim, 2))
@@ -88,11 +102,12 @@ class AdditiveCoupling(nn.Module):
 
     def __init__(self, dim: int, parity: int, hidden: int, depth: int, activation: str = "softplus"):
         super().__init__()
-        check_count(dim, "dim")
+        dim = check_count(dim, "dim")
         if dim < 2:
             raise ValueError(f"dim must be at least 2 for a coupling layer, got {dim}")
-        if parity not in (0, 1):
+        if isinstance(parity, bool) or parity not in (0, 1):
             raise ValueError(f"parity must be 0 or 1, got {parity!r}")
+        parity = int(parity)
         self.dim, self.parity = dim, parity
         idx = torch.arange(dim)
         self.register_buffer("fixed", idx[parity::2].clone())
@@ -104,10 +119,12 @@ class AdditiveCoupling(nn.Module):
         return self.shift_net(x.index_select(1, self.fixed))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Data side to latent side; the log-determinant is 0."""
+        """Data side to latent side; the log-determinant is 0. ``x``: ``(batch, dim)``."""
+        _check_flow_input(x, self.dim)
         return x.index_add(1, self.shifted, self.shift(x))
 
     def inverse(self, y: torch.Tensor) -> torch.Tensor:
+        _check_flow_input(y, self.dim, "y")
         return y.index_add(1, self.shifted, self.shift(y), alpha=-1.0)
 
     # the layer protocol of ssm_lib.curvature. With J = I + P_b^T J_m P_a (P_a, P_b select the
@@ -154,13 +171,22 @@ class DiagonalScaling(nn.Module):
 
     def __init__(self, dim: int):
         super().__init__()
-        check_count(dim, "dim")
+        dim = check_count(dim, "dim")
         self.log_scale = nn.Parameter(torch.zeros(dim))
 
+    def _check_input(self, t: object, name: str) -> None:
+        dim = self.log_scale.shape[0]
+        if not isinstance(t, torch.Tensor) or t.dim() < 1 or t.shape[-1] != dim:
+            got = tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__
+            raise ValueError(f"{name} must have shape (..., {dim}) (its last dimension the {dim} "
+                             f"coordinates), got {got}")
+
     def forward(self, y: torch.Tensor) -> torch.Tensor:
+        self._check_input(y, "y")
         return y * self.log_scale.exp()
 
     def inverse(self, z: torch.Tensor) -> torch.Tensor:
+        self._check_input(z, "z")
         return z * (-self.log_scale).exp()
 
     def log_det(self) -> torch.Tensor:
@@ -295,6 +321,7 @@ class NICE(nn.Module):
         n = check_count(n, "n")
         temperature = check_number(temperature, "temperature", positive=True)
         p = self.scaling.log_scale
+        check_generator(generator, p.device, what="the model")
         check_fits_in_memory(n * self.dim, p.dtype, p.device, "n", copies=4)
         z = torch.randn(n, self.dim, generator=generator, dtype=p.dtype, device=p.device)
         return self.inverse(temperature * z)

@@ -28,9 +28,10 @@ A model may offer its own fast exact path for :func:`sliced_score_matching`; see
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import inspect
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -51,6 +52,7 @@ from ._checks import (
     check_noise_levels,
     check_number,
     check_reduction,
+    check_score_signature,
 )
 from ._tensor_ops import as_grad_input, event_sum, per_sample, private_copy, reduce, repeat_batch
 from .curvature import approx_backprop_score_matching, curvature_propagation_score_matching
@@ -66,6 +68,24 @@ __all__ = [
 
 EXACT_METHODS = ("auto", "loop", "vmap")
 SSM_METHODS = ("auto", "backward", "forward", "finite_difference")
+
+
+_ONE_ARG = "score_fn(x)"
+_ONE_ARG_HINT = ("a noise-conditional score s(x, sigma) is trained by denoising_score_matching(..., "
+                 "noise_conditional=True), or fix its level: lambda x: score_fn(x, sigma)")
+
+
+@contextlib.contextmanager
+def _explained_call(score_fn: object, n_args: int, expected: str, hint: str) -> Iterator[None]:
+    """Calls of ``score_fn`` inside the block: a ``TypeError`` that comes from calling it with
+    the wrong number of arguments (e.g. a noise-conditional score given only ``x``) becomes a
+    ``ValueError`` naming ``score_fn`` (its signature is inspected only then: nothing is added
+    to a successful call); any other ``TypeError`` is raised as it is."""
+    try:
+        yield
+    except TypeError:
+        check_score_signature(score_fn, n_args, expected=expected, hint=hint)
+        raise
 
 
 def _grad(output: torch.Tensor, inputs: torch.Tensor, grad_outputs: torch.Tensor | None = None,
@@ -127,7 +147,8 @@ def jacobian_trace(score_fn: ScoreFn, x: torch.Tensor, *, method: str = "auto",
     x_ = as_grad_input(x)
     batch, dim = x.shape[0], x[0].numel()
     with torch.enable_grad():
-        s = call_score(score_fn, x_)
+        with _explained_call(score_fn, 1, _ONE_ARG, _ONE_ARG_HINT):
+            s = call_score(score_fn, x_)
         s_flat = s.reshape(batch, dim)
 
         io_bytes = x.numel() * x.element_size() + s.numel() * s.element_size()
@@ -371,17 +392,19 @@ def sliced_score_matching(
             got = tuple(directions.shape) if isinstance(directions, torch.Tensor) else directions
             raise ValueError(f"directions must have shape (n_projections, *x.shape) = "
                              f"{(m, *x.shape)}, got {got}")
+        if directions.is_complex():
+            raise ValueError(f"directions must hold real numbers, got a {directions.dtype} tensor")
         v = directions.to(dtype=x.dtype, device=x.device)
     # a private, detached copy for every method: no gradient flows back into x, and a score
     # function that modifies its input cannot reach the caller's tensor
     xr = repeat_batch(x.detach(), m) if m > 1 else private_copy(x)
     vr = v.reshape(m * x.shape[0], *x.shape[1:])
-    fast = model_fast_path(score_fn, xr, vr, projected=not variance_reduction) if method == "auto" else None
-    if fast is not None and fast[0] == "projected":
-        _, vs, vjv = fast
-        per_sample = vjv + 0.5 * vs**2
-    else:
-        if fast is not None:
+    with _explained_call(score_fn, 1, _ONE_ARG, _ONE_ARG_HINT):
+        fast = (model_fast_path(score_fn, xr, vr, projected=not variance_reduction)
+                if method == "auto" else None)
+        if fast is not None and fast[0] == "projected":
+            _, vs, vjv = fast
+        elif fast is not None:
             _, s, vjv = fast
         elif method == "forward":
             s, vjv = _projected_jacobian_forward(score_fn, xr, vr)
@@ -389,6 +412,9 @@ def sliced_score_matching(
             s, vjv = _projected_jacobian_fd(score_fn, xr, vr, eps)
         else:
             s, vjv = _projected_jacobian_backward(score_fn, xr, vr)
+    if fast is not None and fast[0] == "projected":
+        per_sample = vjv + 0.5 * vs**2
+    else:
         if variance_reduction:
             second = 0.5 * event_sum(s**2)
         else:
@@ -465,7 +491,15 @@ def denoising_score_matching(
     power = check_number(sigma_weight_power, "sigma_weight_power")
     noise_conditional = check_flag(noise_conditional, "noise_conditional")
     x_tilde, z, sig = perturb(x, sigma, generator=generator, noise=noise)
-    s = call_score(score_fn, x_tilde, *((sig,) if noise_conditional else ()))
+    if noise_conditional:
+        with _explained_call(score_fn, 2, "score_fn(x_tilde, sigma) with sigma of shape (batch,)",
+                             "noise_conditional=True passes sigma; a score without a noise-level "
+                             "input (e.g. ScoreMLP) needs noise_conditional=False"):
+            s = call_score(score_fn, x_tilde, sig)
+    else:
+        with _explained_call(score_fn, 1, _ONE_ARG, "a noise-conditional score s(x, sigma) needs "
+                             "noise_conditional=True"):
+            s = call_score(score_fn, x_tilde)
     values = 0.5 * event_sum((s + z / per_sample(sig, x)) ** 2)
     if power != 0.0:
         values = values * sig**power

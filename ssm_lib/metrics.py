@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from ._checks import ScoreFn, call_score, check_batch, check_flag, check_reduction
+from ._checks import ScoreFn, call_score, check_batch, check_finite, check_flag, check_reduction
 from ._tensor_ops import event_sum, private_copy, reduce
 
 __all__ = ["fisher_divergence", "loglog_slope", "mean_and_standard_error"]
@@ -43,22 +43,30 @@ def fisher_divergence(score_fn: ScoreFn, true_score_fn: ScoreFn, x: torch.Tensor
 
 def mean_and_standard_error(values: torch.Tensor) -> tuple[float, float]:
     r"""Monte Carlo mean of i.i.d. values and its standard error
-    :math:`\hat\sigma/\sqrt n` (:math:`\hat\sigma` the sample standard deviation)."""
+    :math:`\hat\sigma/\sqrt n` (:math:`\hat\sigma` the sample standard deviation).
+    ``values``: a finite floating tensor (a NaN or infinity is refused, not averaged into a NaN)."""
     if not isinstance(values, torch.Tensor) or values.numel() < 2:
         raise ValueError("values must be a tensor with at least 2 entries")
+    if not values.is_floating_point():
+        raise ValueError(f"values must have a floating dtype, got {values.dtype} "
+                         "(convert with values.double())")
+    check_finite(values, "values")
     flat = values.detach().reshape(-1)
     return float(flat.mean()), float(flat.std() / math.sqrt(flat.numel()))
 
 
 def loglog_slope(x, y) -> float:
     r"""Least-squares slope of :math:`\log y` against :math:`\log x`: the exponent :math:`p`
-    of a power law :math:`y \propto x^p`. ``x`` and ``y`` are positive sequences of one length."""
+    of a power law :math:`y \propto x^p`. ``x`` and ``y`` are positive finite sequences of one
+    length."""
     import numpy as np
 
     xs = np.asarray(x, dtype=float).reshape(-1)
     ys = np.asarray(y, dtype=float).reshape(-1)
     if xs.shape != ys.shape or xs.size < 2:
         raise ValueError(f"x and y must have the same length >= 2, got {xs.size} and {ys.size}")
+    if not (np.all(np.isfinite(xs)) and np.all(np.isfinite(ys))):
+        raise ValueError("x and y must be finite for a log-log slope (they hold NaN or inf)")
     if np.any(xs <= 0) or np.any(ys <= 0):
         raise ValueError("x and y must be positive for a log-log slope")
     return float(np.polyfit(np.log(xs), np.log(ys), 1)[0])

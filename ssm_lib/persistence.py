@@ -127,6 +127,9 @@ def save_model(model: nn.Module, path: PathLike) -> None:
     if not isinstance(model, nn.Module):
         raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     _check_path(path)
+    if isinstance(path, (str, os.PathLike)) and Path(path).is_dir():
+        raise ValueError(f"path {os.fspath(path)!r} is a folder; give a file name inside it "
+                         "(e.g. 'model.pt')")
     if isinstance(path, (str, os.PathLike)) and not Path(path).parent.is_dir():
         raise ValueError(f"path {os.fspath(path)!r}: the folder {os.fspath(Path(path).parent)!r} "
                          "does not exist")
@@ -169,6 +172,26 @@ def _read(path: PathLike, map_location: Any) -> Mapping[str, Any]:
     return content
 
 
+def _check_map_location(map_location: object) -> None:
+    """``None``, a device (a name or a ``torch.device``) that exists on this machine, or what
+    ``torch.load`` also takes: a dict of device names or a callable."""
+    if map_location is None or isinstance(map_location, dict) or callable(map_location):
+        return
+    if not isinstance(map_location, (str, torch.device)):
+        raise ValueError(f"map_location must be a device such as 'cpu' or 'cuda', a torch.device or None, "
+                         f"got {map_location!r}")
+    try:
+        dev = torch.device(map_location)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"map_location must be a device such as 'cpu' or 'cuda', a torch.device or None, "
+                         f"got {map_location!r}") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"map_location={map_location!r} was requested but CUDA is not available on this "
+                         "machine; use map_location='cpu'")
+    if dev.type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
+        raise ValueError(f"map_location={map_location!r} was requested but MPS is not available")
+
+
 def load_model(path: PathLike, *, map_location: str | torch.device | None = "cpu") -> nn.Module:
     """The model saved by :func:`save_model` at ``path``: rebuilt from its configuration with
     its class's ``from_config`` (or constructor), holding the saved tensors (their dtype kept;
@@ -179,6 +202,7 @@ def load_model(path: PathLike, *, map_location: str | torch.device | None = "cpu
     file, its class is not registered (import the module that registers it first), or its
     tensors do not fit the model its configuration builds."""
     _check_path(path)
+    _check_map_location(map_location)
     what = _describe(path)
     content = _read(path, map_location)
     key = content["class"]

@@ -74,6 +74,15 @@ def _check_samples(samples: object, name: str = "samples", min_points: int = 1, 
     return samples
 
 
+def _check_linalg_dtype(samples: torch.Tensor, name: str = "samples") -> torch.Tensor:
+    """The kernel estimators solve / eigendecompose Gram matrices: float32 or float64 only
+    (torch has no half-precision linear algebra)."""
+    if samples.dtype not in (torch.float32, torch.float64):
+        raise ValueError(f"{name} must be float32 or float64 (the Gram matrix is solved or "
+                         f"eigendecomposed, which torch does not do in {samples.dtype}), got {samples.dtype}")
+    return samples
+
+
 def _pairwise_sq_dist(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """``||a_i - b_j||^2`` ``(*, M, N)`` from inner products, centred and clamped, exact zeros on
     the diagonal when ``a is b`` (:func:`ssm_lib._tensor_ops.pairwise_sq_dist`)."""
@@ -133,7 +142,17 @@ def median_bandwidth(samples: torch.Tensor, *, with_diagonal: bool = False) -> t
 
 def rbf_gram(a: torch.Tensor, b: torch.Tensor, bandwidth: torch.Tensor) -> torch.Tensor:
     r""":math:`K_{ij} = \exp(-\|a_i - b_j\|^2 / (2h^2))` for ``a (*, M, d)``, ``b (*, N, d)`` and
-    ``bandwidth`` :math:`h` of shape ``batch`` (or a scalar): shape ``(*, M, N)``."""
+    ``bandwidth`` :math:`h` of shape ``batch`` (or a scalar): shape ``(*, M, N)``. ``a`` and
+    ``b`` are floating tensors of one dtype and device with the same ``d``."""
+    for name, t in (("a", a), ("b", b)):
+        if not isinstance(t, torch.Tensor) or t.dim() < 2 or not t.is_floating_point():
+            got = tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__
+            raise ValueError(f"{name} must be a floating-point tensor of shape (*, M, d), got {got}")
+    if a.shape[-1] != b.shape[-1] or a.dtype != b.dtype or a.device != b.device:
+        raise ValueError(f"a and b must have the same last dimension d, dtype and device, got a "
+                         f"{tuple(a.shape)} {a.dtype} on {a.device} and b {tuple(b.shape)} {b.dtype} "
+                         f"on {b.device}")
+    check_fits_in_memory(a[..., 0].numel() * b.shape[-2], a.dtype, a.device, "a, b (their Gram matrix)")
     h = torch.as_tensor(bandwidth, dtype=a.dtype, device=a.device)
     return torch.exp(-_pairwise_sq_dist(a, b) / (2 * h[..., None, None] ** 2))
 
@@ -216,7 +235,7 @@ class SteinScoreEstimator(ScoreEstimator):
         self.bandwidth = _check_bandwidth(bandwidth)
 
     def __call__(self, samples: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
-        z = _check_samples(samples, min_points=2, gram=True).detach()
+        z = _check_linalg_dtype(_check_samples(samples, min_points=2, gram=True)).detach()
         m = z.shape[-2]
         h = _bandwidth(z, self.bandwidth)
         k = rbf_gram(z, z, h)
@@ -262,10 +281,11 @@ class SpectralScoreEstimator(ScoreEstimator):
     def __init__(self, n_eigen: int | None = None, eigen_threshold: float = 0.99, eta: float = 0.0,
                  bandwidth: _Bandwidth = None):
         self.n_eigen = None if n_eigen is None else check_count(n_eigen, "n_eigen")
-        if not isinstance(eigen_threshold, (int, float)) or not 0 < eigen_threshold <= 1:
+        if (isinstance(eigen_threshold, bool) or not isinstance(eigen_threshold, (int, float))
+                or not 0 < eigen_threshold <= 1):
             raise ValueError(f"eigen_threshold must be a number in (0, 1], got {eigen_threshold!r}")
         self.eigen_threshold = float(eigen_threshold)
-        if not isinstance(eta, (int, float)) or not math.isfinite(eta) or eta < 0:
+        if isinstance(eta, bool) or not isinstance(eta, (int, float)) or not math.isfinite(eta) or eta < 0:
             raise ValueError(f"eta must be a finite number >= 0, got {eta!r}")
         self.eta = float(eta)
         self.bandwidth = _check_bandwidth(bandwidth)
@@ -273,11 +293,14 @@ class SpectralScoreEstimator(ScoreEstimator):
     def __call__(self, samples: torch.Tensor, context: torch.Tensor | None = None, *,
                  queries: torch.Tensor | None = None) -> torch.Tensor:
         """The estimate at ``queries (*batch, N, d)`` (default: at ``samples`` themselves)."""
-        z = _check_samples(samples, min_points=2, gram=True).detach()
+        z = _check_linalg_dtype(_check_samples(samples, min_points=2, gram=True)).detach()
         x = z if queries is None else _check_samples(queries, "queries").detach()
         if x.shape[:-2] != z.shape[:-2] or x.shape[-1] != z.shape[-1]:
             raise ValueError(f"queries must have shape (*batch, N, d) with (*batch, d) of samples "
                              f"{tuple(z.shape)}, got {tuple(x.shape)}")
+        if x.dtype != z.dtype or x.device != z.device:
+            raise ValueError(f"queries must have the dtype and device of samples ({z.dtype} on {z.device}), "
+                             f"got {x.dtype} on {x.device}")
         m = z.shape[-2]
         h = _bandwidth(z, self.bandwidth)
         h2 = h[..., None, None] ** 2
@@ -320,14 +343,33 @@ class ConditionalScoreMLP(nn.Module):
         self.net = mlp(dim + context_dim, dim, hidden, depth, activation)
 
     def forward(self, z: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+        """``h(z; context)`` for ``z (..., dim)`` and ``context (..., context_dim)`` (``None``
+        when ``context_dim = 0``), both in the dtype of the network's parameters."""
+        dtype = self.net[0].weight.dtype
+        for name, t in (("z", z), ("context", context)):
+            if t is None:
+                continue
+            if not isinstance(t, torch.Tensor) or t.dim() < 1:
+                raise ValueError(f"{name} must be a torch.Tensor of shape (..., "
+                                 f"{self.dim if name == 'z' else self.context_dim}), got {type(t).__name__}")
+            if t.dtype != dtype:
+                raise ValueError(f"{name} has dtype {t.dtype} but the network's parameters are {dtype}; "
+                                 f"convert one of them (e.g. {name}.to({dtype}) or model.to({t.dtype}))")
         if z.shape[-1] != self.dim:
             raise ValueError(f"z must have last dimension {self.dim}, got shape {tuple(z.shape)}")
+        if not self.context_dim and context is not None:
+            raise ValueError(f"context was given but this network is unconditional (context_dim = 0); "
+                             f"build it with context_dim = {context.shape[-1]} or pass context=None")
         if self.context_dim:
             if context is None or context.shape[-1] != self.context_dim or context.shape[:-1] != z.shape[:-1]:
                 got = None if context is None else tuple(context.shape)
                 raise ValueError(f"context must have shape {(*z.shape[:-1], self.context_dim)}, got {got}")
             z = torch.cat([z, context], dim=-1)
         return self.net(z)
+
+
+def _detached(context: object) -> object:
+    return context.detach() if isinstance(context, torch.Tensor) else context
 
 
 class NetworkScoreEstimator(ScoreEstimator):
@@ -370,12 +412,19 @@ class NetworkScoreEstimator(ScoreEstimator):
         self.generator = check_generator(generator)
         self.step = 0
 
-    @staticmethod
-    def _flatten(samples: torch.Tensor, context: torch.Tensor | None):
+    def _flatten(self, samples: torch.Tensor, context: object):
+        p = next(self.model.parameters(), None) if isinstance(self.model, ConditionalScoreMLP) else None
+        for name, t in (("samples", samples), ("context", context)):
+            if p is not None and isinstance(t, torch.Tensor) and t.dtype != p.dtype:
+                raise ValueError(f"{name} has dtype {t.dtype} but the score network's parameters are "
+                                 f"{p.dtype}; convert one of them (e.g. {name}.to({p.dtype}))")
         z = samples.reshape(-1, samples.shape[-1])
         if context is None:
             return z, None
-        if context.shape[:-1] != samples.shape[:-2]:
+        if not isinstance(context, torch.Tensor):
+            raise ValueError(f"context must be a torch.Tensor of shape (*batch, c) or None, got "
+                             f"{type(context).__name__}")
+        if context.dim() < 1 or context.shape[:-1] != samples.shape[:-2]:
             raise ValueError(f"context must have shape (*batch, c) with batch = {tuple(samples.shape[:-2])},"
                              f" got {tuple(context.shape)}")
         c = context.unsqueeze(-2).expand(*samples.shape[:-1], context.shape[-1])
@@ -383,7 +432,7 @@ class NetworkScoreEstimator(ScoreEstimator):
 
     def loss(self, samples: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
         """The SSM-VR loss of the network on ``samples`` (differentiable in its parameters)."""
-        z, c = self._flatten(_check_samples(samples).detach(), None if context is None else context.detach())
+        z, c = self._flatten(_check_samples(samples).detach(), _detached(context))
         return sliced_score_matching(lambda t: self.model(t, c), z, variance_reduction=True,
                                      projection=self.projection, generator=self.generator,
                                      method="backward")
@@ -402,7 +451,7 @@ class NetworkScoreEstimator(ScoreEstimator):
         return record.losses[-1]
 
     def __call__(self, samples: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
-        z, c = self._flatten(_check_samples(samples).detach(), None if context is None else context.detach())
+        z, c = self._flatten(_check_samples(samples).detach(), _detached(context))
         with torch.no_grad():
             return self.model(z, c).reshape(samples.shape)
 

@@ -47,10 +47,12 @@ from ._checks import (
     check_choice,
     check_count,
     check_finite,
+    check_fits_in_memory,
     check_flag,
     check_generator,
     check_number,
 )
+from .devices import check_seed, resolve_device
 from .losses import OBJECTIVES, Objective, check_options, make_objective, objective_input
 
 __all__ = [
@@ -345,11 +347,9 @@ def _score_of(model: nn.Module) -> ScoreFn:
 
 
 def _check_device(device: object) -> torch.device:
-    try:
-        return torch.device(device)  # type: ignore[arg-type]
-    except (TypeError, RuntimeError):
-        raise ValueError(f"device must be a torch.device or a device name such as 'cpu' or 'cuda', "
-                         f"got {device!r}") from None
+    """``device`` as a ``torch.device`` that exists on this machine (see
+    :func:`ssm_lib.devices.resolve_device`), checked before anything is moved to it."""
+    return resolve_device(device)  # type: ignore[arg-type]
 
 
 def _scheduler_class() -> type:
@@ -390,7 +390,7 @@ def run_generator(seed: int | None, generator: torch.Generator | None,
     if generator is not None:
         return check_generator(generator, device, what="the model"), None
     run_seed = (int(torch.randint(0, 2**62, (), generator=None)) if seed is None
-                else check_count(seed, "seed", 0))
+                else check_seed(seed))
     gen = torch.Generator(device=device)
     gen.manual_seed(run_seed)
     return gen, run_seed
@@ -465,7 +465,9 @@ def fit(
         restore_best: with ``val_data``, load the state of the best validation step back
             into ``model`` at the end (default ``True``).
         device: move ``model`` (in place) to this device and train there; batches from
-            ``data`` and ``val_data`` are moved to it. Default: the model's device.
+            ``data`` and ``val_data`` are moved to it. Default: the model's device. Resolved by
+            :func:`ssm_lib.devices.resolve_device` (``"auto"`` accepted) before anything moves;
+            a device this machine lacks is a ``ValueError``.
 
     Returns:
         :class:`History`. A run split into calls that pass on ``optimizer=history.optimizer``,
@@ -522,6 +524,8 @@ def fit(
     device = params[0].device
     gen, run_seed = run_generator(seed, generator, device)
     draw = minibatch_sampler(data, gen, device)
+    if isinstance(data, torch.Tensor):  # a minibatch is batch_size rows of data
+        check_fits_in_memory(batch_size * data[0].numel(), data.dtype, device, "batch_size")
     if optimizer is None:
         optimizer = torch.optim.Adam(params, lr=lr)
     elif not isinstance(optimizer, torch.optim.Optimizer):
