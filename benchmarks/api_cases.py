@@ -401,6 +401,14 @@ def _fit_stderr_quiet():
 
 works("fit: nothing written when stderr is not a terminal [item 9]", lambda out: out == "")(_fit_stderr_quiet)
 
+error("fit: device that is not on this machine [audit]", "device")(
+    lambda: fit_call(device="meta")
+)
+error("fit: batch_size beyond the machine's memory [audit]", "batch_size")(
+    lambda: fit_call(batch_size=10**13)
+)
+error("fit: seed=2**64 [audit]", "seed")(lambda: fit_call(seed=2**64))
+
 # ---------------------------------------------------------------------------- DKEF
 
 DK = dict(steps=2, batch_size=10, n_alpha=20, lambda_steps=0, progress=False)
@@ -598,6 +606,36 @@ error("nice: evaluate_flow exact_method='bogus'", "exact_method")(
 )
 error("nice: flow_objective unknown name", ("name", "objective"))(lambda: flow_objective("ssm2"))
 
+
+
+def _flows():
+    from ssm_lib import flows
+
+    return flows
+
+
+error("nice: AdditiveCoupling on x of the wrong width [audit]", "x")(
+    lambda: _flows().AdditiveCoupling(2, 0, 4, 1)(data(4, d=3))
+)
+error("nice: DiagonalScaling on y of the wrong width [audit]", "y")(
+    lambda: _flows().DiagonalScaling(2)(data(4, d=1))
+)
+error("nice: nice_parameter_count dim=-3 [audit]", "dim")(lambda: _flows().nice_parameter_count(-3, 8, 1, 2))
+error("nice: NICE.sample generator=1 [audit]", "generator")(lambda: small_nice().sample(3, generator=1))
+error("nice: train_with_validation model=3 [audit]", "model")(
+    lambda: train_with_validation(3, flow_objective("mle"), data(), data(), epochs=1, generator=g())
+)
+error("nice: train_with_validation track=[fn] [audit]", "track")(
+    lambda: train_with_validation(small_nice(), flow_objective("mle"), data(), data(), epochs=1,
+                                  generator=g(), track=[len])
+)
+error("nice: evaluate_flow of a model without log_prob [audit]", "model")(
+    lambda: evaluate_flow(score_mlp(), data())
+)
+error("nice: evaluate_flow sm_loss='no' [audit]", "sm_loss")(
+    lambda: evaluate_flow(small_nice(), data(), sm_loss="no")
+)
+
 # ---------------------------------------------------------------------------- score estimators
 
 error("estimator: Stein eta=-1", "eta")(lambda: SteinScoreEstimator(eta=-1.0))
@@ -651,6 +689,22 @@ error("estimator: NetworkScoreEstimator projection='bogus'", "projection")(
 )
 error("estimator: entropy_surrogate with a score of another shape", "score")(
     lambda: entropy_surrogate(data(), data(d=3))
+)
+
+error("estimator: ConditionalScoreMLP on float64 z [audit]", "z")(
+    lambda: ConditionalScoreMLP(2, hidden=8)(data().double())
+)
+error("estimator: unconditional ConditionalScoreMLP given a context [audit]", "context")(
+    lambda: ConditionalScoreMLP(2, hidden=8)(data(), data(d=3))
+)
+error("estimator: SteinScoreEstimator on half samples [audit]", "samples")(
+    lambda: SteinScoreEstimator()(torch.randn(3, 6, 2).half())
+)
+error("estimator: SpectralScoreEstimator eigen_threshold=True [audit]", "eigen_threshold")(
+    lambda: SpectralScoreEstimator(eigen_threshold=True)
+)
+error("estimator: rbf_gram of a list [audit]", "a")(
+    lambda: ssm_lib.score_estimators.rbf_gram([[1.0]], data(), 1.0)
 )
 
 # ---------------------------------------------------------------------------- samplers
@@ -770,6 +824,13 @@ works("persist: ScoreMLP round trip bit for bit", bool)(
     lambda: _round_trip(score_mlp(), data(), lambda m, x: m(x))
 )
 
+error("persist: save_model to a folder [audit]", "path")(
+    lambda: save_model(score_mlp(), Path(tempfile.gettempdir()))
+)
+error("persist: load_model map_location='bogus' [audit]", "map_location")(
+    lambda: load_model(Path(tempfile.gettempdir()) / "no-such-file-xyz.pt", map_location="bogus")
+)
+
 # ---------------------------------------------------------------------------- models and densities
 
 error("model: ScoreMLP dim=0", "dim")(lambda: ScoreMLP(0))
@@ -789,6 +850,18 @@ error("density: Ring width=-1", "width")(lambda: Ring(width=-1.0))
 error("density: sample n=-1", "n")(lambda: Banana().sample(-1))
 error("density: log_prob of x of the wrong width", "x")(lambda: Banana().log_prob(data(d=3)))
 
+
+error("density: Gaussian in float16 [audit]", "mean")(
+    lambda: Gaussian(torch.zeros(2, dtype=torch.float16), torch.eye(2))
+)
+error("density: Gaussian of dimension 0 [audit]", "mean")(lambda: Gaussian(torch.zeros(0), torch.zeros(0, 0)))
+error("density: Ring width=1e-200 [audit]", "width")(lambda: Ring(radius=1.0, width=1e-200))
+error("model: mean_and_standard_error of NaN values [audit]", "values")(
+    lambda: ssm_lib.metrics.mean_and_standard_error(torch.tensor([1.0, float("nan"), 2.0]))
+)
+error("model: loglog_slope with a NaN [audit]", "x and y")(
+    lambda: ssm_lib.metrics.loglog_slope([1, 2, 3], [1, float("nan"), 2])
+)
 
 # ---------------------------------------------------------------------------- more edge cases
 
@@ -872,6 +945,26 @@ error("edge: fit lr_schedule of another optimizer", "lr_schedule")(
         )
     )
 )
+
+
+error("edge: exact_chunking.plan method='foo' [audit]", "method")(
+    lambda: ssm_lib.exact_chunking.plan("foo", 4, 100, torch.device("cpu"))
+)
+error("edge: exact_chunking.plan chunk_size=0 [audit]", "chunk_size")(
+    lambda: ssm_lib.exact_chunking.plan("vmap", 4, 100, "cpu", chunk_size=0)
+)
+error("edge: fast_path.mlp_score_and_jvp with v of another shape [audit]", "v")(
+    lambda: ssm_lib.fast_path.mlp_score_and_jvp(ssm_lib.fast_path.mlp_layers(score_mlp().net), data(4),
+                                                torch.randn(3, 2))
+)
+error("edge: sliced_score_matching of a noise-conditional score [audit]", "score_fn")(
+    lambda: ssm_lib.losses.sliced_score_matching(NoiseConditionalScoreMLP(2, hidden=8), data(), generator=g())
+)
+error("edge: sliced_score_matching complex directions [audit]", "directions")(
+    lambda: ssm_lib.losses.sliced_score_matching(score_mlp(), data(4),
+                                                 directions=torch.randn(1, 4, 2, dtype=torch.complex64))
+)
+error("edge: make_generator(2**64) [audit]", "seed")(lambda: ssm_lib.make_generator(2**64))
 
 
 # ---------------------------------------------------------------------------- the runner

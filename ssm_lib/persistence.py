@@ -121,7 +121,8 @@ def _check_path(path: object) -> None:
 def save_model(model: nn.Module, path: PathLike) -> None:
     """Write ``model``'s class name, ``model.config()``, its ``state_dict()`` (tensors as they
     are: dtype and device kept) and the library version to ``path`` (a file name or a binary
-    file object), readable by :func:`load_model`. The model must be of a registered class."""
+    file object, not a folder), readable by :func:`load_model`. The model must be of a
+    registered class."""
     from . import __version__
 
     if not isinstance(model, nn.Module):
@@ -200,7 +201,9 @@ def load_model(path: PathLike, *, map_location: str | torch.device | None = "cpu
 
     Raises ``ValueError`` naming ``path`` when there is no such file, the file is not a model
     file, its class is not registered (import the module that registers it first), or its
-    tensors do not fit the model its configuration builds."""
+    tensors do not fit the model its configuration builds; naming ``map_location`` when it is
+    not a device (a name, a ``torch.device``, a dict or a callable, as ``torch.load`` takes) or
+    names one this machine lacks."""
     _check_path(path)
     _check_map_location(map_location)
     what = _describe(path)

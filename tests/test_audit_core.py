@@ -233,6 +233,10 @@ def test_exact_chunking_plan_checks_its_arguments_and_takes_a_device_name():
         ec.plan("auto", 40, 100, CPU, batch=-1)
     with pytest.raises(ValueError, match="memory_budget"):
         ec.plan("vmap", 4, 100, CPU, memory_budget=-5)
+    with pytest.raises(ValueError, match="memory_budget"):
+        ec.plan("loop", 4, 100, CPU, memory_budget=-5)
+    with pytest.raises(ValueError, match="memory_budget"):
+        ec.budget_bytes(CPU, memory_budget=0)
     with pytest.raises(ValueError, match="device"):
         ec.plan("auto", 40, 100, "bogus")
     assert ec.plan("auto", 40, 100, "cpu") == ec.plan("auto", 40, 100, CPU)
