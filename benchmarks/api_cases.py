@@ -525,6 +525,112 @@ error("dkef: dkef_loss with an unknown objective", "objective")(
     lambda: dkef_loss(small_dkef(), data(), "ssm2")
 )
 
+
+try:  # the audit's cases below (an older ssm_lib without them still runs the rest)
+    from ssm_lib.dkef import (
+        MixtureProposal,
+        alpha_system,
+        estimate_log_normalizer,
+        solve_alpha,
+        training_step,
+    )
+except ImportError:
+    MixtureProposal, alpha_system = _missing("MixtureProposal"), _missing("alpha_system")
+    estimate_log_normalizer = _missing("estimate_log_normalizer")
+    solve_alpha, training_step = _missing("solve_alpha"), _missing("training_step")
+
+
+def dkef_step(**kw):
+    model = small_dkef()
+    args = {"batch": data(10), "objective": "ssm", "optimizer": torch.optim.SGD(model.parameters(), lr=1e-2),
+            **kw}
+    return training_step(model, args.pop("batch"), args.pop("objective"), args.pop("optimizer"), **args)
+
+
+error("dkef: training_step clip=-1 [audit]", "clip")(lambda: dkef_step(clip=-1.0))
+error("dkef: training_step clip=nan [audit]", "clip")(lambda: dkef_step(clip=float("nan")))
+error("dkef: training_step batch of one row [audit]", "batch")(lambda: dkef_step(batch=data(1)))
+error("dkef: training_step optimizer=None [audit]", "optimizer")(lambda: dkef_step(optimizer=None))
+error("dkef: training_step sigma for ssm [audit]", "sigma")(lambda: dkef_step(sigma=0.5))
+error("dkef: log10_lambda=nan [audit]", "log10_lambda")(lambda: DKEF(data(10), log10_lambda=float("nan")))
+error("dkef: log10_lambda='a' [audit]", "log10_lambda")(lambda: DKEF(data(10), log10_lambda="a"))
+error("dkef: log10_bandwidths=(nan,) [audit]", "log10_bandwidths")(
+    lambda: DKEF(data(10), n_kernels=1, log10_bandwidths=(float("nan"),))
+)
+error("dkef: log10_bandwidths=0.5 [audit]", "log10_bandwidths")(lambda: DKEF(data(10), log10_bandwidths=0.5))
+error("dkef: train_inducing='no' [audit]", "train_inducing")(lambda: DKEF(data(10), train_inducing="no"))
+error("dkef: skip=0 [audit]", "skip")(lambda: DKEF(data(10), skip=0))
+error("dkef: DKEF generator=1 [audit]", "generator")(lambda: DKEF(data(10), generator=1))
+error("dkef: fit_alpha NaN x [audit]", "x")(lambda: small_dkef().fit_alpha(with_nan(data()), "exact"))
+error("dkef: fit_alpha empty x [audit]", "x")(lambda: small_dkef().fit_alpha(data(0), "exact"))
+error("dkef: fit_alpha x a list [audit]", "x")(lambda: small_dkef().fit_alpha([[0.0, 0.0]], "exact"))
+error("dkef: train_dkef device='meta' [audit]", "device")(lambda: dkef_call(device="meta"))
+if not torch.cuda.is_available():
+    error("dkef: train_dkef device='cuda' without CUDA [audit]", "device")(lambda: dkef_call(device="cuda"))
+error("dkef: alpha_system dsm generator=3 [audit]", "generator")(
+    lambda: small_dkef().alpha_system(data(), "dsm", sigma=0.1, generator=3)
+)
+error("dkef: alpha_system cp generator=3 [audit]", "generator")(
+    lambda: small_dkef().alpha_system(data(), "cp", generator=3)
+)
+error("dkef: score of a list [audit]", "x")(lambda: small_dkef().score([[0.0, 0.0]]))
+error("dkef: score of int x [audit]", "x")(lambda: small_dkef().score(data().int()))
+error("dkef: unnormalized_log_prob alpha of the wrong shape [audit]", "alpha")(
+    lambda: small_dkef().unnormalized_log_prob(data(), torch.zeros(3))
+)
+error("dkef: dkef_loss alpha of the wrong shape [audit]", "alpha")(
+    lambda: dkef_loss(small_dkef(), data(), "ssm", torch.zeros(3))
+)
+error("dkef: kernel_matrix x of the wrong width [audit]", "x")(lambda: small_dkef().kernel_matrix(data(4, 3)))
+error("dkef: kernel_grads x of the wrong width [audit]", "x")(lambda: small_dkef().kernel_grads(data(4, 3)))
+error("dkef: solve_alpha b of the wrong length [audit]", "b")(
+    lambda: solve_alpha(torch.eye(3), torch.zeros(5), 0.1)
+)
+error("dkef: solve_alpha ridge=nan [audit]", "ridge")(
+    lambda: solve_alpha(torch.eye(2), torch.ones(2), float("nan"))
+)
+error("dkef: alpha_system model=3 [audit]", "model")(lambda: alpha_system(3, data(), "exact"))
+error("dkef: dkef_loss sigma for ssm [audit]", "sigma")(
+    lambda: dkef_loss(small_dkef(), data(), "ssm", sigma=0.1)
+)
+error("dkef: dkef_loss exact_method for ssm [audit]", "exact_method")(
+    lambda: dkef_loss(small_dkef(), data(), "ssm", exact_method="loop")
+)
+error("dkef: train_dkef sigma for ssm [audit]", "sigma")(lambda: dkef_call(sigma=0.5))
+error("dkef: GaussianProposal.sample(-1) [audit]", "n")(
+    lambda: GaussianProposal.isotropic(2, 1.0).sample(-1)
+)
+error("dkef: GaussianProposal.sample(2.5) [audit]", "n")(
+    lambda: GaussianProposal.isotropic(2, 1.0).sample(2.5)
+)
+error("dkef: GaussianProposal.sample int dtype [audit]", "dtype")(
+    lambda: GaussianProposal.isotropic(2, 1.0).sample(3, dtype=torch.int64)
+)
+error("dkef: GaussianProposal.isotropic int dtype [audit]", "dtype")(
+    lambda: GaussianProposal.isotropic(2, 1.0, dtype=torch.int32)
+)
+error("dkef: GaussianProposal int mean [audit]", "mean")(
+    lambda: GaussianProposal(torch.zeros(2, dtype=torch.long), torch.eye(2))
+)
+error("dkef: GaussianProposal.log_prob y of the wrong width [audit]", "y")(
+    lambda: GaussianProposal.isotropic(2, 1.0).log_prob(data(4, 3))
+)
+error("dkef: GaussianProposal.log_prob of a list [audit]", "y")(
+    lambda: GaussianProposal.isotropic(2, 1.0).log_prob([[0.0, 0.0]])
+)
+error("dkef: MixtureProposal of a non-proposal [audit]", "components")(
+    lambda: MixtureProposal([3], [1.0])
+)
+error("dkef: MixtureProposal.sample(-1) [audit]", "n")(
+    lambda: MixtureProposal([GaussianProposal.isotropic(2, 1.0)], [1.0]).sample(-1)
+)
+error("dkef: GaussianProposal.sample(10**13) beyond the memory [audit]", "n", memory_mib=256)(
+    lambda: GaussianProposal.isotropic(2, 1.0).sample(10**13)
+)
+error("dkef: estimate_log_normalizer n_samples=chunk=10**13 [audit]", ("n_samples", "chunk"), memory_mib=256)(
+    lambda: estimate_log_normalizer(small_dkef(), 10**13, chunk=10**13)
+)
+
 # ---------------------------------------------------------------------------- NICE and its trainer
 
 TV = dict(epochs=1, batch_size=32, progress=False)

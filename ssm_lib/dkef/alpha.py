@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from .._checks import check_count, check_number
+from .._checks import check_count, check_finite, check_generator, check_number
 from ..curvature import record_forward, sweep_approx_bp, sweep_cp
 from ..losses import OBJECTIVES
 from ..projections import sample_projections
@@ -64,6 +64,13 @@ def check_objective(objective: object) -> str:
         raise ValueError(f"objective must be one of {names} (those of ssm_lib.losses.OBJECTIVES with a "
                          f"closed-form alpha), got {objective!r}")
     return objective
+
+
+def _check_model(model: object) -> None:
+    from .model import DKEF  # here: model.py imports this module
+
+    if not isinstance(model, DKEF):
+        raise ValueError(f"model must be a ssm_lib.dkef.DKEF, got {type(model).__name__}")
 
 
 def _mean_system(dk: torch.Tensor, g0: torch.Tensor, trace: torch.Tensor, c: torch.Tensor) -> System:
@@ -205,7 +212,9 @@ def alpha_system(model: DKEF, x: torch.Tensor, objective: str, *, generator: tor
     ``objective`` induces on the batch ``x``, by the builder its registry entry names. Returns
     ``(G, b, c)``, detached when ``create_graph=False``."""
     builder = OBJECTIVES[check_objective(objective)].alpha_system
+    _check_model(model)
     model._check_x(x)
+    check_generator(generator, x.device, "x")
     with torch.enable_grad():
         G, b, c = builder(model, x, generator=generator, sigma=sigma, create_graph=create_graph)
     if not create_graph:
@@ -213,8 +222,43 @@ def alpha_system(model: DKEF, x: torch.Tensor, objective: str, *, generator: tor
     return G, b, c
 
 
+def check_system(G: object, b: object) -> None:
+    """``G`` must be a square floating tensor ``(M, M)`` and ``b`` a tensor ``(M,)`` of its dtype."""
+    if not isinstance(G, torch.Tensor) or G.dim() != 2 or G.shape[0] != G.shape[1] or G.shape[0] < 1:
+        raise ValueError("G must be a square tensor of shape (M, M), got "
+                         f"{tuple(G.shape) if isinstance(G, torch.Tensor) else type(G).__name__}")
+    if not G.is_floating_point():
+        raise ValueError(f"G must have a floating dtype, got {G.dtype}")
+    m = G.shape[0]
+    if not isinstance(b, torch.Tensor) or tuple(b.shape) != (m,):
+        raise ValueError(f"b must be a tensor of shape ({m},) to match G {tuple(G.shape)}, got "
+                         f"{tuple(b.shape) if isinstance(b, torch.Tensor) else type(b).__name__}")
+    if b.dtype != G.dtype:
+        raise ValueError(f"b has dtype {b.dtype} but G has {G.dtype}")
+
+
+def _check_ridge(ridge: object) -> None:
+    if isinstance(ridge, torch.Tensor):
+        if ridge.numel() != 1 or not ridge.is_floating_point():
+            raise ValueError(f"ridge must be a number >= 0 or a one-element floating tensor, got a "
+                             f"{ridge.dtype} tensor of shape {tuple(ridge.shape)}")
+        if not bool((torch.isfinite(ridge) & (ridge >= 0)).all()):
+            raise ValueError(f"ridge must be a finite number >= 0, got {ridge.item()!r}")
+        return
+    if check_number(ridge, "ridge") < 0:
+        raise ValueError(f"ridge must be a finite number >= 0, got {ridge!r}")
+
+
 def solve_alpha(G: torch.Tensor, b: torch.Tensor, ridge: torch.Tensor | float) -> torch.Tensor:
-    r""":math:`\alpha = -(G + \lambda I)^{-1} b`."""
+    r""":math:`\alpha = -(G + \lambda I)^{-1} b`: ``G`` ``(M, M)``, ``b`` ``(M,)``, ``ridge``
+    :math:`\lambda` a finite number >= 0 (or a one-element tensor of one); ``ValueError``
+    otherwise."""
+    check_system(G, b)
+    _check_ridge(ridge)
+    return _solve(G, b, ridge)
+
+
+def _solve(G: torch.Tensor, b: torch.Tensor, ridge: torch.Tensor | float) -> torch.Tensor:
     eye = torch.eye(G.shape[0], dtype=G.dtype, device=G.device)
     return -torch.linalg.solve(G + ridge * eye, b)
 
@@ -224,8 +268,11 @@ def accumulate_system(model: DKEF, x: torch.Tensor, objective: str, *,
                       chunk: int = 100) -> tuple[torch.Tensor, torch.Tensor]:
     r"""``(G, b)`` over all of ``x``, detached, ``chunk`` rows at a time: the chunks' means
     weighted by their sizes, :math:`G = \sum_k n_k G_k / \sum_k n_k` (so that an uneven last
-    chunk counts by its rows)."""
+    chunk counts by its rows). ``x``: a finite ``(n, d)`` tensor, ``n >= 1``."""
     chunk = check_count(chunk, "chunk")
+    _check_model(model)
+    model._check_x(x)
+    check_finite(x, "x")
     G = b = 0
     for start in range(0, x.shape[0], chunk):
         xb = x[start:start + chunk]

@@ -51,7 +51,15 @@ from typing import ClassVar, Protocol
 
 import torch
 
-from .._checks import check_batch, check_count, check_finite, check_flag, check_number
+from .._checks import (
+    check_batch,
+    check_count,
+    check_finite,
+    check_fits_in_memory,
+    check_flag,
+    check_generator,
+    check_number,
+)
 from .model import DKEF
 
 __all__ = ["DEFAULT_MIN_ESS", "GaussianProposal", "LogNormalizerEstimate", "MixtureProposal", "Proposal",
@@ -78,6 +86,11 @@ class Proposal(Protocol):
     def log_prob(self, y: torch.Tensor) -> torch.Tensor: ...
 
 
+def _check_dtype(dtype: object) -> None:
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise ValueError(f"dtype must be a floating torch.dtype, got {dtype!r}")
+
+
 class GaussianProposal:
     r""":math:`\mathcal N(\mu, LL^\top)` with mean ``mean`` (``(d,)``) and lower-triangular
     ``scale_tril`` :math:`L` (``(d, d)``, positive diagonal). ``label`` names it in reports."""
@@ -89,6 +102,10 @@ class GaussianProposal:
         if not isinstance(scale_tril, torch.Tensor) or tuple(scale_tril.shape) != (d, d):
             raise ValueError(f"scale_tril must have shape ({d}, {d}), got "
                              f"{getattr(scale_tril, 'shape', type(scale_tril).__name__)}")
+        if not mean.is_floating_point():
+            raise ValueError(f"mean must have a floating dtype, got {mean.dtype}")
+        if not scale_tril.is_floating_point():
+            raise ValueError(f"scale_tril must have a floating dtype, got {scale_tril.dtype}")
         check_finite(mean, "mean")
         check_finite(scale_tril, "scale_tril")
         if not bool((scale_tril.diagonal() > 0).all()) or not torch.equal(scale_tril, scale_tril.tril()):
@@ -104,6 +121,7 @@ class GaussianProposal:
         r""":math:`\mathcal N(0, \mathrm{std}^2 I_{\mathrm{dim}})`."""
         dim = check_count(dim, "dim")
         std = check_number(std, "std", positive=True)
+        _check_dtype(dtype)
         return cls(torch.zeros(dim, dtype=dtype, device=device),
                    std * torch.eye(dim, dtype=dtype, device=device), label=f"N(0, {std**2:g} I)")
 
@@ -147,16 +165,23 @@ class GaussianProposal:
 
     def sample(self, n: int, *, generator: torch.Generator | None = None, dtype: torch.dtype | None = None,
                device: torch.device | str | None = None) -> torch.Tensor:
-        """``n`` draws, ``(n, d)``, in ``dtype`` on ``device`` (default: the proposal's)."""
+        """``n`` draws, ``(n, d)``, in ``dtype`` on ``device`` (default: the proposal's); ``n`` a
+        whole number >= 1, ``dtype`` a floating dtype."""
+        n = check_count(n, "n")
+        if dtype is not None:
+            _check_dtype(dtype)
         dtype = dtype or self.mean.dtype
         device = device or self.mean.device
+        check_generator(generator, device, "the draws")
+        check_fits_in_memory(n * self.dim, dtype, torch.device(device), "n", copies=2)
         z = torch.randn(n, self.dim, generator=generator, dtype=dtype, device=device)
         if self.diag is not None:
             return self.mean.to(dtype=dtype, device=device) + z * self.diag.to(dtype=dtype, device=device)
         return self.mean.to(dtype=dtype, device=device) + z @ self.scale_tril.to(dtype=dtype, device=device).T
 
     def log_prob(self, y: torch.Tensor) -> torch.Tensor:
-        r""":math:`\log\mathcal N(y;\mu, LL^\top)`, ``(n,)``."""
+        r""":math:`\log\mathcal N(y;\mu, LL^\top)`, ``(n,)``; ``y`` a floating tensor ``(n, d)``."""
+        check_batch(y, "y", event_shape=(self.dim,))
         diff = y - self.mean.to(dtype=y.dtype, device=y.device)
         if self.diag is not None:
             s = self.diag.to(dtype=y.dtype, device=y.device)
@@ -180,6 +205,10 @@ class MixtureProposal:
         if len(components) < 1 or len(components) != len(weights):
             raise ValueError(f"components and weights must be non-empty and of one length, got "
                              f"{len(components)} and {len(weights)}")
+        for c in components:
+            if not all(hasattr(c, a) for a in ("sample", "log_prob", "dim")):
+                raise ValueError("components must be proposals (with dim, sample() and log_prob()), got "
+                                 f"{type(c).__name__}")
         dims = {c.dim for c in components}
         if len(dims) != 1:
             raise ValueError(f"components must share one dimension, got {sorted(dims)}")
@@ -190,6 +219,9 @@ class MixtureProposal:
 
     def sample(self, n: int, *, generator: torch.Generator | None = None, dtype: torch.dtype | None = None,
                device: torch.device | str | None = None) -> torch.Tensor:
+        """``n`` draws (a whole number >= 1), ``(n, d)``."""
+        n = check_count(n, "n")
+        check_generator(generator)
         probs = torch.tensor(self.weights, dtype=torch.float64)
         gen_device = generator.device if generator is not None else torch.device("cpu")
         pick = torch.multinomial(probs.to(gen_device), n, replacement=True, generator=generator)
@@ -338,6 +370,9 @@ def estimate_log_normalizer(model: DKEF, n_samples: int = 10**6, *, generator: t
     q = _resolve_proposal(model, proposal, proposal_std)
     rows = rows_within_budget(model, memory_budget)
     dtype, device = model.alpha.dtype, model.alpha.device
+    # the log-weights of all the draws, together (float64), and one block of draws
+    check_fits_in_memory(n_samples, torch.float64, device, "n_samples")
+    check_fits_in_memory(min(chunk, n_samples) * model.dim, dtype, device, "chunk")
     logs = []
     with torch.no_grad():
         for start in range(0, n_samples, chunk):

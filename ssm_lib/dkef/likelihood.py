@@ -49,7 +49,7 @@ from typing import ClassVar
 
 import torch
 
-from .._checks import check_count, check_fits_in_memory, check_number
+from .._checks import check_count, check_fits_in_memory, check_generator, check_number
 from ..sampling import langevin_dynamics
 from .evaluation import DEFAULT_MIN_ESS, Proposal, _JudgedByESS, estimate_log_normalizer
 from .model import DKEF
@@ -138,6 +138,7 @@ def sample_langevin(model: DKEF, n: int, *, n_steps: int = 1000, step_size: floa
         raise ValueError(f"model must be a ssm_lib.dkef.DKEF, got {type(model).__name__}")
     n = check_count(n, "n")
     p = model.alpha
+    check_generator(generator, p.device, "the model")
     check_fits_in_memory(n * model.dim, p.dtype, p.device, "n", copies=4)
     if init is None:
         init = model.base_std * torch.randn(n, model.dim, generator=generator, dtype=p.dtype, device=p.device)

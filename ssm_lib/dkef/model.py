@@ -29,7 +29,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .._checks import check_batch, check_count, check_finite, check_number
+from .._checks import check_batch, check_count, check_finite, check_flag, check_generator, check_number
 from .._tensor_ops import pairwise_sq_dist, rademacher
 from ..curvature import SumOfBranches, forward_derivatives, forward_supported, hessian_diagonal, split_sqrt
 from ..persistence import register_model
@@ -149,10 +149,12 @@ class DKEF(nn.Module):
         inducing: initial inducing points ``(M, d)`` (the paper: random training points).
         n_kernels: number :math:`J` of kernels, each with its own feature network.
         hidden: width of the feature networks.
-        log10_bandwidths: initial :math:`\ell_j` (the paper: 0, 0.5185, 1).
+        log10_bandwidths: initial :math:`\ell_j` (the paper: 0, 0.5185, 1): a sequence of at
+            least ``n_kernels`` finite numbers.
         base_std: :math:`\sigma_0` of the base density (the paper: 2).
-        log10_lambda: initial :math:`\log_{10}\lambda` of the ridge (the paper: -2).
-        train_inducing: whether the inducing points are trained.
+        log10_lambda: initial :math:`\log_{10}\lambda` of the ridge (the paper: -2), finite.
+        train_inducing: whether the inducing points are trained (``True``/``False``).
+        skip: whether the feature networks have a linear skip connection (``True``/``False``).
         generator: initialises the feature networks (weights and biases
             :math:`\mathcal N(0, 1/\text{fan-in})`).
 
@@ -173,9 +175,18 @@ class DKEF(nn.Module):
         check_finite(inducing, "inducing")
         check_count(n_kernels, "n_kernels")
         check_count(hidden, "hidden")
+        if isinstance(log10_bandwidths, (str, bytes)) or not hasattr(log10_bandwidths, "__len__"):
+            raise ValueError(f"log10_bandwidths must be a sequence of {n_kernels} finite numbers, "
+                             f"got {log10_bandwidths!r}")
         if len(log10_bandwidths) < n_kernels:
             raise ValueError(f"log10_bandwidths needs {n_kernels} values, got {log10_bandwidths!r}")
+        for value in log10_bandwidths[:n_kernels]:
+            check_number(value, "log10_bandwidths")
         self.base_std = check_number(base_std, "base_std", positive=True)
+        check_number(log10_lambda, "log10_lambda")
+        train_inducing = check_flag(train_inducing, "train_inducing")
+        skip = check_flag(skip, "skip")
+        check_generator(generator)
         self._config = {"n_kernels": int(n_kernels), "hidden": int(hidden),
                         "log10_bandwidths": [float(v) for v in log10_bandwidths[:n_kernels]],
                         "base_std": self.base_std, "log10_lambda": float(log10_lambda),
@@ -225,6 +236,19 @@ class DKEF(nn.Module):
             raise ValueError(f"{name} has dtype {x.dtype} but the model's parameters are {self.alpha.dtype}; "
                              f"convert one of them (e.g. {name}.to({self.alpha.dtype}))")
 
+    def _check_alpha(self, alpha: object) -> None:
+        """``alpha`` (explicit coefficients) must be a tensor ``(M,)`` of the model's dtype."""
+        m = self.n_inducing
+        if not isinstance(alpha, torch.Tensor):
+            raise ValueError(f"alpha must be a torch.Tensor of shape ({m},) (one coefficient per inducing "
+                             f"point), got {type(alpha).__name__}")
+        if tuple(alpha.shape) != (m,):
+            raise ValueError(f"alpha must have shape ({m},) (one coefficient per inducing point), got "
+                             f"{tuple(alpha.shape)}")
+        if alpha.dtype != self.alpha.dtype:
+            raise ValueError(f"alpha has dtype {alpha.dtype} but the model's parameters are "
+                             f"{self.alpha.dtype}")
+
     def kernel_weights(self) -> torch.Tensor:
         return torch.softmax(self.kernel_logits, 0)
 
@@ -236,6 +260,7 @@ class DKEF(nn.Module):
 
     def kernel_matrix(self, x: torch.Tensor) -> torch.Tensor:
         r""":math:`K(x_b, z_m)`, shape ``(batch, M)``."""
+        self._check_x(x)
         w, s = self.kernel_weights(), self.bandwidths()
         out = 0
         for j, phi in enumerate(self.features):
@@ -250,6 +275,8 @@ class DKEF(nn.Module):
     def unnormalized_log_prob(self, x: torch.Tensor, alpha: torch.Tensor | None = None) -> torch.Tensor:
         r""":math:`\log\tilde p(x) = f(x) + \log q_0(x)` (``alpha``: default the stored one)."""
         self._check_x(x)
+        if alpha is not None:
+            self._check_alpha(alpha)
         a = self.alpha if alpha is None else alpha
         return self.kernel_matrix(x) @ a + self.base_log_prob(x)
 
@@ -259,6 +286,7 @@ class DKEF(nn.Module):
 
     def score(self, x: torch.Tensor, alpha: torch.Tensor | None = None) -> torch.Tensor:
         r""":math:`\nabla_x \log\tilde p(x)`; second derivatives flow (for the losses)."""
+        self._check_x(x)
         create = torch.is_grad_enabled()
         with torch.enable_grad():
             xs = x if x.requires_grad else x.detach().requires_grad_(True)
@@ -267,7 +295,9 @@ class DKEF(nn.Module):
         return g
 
     def with_alpha(self, alpha: torch.Tensor) -> DKEFWithAlpha:
-        """A view of the model with coefficients ``alpha`` (graph-carrying), for the losses."""
+        """A view of the model with coefficients ``alpha`` (graph-carrying, shape ``(M,)``), for the
+        losses."""
+        self._check_alpha(alpha)
         return DKEFWithAlpha(self, alpha)
 
     # ------------------------------------------------------------------ curvature protocol
@@ -276,6 +306,8 @@ class DKEF(nn.Module):
         r"""``(E, grad E, estimated diag Hess E)`` by CP or Approx BP (the protocol of
         :func:`ssm_lib.curvature.energy_hessian_terms`); the base density's part is exact."""
         self._check_x(x)
+        if alpha is not None:
+            self._check_alpha(alpha)
         a = self.alpha if alpha is None else alpha
         w, s = self.kernel_weights(), self.bandwidths()
         f = grad = hdiag = 0
@@ -298,6 +330,7 @@ class DKEF(nn.Module):
         r"""``(xe, K, dK)``: ``x`` repeated per inducing point ``(n, M, d)`` (requiring grad), the
         kernel values ``(n, M)`` and their gradients :math:`\nabla_x K(x_b, z_m)` ``(n, M, d)``,
         with the graph for second derivatives."""
+        self._check_x(x)
         n, m = x.shape[0], self.n_inducing
         xe = x.detach().unsqueeze(1).expand(n, m, self.dim).clone().requires_grad_(True)
         w, s = self.kernel_weights(), self.bandwidths()
@@ -361,8 +394,12 @@ class DKEF(nn.Module):
 
     def solve_alpha(self, G: torch.Tensor, b: torch.Tensor,
                     ridge: torch.Tensor | None = None) -> torch.Tensor:
-        r""":math:`\alpha = -(G + \lambda I)^{-1} b` (``ridge``: default :math:`10^{\log_{10}\lambda}`)."""
-        return _alpha.solve_alpha(G, b, self.ridge() if ridge is None else ridge)
+        r""":math:`\alpha = -(G + \lambda I)^{-1} b` (``ridge``: default :math:`10^{\log_{10}\lambda}`;
+        see :func:`ssm_lib.dkef.solve_alpha`)."""
+        if ridge is None:  # the model's own ridge: its value is the training's to judge
+            _alpha.check_system(G, b)
+            return _alpha._solve(G, b, self.ridge())
+        return _alpha.solve_alpha(G, b, ridge)
 
     def accumulate_system(self, x: torch.Tensor, objective: str, *, generator: torch.Generator | None = None,
                           sigma: float | None = None, chunk: int = 100) -> tuple[torch.Tensor, torch.Tensor]:

@@ -11,10 +11,10 @@ import torch
 from torch import nn
 
 from .._checks import check_count, check_finite, check_number
+from ..devices import resolve_device
 from ..losses import OBJECTIVES, make_objective, objective_input
 from ..training import (
     DivergenceMonitor,
-    _check_device,
     _make_scheduler,
     _show_progress,
     check_divergence_factor,
@@ -27,18 +27,32 @@ from .model import DKEF
 __all__ = ["DKEFHistory", "dkef_loss", "train_dkef", "training_step"]
 
 
+def _check_sigma(objective: str, sigma: object) -> None:
+    """``sigma`` is given exactly when ``objective`` uses a noise level (DSM): required there,
+    ``None`` elsewhere (a value would be silently ignored)."""
+    if "sigma" in OBJECTIVES[objective].required:
+        if sigma is None:
+            raise ValueError(f"sigma: objective {objective!r} needs a noise level sigma")
+    elif sigma is not None:
+        raise ValueError(f"sigma is DSM's noise level, which objective {objective!r} does not use; "
+                         f"pass sigma=None (got sigma={sigma!r})")
+
+
 def dkef_loss(model: DKEF, x: torch.Tensor, objective: str, alpha: torch.Tensor | None = None, *,
               generator: torch.Generator | None = None, sigma: float | None = None,
               reduction: str = "mean", exact_method: str = "vmap") -> torch.Tensor:
     """The objective's loss of the model (coefficients ``alpha``, default the stored ones) on
     ``x``, computed by the library's generic losses of :data:`ssm_lib.losses.OBJECTIVES` (not by
-    the quadratic form). ``sigma``: DSM's noise level; ``exact_method``: the ``method`` of
-    exact SM."""
+    the quadratic form). ``sigma``: DSM's noise level (``None`` for the other objectives);
+    ``exact_method``: the ``method`` of exact SM (left at its default for the others). A value
+    the objective would ignore is a ``ValueError``."""
     spec = OBJECTIVES[check_objective(objective)]
+    _check_sigma(objective, sigma)
+    if objective != "exact" and not (isinstance(exact_method, str) and exact_method == "vmap"):
+        raise ValueError(f"exact_method is the method of exact SM, which objective {objective!r} does not "
+                         f"use; leave it at its default (got exact_method={exact_method!r})")
     options = {}
     if "sigma" in spec.required:
-        if sigma is None:
-            raise ValueError(f"sigma: objective {objective!r} needs a noise level sigma")
         options["sigma"] = sigma
     if objective == "exact":
         options["method"] = exact_method
@@ -61,7 +75,22 @@ def training_step(model: DKEF, batch: torch.Tensor, objective: str, optimizer: t
                   sigma: float | None = None) -> float:
     """One step of stage 1 on ``batch``: alpha from the first half's quadratic, the objective's
     loss on the second half, backward through the solve, gradient norm clipped at ``clip``, an
-    optimiser step (skipped when the loss is not finite). Returns the loss."""
+    optimiser step (skipped when the loss is not finite). Returns the loss.
+
+    ``batch``: ``(n, d)`` with ``n >= 2`` (it is split in two halves); ``clip``: a positive
+    finite number; ``optimizer``: a ``torch.optim.Optimizer``; ``sigma``: DSM's noise level,
+    ``None`` for the other objectives."""
+    if not isinstance(model, DKEF):
+        raise ValueError(f"model must be a DKEF, got {type(model).__name__}")
+    model._check_x(batch, "batch")
+    if batch.shape[0] < 2:
+        raise ValueError(f"batch must hold at least 2 rows (one half for alpha, one for the loss), "
+                         f"got shape {tuple(batch.shape)}")
+    check_objective(objective)
+    if not isinstance(optimizer, torch.optim.Optimizer):
+        raise ValueError(f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}")
+    check_number(clip, "clip", positive=True)
+    _check_sigma(objective, sigma)
     loss = _split_loss(model, batch, objective, generator, sigma)
     if not torch.isfinite(loss):
         return loss.item()
@@ -167,7 +196,8 @@ def train_dkef(model: DKEF, train: torch.Tensor, val: torch.Tensor, objective: s
             ``torch.optim.lr_scheduler.LRScheduler``, or a scheduler of ``optimizer``; it
             steps after every stage-1 step (stage 2 keeps ``lambda_lr``).
         device: move ``model`` (in place) to this device and train there; ``train`` and
-            ``val`` are moved to it. Default: the model's device.
+            ``val`` are moved to it. Default: the model's device. A device this machine
+            lacks is a ``ValueError`` (:func:`ssm_lib.devices.resolve_device`).
         resume: ``DKEFHistory.checkpoint`` of an earlier call: continue that run (its
             parameters, optimiser and scheduler states, random stream, step count and best
             validation state) for ``steps`` more stage-1 steps, then stage 2. Pass the same
@@ -207,8 +237,7 @@ def train_dkef(model: DKEF, train: torch.Tensor, val: torch.Tensor, objective: s
     check_number(lambda_lr, "lambda_lr", positive=True)
     _show_progress(progress)
     divergence_factor = check_divergence_factor(divergence_factor)
-    if "sigma" in OBJECTIVES[objective].required and sigma is None:
-        raise ValueError(f"sigma: objective {objective!r} needs a noise level sigma")
+    _check_sigma(objective, sigma)
     if sigma is not None:
         check_number(sigma, "sigma", positive=True)
     if batch_size > train.shape[0]:
@@ -220,7 +249,7 @@ def train_dkef(model: DKEF, train: torch.Tensor, val: torch.Tensor, objective: s
     if resume is not None and seed is not None:
         raise ValueError("resume continues the checkpoint's random stream: give seed=None")
     if device is not None:
-        model.to(_check_device(device))
+        model.to(resolve_device(device))
     device = model.alpha.device
     train, val = train.to(device), val.to(device)
     if resume is not None:
