@@ -346,6 +346,10 @@ def record_forward(layers: nn.Module | Sequence[nn.Module], h: torch.Tensor) -> 
         seq = _leaves(layers)
     else:
         seq = [leaf for layer in layers for leaf in _leaves(layer)]
+    if not isinstance(h, torch.Tensor) or h.dim() != 2:
+        raise ValueError(f"h must be a tensor of shape (batch, width), got "
+                         f"{tuple(h.shape) if isinstance(h, torch.Tensor) else type(h).__name__}")
+    _check_input(seq, h)
     return _forward(seq, h)
 
 

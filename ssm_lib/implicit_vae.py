@@ -48,6 +48,8 @@ def gaussian_elbo_loss(encoder: nn.Module, decoder: nn.Module, x: torch.Tensor, 
                        generator: torch.Generator | None = None) -> torch.Tensor:
     r"""Negative ELBO with the closed-form KL (Kingma & Welling 2014, Eq. 10):
     :math:`-\mathbb E_q[\log p(x|z)] + \mathrm{KL}(q(z|x)\,\|\,\mathcal N(0, I))`."""
+    check_batch(x, "x")
+    check_generator(generator, x.device, what="x")
     mean, log_std = encoder(x)
     eps = torch.randn(mean.shape, generator=generator, dtype=x.dtype, device=x.device)
     z = mean + eps * log_std.exp()
@@ -86,7 +88,8 @@ def implicit_elbo_loss(encoder: nn.Module, decoder: nn.Module, estimator: ScoreE
     """
     _check_estimator(estimator)
     n_particles = check_count(n_particles, "n_particles")
-    check_generator(generator, x.device if isinstance(x, torch.Tensor) else None)
+    check_batch(x, "x")
+    check_generator(generator, x.device, what="x")
     est_loss = None
     if estimator.learns:
         z_fit = encoder(x, n_particles, generator).detach()
@@ -155,7 +158,11 @@ def importance_weighted_log_likelihood(x: torch.Tensor, decoder: nn.Module, prop
     k = check_count(n_samples, "n_samples")
     chunk = check_count(chunk, "chunk")
     check_batch(x, "x")
+    check_finite(x, "x")
     check_generator(generator, x.device, what="x")
+    if not callable(getattr(proposal, "sample_and_log_prob", None)):
+        raise TypeError(f"proposal must be a Gaussian encoder with sample_and_log_prob(x, n, generator), "
+                        f"got {type(proposal).__name__}")
     logw = []
     done = 0
     while done < k:

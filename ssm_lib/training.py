@@ -242,6 +242,15 @@ def train_loop(
         TrainingDivergedError: (``on_diverge="raise"``) naming the step and the cause.
         ValueError: ``loss_at`` returned something other than a scalar tensor.
     """
+    if not callable(loss_at):
+        raise ValueError(f"loss_at must be a function of the step, loss_at(t) -> scalar tensor, got "
+                         f"{type(loss_at).__name__}")
+    if not isinstance(optimizer, torch.optim.Optimizer):
+        raise ValueError(f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}")
+    for name, fn in (("validate", validate), ("after_step", after_step)):
+        if fn is not None and not callable(fn):
+            raise ValueError(f"{name} must be a function of the step or None, got {type(fn).__name__}")
+    first_step = check_count(first_step, "first_step", 0)
     n_steps = check_count(n_steps, "n_steps")
     check_choice(on_diverge, ("raise", "stop"), "on_diverge")
     if clip is not None:

@@ -219,3 +219,56 @@ def test_fit_proposal_names_its_bad_arguments():
     with pytest.raises(ValueError, match="data"):
         fit_proposal(dec, prop, data[:0], steps=1)
     fit_proposal(dec, prop, data + 1.0, steps=1, binarize=False)  # no range rule without binarising
+
+
+# ------------------------------------------------------------------ a second pass
+
+
+def test_iw_bound_names_non_finite_data_and_a_proposal_without_a_density():
+    dec, prop = _vae()
+    x = torch.bernoulli(torch.full((3, 5), 0.5), generator=torch.Generator().manual_seed(0))
+    with pytest.raises(ValueError, match="x must be finite"):
+        importance_weighted_log_likelihood(x.masked_fill(x > 0, float("nan")), dec, prop, n_samples=4)
+    with pytest.raises(TypeError, match="proposal"):
+        importance_weighted_log_likelihood(x, dec, 3, n_samples=4)
+    with pytest.raises(ValueError, match="x must be a torch.Tensor"):
+        implicit_elbo_loss(ImplicitEncoder(5, 2, hidden=8, depth=1), dec, SteinScoreEstimator(),
+                           x.tolist(), n_particles=2)
+
+
+def test_gaussian_elbo_names_its_generator_and_data():
+    from ssm_lib.implicit_vae import gaussian_elbo_loss
+
+    dec, enc = _vae()
+    x = torch.bernoulli(torch.full((3, 5), 0.5), generator=torch.Generator().manual_seed(0))
+    with pytest.raises(ValueError, match="generator"):
+        gaussian_elbo_loss(enc, dec, x, generator=1)
+    with pytest.raises(ValueError, match="x must"):
+        gaussian_elbo_loss(enc, dec, x[0])
+
+
+def test_record_forward_names_a_width_mismatch():
+    from ssm_lib.curvature import record_forward
+
+    with pytest.raises(ValueError, match="3 features"):
+        record_forward(EnergyMLP(2).net, torch.randn(4, 3))
+    with pytest.raises(ValueError, match="h must"):
+        record_forward(EnergyMLP(2).net, [[0.0, 0.0]])
+
+
+def test_train_loop_names_its_bad_arguments():
+    from ssm_lib.training import train_loop
+
+    p = torch.nn.Parameter(torch.zeros(2))
+    opt = torch.optim.SGD([p], lr=0.1)
+
+    def loss(step):
+        return (p**2).sum()
+
+    for kw, match in [({"loss_at": 3}, "loss_at"), ({"optimizer": None}, "optimizer"),
+                      ({"first_step": -5}, "first_step"), ({"validate": 3}, "validate"),
+                      ({"after_step": "x"}, "after_step")]:
+        args = {"loss_at": loss, "params": [p], "optimizer": opt, "n_steps": 1, **kw}
+        with pytest.raises(ValueError, match=match):
+            train_loop(**args)
+    assert train_loop(loss, [p], opt, 2, first_step=0) is not None
