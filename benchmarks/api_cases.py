@@ -630,6 +630,31 @@ error("dkef: GaussianProposal.sample(10**13) beyond the memory [audit]", "n", me
 error("dkef: estimate_log_normalizer n_samples=chunk=10**13 [audit]", ("n_samples", "chunk"), memory_mib=256)(
     lambda: estimate_log_normalizer(small_dkef(), 10**13, chunk=10**13)
 )
+error("dkef: alpha_system(create_graph='no') [audit]", "create_graph")(
+    lambda: ssm_lib.dkef.alpha_system(small_dkef(), data(8), "exact", create_graph="no")
+)
+error("dkef: DKEFWithAlpha(model, None) [audit]", "alpha")(
+    lambda: ssm_lib.dkef.DKEFWithAlpha(small_dkef(), None)
+)
+error("dkef: DKEFWithAlpha of a non-DKEF [audit]", "model")(
+    lambda: ssm_lib.dkef.DKEFWithAlpha(object(), torch.zeros(10))
+)
+error("dkef: GaussianProposal mean float32, scale_tril float64 [audit]", "scale_tril")(
+    lambda: GaussianProposal(torch.zeros(2), torch.eye(2, dtype=torch.float64))
+)
+error("dkef: estimate_log_normalizer float64 proposal, float32 model [audit]", "proposal")(
+    lambda: estimate_log_normalizer(small_dkef(), 10, proposal=GaussianProposal.isotropic(2, 2.0))
+)
+error("dkef: feature_network(hidden=0) [audit]", "hidden")(lambda: ssm_lib.dkef.feature_network(2, 0))
+error("dkef: GaussianKernelLayer u of the wrong width [audit]", "u")(
+    lambda: ssm_lib.dkef.GaussianKernelLayer(torch.randn(5, 4), torch.tensor(1.0))(torch.zeros(3, 2))
+)
+error("dkef: WeightedSum h of the wrong width [audit]", "h")(
+    lambda: ssm_lib.dkef.WeightedSum(torch.randn(5))(torch.zeros(3, 4))
+)
+error("dkef: describe(digits=-1) [audit]", "digits")(
+    lambda: estimate_log_normalizer(small_dkef(), 100, generator=g()).describe(-1)
+)
 
 # ---------------------------------------------------------------------------- NICE and its trainer
 

@@ -335,3 +335,104 @@ def test_estimate_log_normalizer_beyond_the_memory_names_its_argument():
     wide = DKEF(torch.randn(3, dim), n_kernels=1, hidden=1)
     with pytest.raises(ValueError, match="chunk is too large"):
         K.estimate_log_normalizer(wide, 10**8, chunk=10**8, proposal=Never())
+
+
+# ---------------------------------------------------------------------------- follow-up: the leftovers
+@pytest.mark.parametrize("flag", ["no", None, 1])
+def test_alpha_system_checks_create_graph(flag):
+    with pytest.raises(ValueError, match="create_graph"):
+        K.alpha_system(_model(), _x(), "exact", create_graph=flag)
+
+
+def test_alpha_system_takes_a_numpy_boolean_create_graph():
+    G, b, c = K.alpha_system(_model(), _x(), "exact", create_graph=np.False_)
+    assert not G.requires_grad
+
+
+@pytest.mark.parametrize("alpha", [None, [0.0] * 5, torch.zeros(4), torch.zeros(5, dtype=torch.float64),
+                                   torch.zeros(5, dtype=torch.int64)])
+def test_dkef_with_alpha_checks_alpha(alpha):
+    with pytest.raises(ValueError, match="alpha"):
+        K.DKEFWithAlpha(_model(), alpha)
+
+
+def test_dkef_with_alpha_checks_model():
+    with pytest.raises(ValueError, match="model"):
+        K.DKEFWithAlpha("model", torch.zeros(5))
+    view = K.DKEFWithAlpha(_model(), torch.zeros(5))
+    assert view(_x()).shape == (8, 2)
+
+
+def test_gaussian_proposal_mean_and_scale_tril_share_a_dtype():
+    with pytest.raises(ValueError, match="scale_tril"):
+        GaussianProposal(torch.zeros(2), torch.eye(2, dtype=torch.float64))
+
+
+def test_gaussian_proposal_mean_and_scale_tril_share_a_device():
+    with pytest.raises(ValueError, match="scale_tril"):
+        GaussianProposal(torch.zeros(2), torch.eye(2, device="meta"))
+
+
+@pytest.mark.parametrize("make", [
+    lambda: GaussianProposal.isotropic(2, 2.0, dtype=torch.float32),
+    lambda: MixtureProposal([GaussianProposal.isotropic(2, 2.0), GaussianProposal.isotropic(2, 1.0)],
+                            [0.5, 0.5]),
+])
+def test_a_proposal_of_another_dtype_than_the_model_is_named(make):
+    model = DKEF(_x(5).double(), n_kernels=1, hidden=4, generator=torch.Generator().manual_seed(1))
+    q = make()
+    if isinstance(q, MixtureProposal):  # one float64 component, one float32
+        q.components[1] = GaussianProposal.isotropic(2, 1.0, dtype=torch.float32)
+    with pytest.raises(ValueError, match="proposal"):
+        K.estimate_log_normalizer(model, 10, proposal=q)
+    with pytest.raises(ValueError, match="proposal"):
+        K.heldout_log_likelihood(model, _x().double(), n_samples=10, proposal=q)
+    good = GaussianProposal.isotropic(2, 2.0, dtype=torch.float64)
+    assert K.estimate_log_normalizer(model, 10, proposal=good).n_samples == 10
+
+
+def test_a_proposal_whose_draws_are_not_in_the_models_dtype_is_named():
+    class Float32:
+        dim = 2
+
+        def sample(self, n, **kw):
+            return torch.zeros(n, 2, dtype=torch.float32)
+
+        def log_prob(self, y):
+            return torch.zeros(y.shape[0], dtype=y.dtype)
+
+    model = DKEF(_x(5).double(), n_kernels=1, hidden=4, generator=torch.Generator().manual_seed(1))
+    with pytest.raises(ValueError, match="proposal"):
+        K.estimate_log_normalizer(model, 10, proposal=Float32())
+
+
+@pytest.mark.parametrize(("kw", "name"), [
+    (dict(dim=2, hidden=0), "hidden"), (dict(dim=2, hidden=-1), "hidden"), (dict(dim=0, hidden=3), "dim"),
+    (dict(dim=2, hidden=2.5), "hidden"), (dict(dim=2, hidden=3, skip="no"), "skip")])
+def test_feature_network_checks_its_counts(kw, name):
+    with pytest.raises(ValueError, match=name):
+        K.feature_network(**kw)
+
+
+@pytest.mark.parametrize("u", [torch.zeros(3, 2), torch.zeros(4), torch.zeros(2, 3, 4)])
+def test_gaussian_kernel_layer_checks_the_shape_of_u(u):
+    layer = K.GaussianKernelLayer(torch.randn(5, 4), torch.tensor(1.0))
+    with pytest.raises(ValueError, match="u must"):
+        layer(u)
+    assert layer(torch.zeros(3, 4)).shape == (3, 5)
+
+
+@pytest.mark.parametrize("h", [torch.zeros(3, 4), torch.zeros(5), torch.zeros(2, 3, 5)])
+def test_weighted_sum_checks_the_shape_of_h(h):
+    layer = K.WeightedSum(torch.randn(5))
+    with pytest.raises(ValueError, match="h must"):
+        layer(h)
+    assert layer(torch.zeros(3, 5)).shape == (3, 1)
+
+
+@pytest.mark.parametrize("digits", [-1, 1.5, "2"])
+def test_describe_checks_digits(digits):
+    est = K.estimate_log_normalizer(_model(), 1000, generator=torch.Generator().manual_seed(0))
+    with pytest.raises(ValueError, match="digits"):
+        est.describe(digits)
+    assert est.describe(0)

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from .._checks import check_count, check_finite, check_generator, check_number
+from .._checks import check_count, check_finite, check_flag, check_generator, check_number
 from ..curvature import record_forward, sweep_approx_bp, sweep_cp
 from ..losses import OBJECTIVES
 from ..projections import sample_projections
@@ -212,6 +212,7 @@ def alpha_system(model: DKEF, x: torch.Tensor, objective: str, *, generator: tor
     ``objective`` induces on the batch ``x``, by the builder its registry entry names. Returns
     ``(G, b, c)``, detached when ``create_graph=False``."""
     builder = OBJECTIVES[check_objective(objective)].alpha_system
+    create_graph = check_flag(create_graph, "create_graph")
     _check_model(model)
     model._check_x(x)
     check_generator(generator, x.device, "x")

@@ -52,6 +52,7 @@ from typing import ClassVar, Protocol
 import torch
 
 from .._checks import (
+    _same_device,
     check_batch,
     check_count,
     check_finite,
@@ -106,6 +107,9 @@ class GaussianProposal:
             raise ValueError(f"mean must have a floating dtype, got {mean.dtype}")
         if not scale_tril.is_floating_point():
             raise ValueError(f"scale_tril must have a floating dtype, got {scale_tril.dtype}")
+        if scale_tril.dtype != mean.dtype or not _same_device(scale_tril.device, mean.device):
+            raise ValueError(f"scale_tril ({scale_tril.dtype} on {scale_tril.device}) must have the dtype "
+                             f"and device of mean ({mean.dtype} on {mean.device})")
         check_finite(mean, "mean")
         check_finite(scale_tril, "scale_tril")
         if not bool((scale_tril.diagonal() > 0).all()) or not torch.equal(scale_tril, scale_tril.tril()):
@@ -285,7 +289,9 @@ class _JudgedByESS:
         return getattr(self, self._point) if self.ok else math.nan
 
     def describe(self, digits: int = 2) -> str:
-        """``"-1.23 ± 0.04 (ESS 5678)"``, or ``"failed (ESS 3.2 < 100)"`` when not ``ok``."""
+        """``"-1.23 ± 0.04 (ESS 5678)"``, or ``"failed (ESS 3.2 < 100)"`` when not ``ok``;
+        ``digits`` decimals (a whole number >= 0)."""
+        digits = check_count(digits, "digits", 0)
         if not self.ok:
             return f"failed (ESS {self.ess:.3g} < {self.min_ess:g})"
         return (f"{getattr(self, self._point):.{digits}f} ± {self.standard_error:.{digits}f} "
@@ -325,6 +331,20 @@ def rows_within_budget(model: DKEF, memory_budget: int) -> int:
     return max(1, memory_budget // per_row)
 
 
+def _check_proposal_dtype(proposal: Proposal, p: torch.Tensor) -> None:
+    """A :class:`GaussianProposal` (or a :class:`MixtureProposal` of them) must be in the dtype
+    and on the device of the model's parameters ``p`` (other proposals: their draws are checked)."""
+    if isinstance(proposal, MixtureProposal):
+        for c in proposal.components:
+            _check_proposal_dtype(c, p)
+    elif isinstance(proposal, GaussianProposal):
+        m = proposal.mean
+        if m.dtype != p.dtype or not _same_device(m.device, p.device):
+            raise ValueError(f"proposal is {m.dtype} on {m.device} but the model's parameters are {p.dtype} "
+                             f"on {p.device}; build the proposal in the model's dtype and device (e.g. "
+                             f"GaussianProposal.fit(x.to({p.dtype})) or matched_proposal(model, x))")
+
+
 def _resolve_proposal(model: DKEF, proposal: Proposal | None, proposal_std: float | None) -> Proposal:
     if proposal is not None:
         if proposal_std is not None:
@@ -334,6 +354,7 @@ def _resolve_proposal(model: DKEF, proposal: Proposal | None, proposal_std: floa
                              f"{type(proposal).__name__}")
         if proposal.dim != model.dim:
             raise ValueError(f"proposal has dimension {proposal.dim}, the model {model.dim}")
+        _check_proposal_dtype(proposal, model.alpha)
         return proposal
     std = (model.base_std if proposal_std is None
            else check_number(proposal_std, "proposal_std", positive=True))
@@ -378,6 +399,12 @@ def estimate_log_normalizer(model: DKEF, n_samples: int = 10**6, *, generator: t
         for start in range(0, n_samples, chunk):
             m = min(chunk, n_samples - start)
             y = q.sample(m, generator=generator, dtype=dtype, device=device)
+            if (not isinstance(y, torch.Tensor) or tuple(y.shape) != (m, model.dim) or y.dtype != dtype
+                    or not _same_device(y.device, device)):
+                raise ValueError(f"proposal.sample({m}, dtype={dtype}, device={device}) must return a tensor "
+                                 f"({m}, {model.dim}) of that dtype on that device, got "
+                                 + (f"{tuple(y.shape)} {y.dtype} on {y.device}" if isinstance(y, torch.Tensor)
+                                    else type(y).__name__))
             for piece in y.split(rows):
                 logs.append(model.unnormalized_log_prob(piece) - q.log_prob(piece))
     lw = torch.cat(logs).double()

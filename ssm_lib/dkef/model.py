@@ -51,6 +51,10 @@ class GaussianKernelLayer(nn.Module):
         self.centres, self.bandwidth = centres, bandwidth
 
     def forward(self, u: torch.Tensor) -> torch.Tensor:
+        f = self.centres.shape[-1]
+        if not isinstance(u, torch.Tensor) or u.dim() != 2 or u.shape[1] != f:
+            raise ValueError(f"u must be a tensor of features (batch, {f}) (the centres' width), got "
+                             f"{tuple(u.shape) if isinstance(u, torch.Tensor) else type(u).__name__}")
         # squared feature distances from inner products (centred, clamped at 0): (batch, M)
         # memory, not the (batch, M, F) differences
         return torch.exp(pairwise_sq_dist(u, self.centres).div_(-2 * self.bandwidth))
@@ -124,6 +128,10 @@ class WeightedSum(nn.Module):
         self.weights = weights
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
+        m = self.weights.shape[-1]
+        if not isinstance(h, torch.Tensor) or h.dim() != 2 or h.shape[1] != m:
+            raise ValueError(f"h must be a tensor of shape (batch, {m}) (one column per weight), got "
+                             f"{tuple(h.shape) if isinstance(h, torch.Tensor) else type(h).__name__}")
         return (h @ self.weights).unsqueeze(-1)
 
     def approx_bp_backward(self, inp, out, g, h):  # noqa: ANN001
@@ -135,7 +143,10 @@ class WeightedSum(nn.Module):
 
 def feature_network(dim: int, hidden: int = 30, *, skip: bool = True) -> nn.Module:
     """The feature map of one kernel: Linear-softplus-Linear-softplus-Linear (width
-    ``hidden``), plus a bias-free linear skip connection from the input."""
+    ``hidden``), plus a bias-free linear skip connection from the input. ``dim`` and ``hidden``:
+    whole numbers >= 1; ``skip``: ``True``/``False`` (``ValueError`` otherwise)."""
+    dim, hidden = check_count(dim, "dim"), check_count(hidden, "hidden")
+    skip = check_flag(skip, "skip")
     mlp = nn.Sequential(nn.Linear(dim, hidden), nn.Softplus(), nn.Linear(hidden, hidden), nn.Softplus(),
                         nn.Linear(hidden, hidden))
     return SumOfBranches(mlp, nn.Linear(dim, hidden, bias=False)) if skip else mlp
@@ -297,7 +308,6 @@ class DKEF(nn.Module):
     def with_alpha(self, alpha: torch.Tensor) -> DKEFWithAlpha:
         """A view of the model with coefficients ``alpha`` (graph-carrying, shape ``(M,)``), for the
         losses."""
-        self._check_alpha(alpha)
         return DKEFWithAlpha(self, alpha)
 
     # ------------------------------------------------------------------ curvature protocol
@@ -421,6 +431,9 @@ class DKEFWithAlpha:
     :mod:`ssm_lib.losses`, and the curvature protocol for CP / Approx BP."""
 
     def __init__(self, model: DKEF, alpha: torch.Tensor):
+        if not isinstance(model, DKEF):
+            raise ValueError(f"model must be a ssm_lib.dkef.DKEF, got {type(model).__name__}")
+        model._check_alpha(alpha)  # a tensor (M,) of the model's (floating) dtype
         self.model, self.alpha = model, alpha
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
