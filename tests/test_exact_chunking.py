@@ -253,6 +253,19 @@ def test_defaults_sweep_rows(tmp_path):
     assert len(table.splitlines()) == 2 + len(rows)
 
 
+def test_defaults_sweep_keeps_a_row_when_no_variant_is_within_budget():
+    """A large d on a slow or busy machine: every variant's first step over budget_s. The
+    sweep returns the row untimed (the tables print '-') instead of dividing by zero
+    (jacobian_cost's full profile stopped so on 2026-12-07)."""
+    from booktools import benchmark as bm
+
+    cfg = dict(network="scoremlp", dim=5, hidden=6, depth=2, batch=3)
+    (row,) = bm.exact_sm_defaults_sweep([cfg], repeats=2, min_round_s=0.0, min_sample_s=0.0, budget_s=1e-12)
+    assert row["times"] == {} and row["n_repeats"] == 0
+    assert row["loop_s"] is row["default_s"] is row["best_chunk_s"] is row["default_vs_best"] is None
+    assert "-" in bm.format_exact_sm_defaults([row]).splitlines()[-1]
+
+
 def _defaults_row(network, dim, times, method="vmap", chunk=16, threads=1):
     fixed = {int(k.split()[1]): v for k, v in times.items() if k.startswith("chunk ")}
     best_c = min(fixed, key=fixed.get)

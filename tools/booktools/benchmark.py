@@ -780,7 +780,10 @@ def exact_sm_defaults_sweep(
             inner[name] = max(1, math.ceil(min_sample_s / max(first, 1e-9)))
             round_s += first * inner[name]
         order = list(steps)
-        n_rounds = max(repeats, min(max_repeats, math.ceil(min_round_s / max(round_s, 1e-9))))
+        # no variant within budget_s (a large d on a slow or busy machine): a row of untimed
+        # variants, which the tables show as '-' instead of stopping the sweep
+        n_rounds = (max(repeats, min(max_repeats, math.ceil(min_round_s / max(round_s, 1e-9))))
+                    if order else 0)
         for r in range(n_rounds):
             if r == 3:  # fixed chunks far behind the best leave the race: more rounds for the rest
                 lead = min(statistics.median(ts) for ts in times.values())
@@ -791,15 +794,16 @@ def exact_sm_defaults_sweep(
         med = {name: statistics.median(ts) for name, ts in times.items()}
         fixed = {int(n.split()[1]): t for n, t in med.items() if n.startswith("chunk ")}
         best_c = min(fixed, key=fixed.get) if fixed else None
-        best = min([t for t in (med.get("loop"), fixed.get(best_c) if best_c else None) if t])
+        timed_best = [t for t in (med.get("loop"), fixed.get(best_c) if best_c else None) if t]
+        best = min(timed_best) if timed_best else None  # neither the loop nor a chunk in budget
         row = {"network": net_kind, "dim": dim, "hidden": hidden, "depth": depth, "batch": batch,
                "device": str(dev), "threads": torch.get_num_threads(), "row_bytes": row_bytes,
                "plan": {"method": plan.method, "chunk": plan.chunk, "budget_bytes": plan.budget_bytes},
                "times": med, "n_repeats": n_rounds, "loop_s": med.get("loop"),
                "default_s": med.get("default"), "vmap_s": med.get("vmap"), "best_chunk": best_c,
                "best_chunk_s": fixed.get(best_c) if best_c else None,
-               "default_vs_best": med["default"] / best if "default" in med else None,
-               "vmap_vs_best": med["vmap"] / best if "vmap" in med else None,
+               "default_vs_best": med["default"] / best if "default" in med and best else None,
+               "vmap_vs_best": med["vmap"] / best if "vmap" in med and best else None,
                "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None}
         row["noise"] = _noise(row)
         rows.append(row)
