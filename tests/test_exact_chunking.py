@@ -311,11 +311,15 @@ def test_defaults_summary_and_frame_read_the_rows(tmp_path):
     folder = tmp_path / "benchmarks" / "results" / "exact_sm_defaults"
     folder.mkdir(parents=True)
     with pytest.raises(FileNotFoundError, match="exact_sm_defaults"):
-        bm.committed_exact_sm_defaults(tmp_path / "book")
+        bm.committed_exact_sm_defaults(tmp_path / "book", fallback=None)
+    # with the default fallback, a start outside any repository (tools/reproduce.py
+    # --output-dir /tmp/...) finds the repository's own committed table
+    path, _, rows_here = bm.committed_exact_sm_defaults(tmp_path / "book")
+    assert path.parent == bm.REPOSITORY / "benchmarks" / "results" / "exact_sm_defaults" and rows_here
     (folder / "exact_sm_defaults-host-closer.json").write_text('{"rows": []}')
     (folder / "exact_sm_defaults-host.json").write_text('{"meta": {"m": 1}, "rows": [{"x": 2}]}')
     (tmp_path / "book").mkdir()
-    path, meta, got = bm.committed_exact_sm_defaults(tmp_path / "book")
+    path, meta, got = bm.committed_exact_sm_defaults(tmp_path / "book")  # the nearer wins
     assert path.name == "exact_sm_defaults-host.json" and meta == {"m": 1} and got == [{"x": 2}]
 
 

@@ -88,6 +88,7 @@ from ssm_lib.devices import resolve_device
 from ssm_lib.losses import OBJECTIVES, exact_score_matching, make_objective
 from ssm_lib.models import EnergyMLP, ScoreMLP, score_from_energy
 
+REPOSITORY = Path(__file__).resolve().parents[2]  # the repository that holds booktools
 Loss = Callable[[Callable[[torch.Tensor], torch.Tensor], torch.Tensor, torch.Generator], torch.Tensor]
 
 
@@ -915,17 +916,26 @@ def exact_sm_defaults_summary(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def committed_exact_sm_defaults(start: str | Path = ".") -> tuple[Path, dict[str, Any], list[dict[str, Any]]]:
+def committed_exact_sm_defaults(
+    start: str | Path = ".", fallback: str | Path | None = REPOSITORY,
+) -> tuple[Path, dict[str, Any], list[dict[str, Any]]]:
     """``(path, meta, rows)`` of the committed exact-SM defaults table
     (``benchmarks/results/exact_sm_defaults/exact_sm_defaults-*.json``, the first in name order
-    without ``-closer``), found from ``start`` or a folder above it."""
+    without ``-closer``), found from ``start`` or a folder above it, else in ``fallback`` (by
+    default the repository that holds ``booktools``, so a notebook run in an output folder
+    outside the repository, ``tools/reproduce.py --output-dir /tmp/...``, still finds it;
+    ``None``: no fallback)."""
     here = Path(start).resolve()
-    for folder in (here, *here.parents):
+    folders = [here, *here.parents]
+    if fallback is not None:
+        folders.append(Path(fallback).resolve())
+    for folder in folders:
         found = sorted(p for p in (folder / "benchmarks" / "results" / "exact_sm_defaults")
                        .glob("exact_sm_defaults-*.json") if "-closer" not in p.stem) \
             if (folder / "benchmarks").is_dir() else []
         if found:
             data = json.loads(found[0].read_text())
             return found[0], data.get("meta", {}), data["rows"]
+    also = "" if fallback is None else f" or in {Path(fallback).resolve()}"
     raise FileNotFoundError(f"no benchmarks/results/exact_sm_defaults/exact_sm_defaults-*.json "
-                            f"in {here} or above: run benchmarks/exact_sm_defaults.py")
+                            f"in {here} or above{also}: run benchmarks/exact_sm_defaults.py")
