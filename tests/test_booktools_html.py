@@ -42,3 +42,27 @@ def test_what_is_not_a_table_is_refused(bad, error, match):
 def test_html_text_must_be_a_string():
     with pytest.raises(TypeError, match="text must be"):
         Html(b"<p>")
+
+
+def _first_table_tag(html: str) -> str:
+    return "<table" + html.split("<table", 1)[1].split(">", 1)[0] + ">"
+
+
+@pytest.mark.parametrize("make", [lambda: FRAME, lambda: FRAME.style.set_caption("cap"),
+                                  lambda: "<table><tr><td>1</td><td>2</td></tr></table>",
+                                  lambda: "<table class='x'><tr><td>1</td></tr></table>"],
+                         ids=["frame", "styler", "bare html", "html with a class"])
+@pytest.mark.parametrize("wrap_text", [False, True])
+def test_every_table_gets_the_themes_class_once(make, wrap_text):
+    """Without the theme's ``table`` class a glued pandas table had no cell padding on a chapter
+    page: "-12110.4" beside "3" read "-12110.43" (the browser test's cramped_tables)."""
+    table = make()
+    tag = _first_table_tag(page_table(table, wrap_text=wrap_text)._repr_html_())
+    classes = tag.split("class=", 1)[1][1:].split(tag.split("class=", 1)[1][0], 1)[0].split()
+    assert classes.count("table") == 1, tag
+    if isinstance(table, pd.DataFrame):
+        assert "dataframe" in classes  # pandas' own class kept
+    if isinstance(table, str) and "'x'" in table:
+        assert classes == ["x", "table"]
+    again = page_table(page_table(table, wrap_text=wrap_text)._repr_html_())._repr_html_()
+    assert _first_table_tag(again).count("table") == tag.count("table")  # not added twice

@@ -30,3 +30,16 @@ def test_progress_bars_fail_the_page_at_both_widths():
            "outputTexts": [{"label": "div.cell_output pre", "text": BARS[0]}]}
     found = evaluate(raw, Events([], [], [], []), PHONE, "http://127.0.0.1/", Path("."))
     assert len(found["progress_bars"]) == 1
+
+
+def test_cramped_tables_fail_the_page_at_both_widths():
+    """A table whose neighbouring cells' text comes closer than MIN_CELL_GAP_PX (measure.js)."""
+    assert FAILS_AT["cramped_tables"] == (DESKTOP, PHONE)
+    raw = {"brokenImages": [], "mathErrors": [], "untypesetMath": [], "rawTex": [], "wideEquations": [],
+           "equationsOverNumber": [], "wideOutputs": [], "wideCodeInputs": [], "figures": [],
+           "pageOverflowPx": 0, "dropdownsNotOpening": [], "searchBoxes": 1, "searchBoxLabels": [],
+           "crampedTables": [{"label": 'table#T_c9b8f "objective"', "gap": 2.0,
+                              "cells": '"-12110.4" | "3"'}]}
+    for width in (DESKTOP, PHONE):
+        found = evaluate(raw, Events([], [], [], []), width, "http://127.0.0.1/", Path("."))
+        assert found["cramped_tables"] == ['table#T_c9b8f "objective": 2 px between "-12110.4" | "3"']

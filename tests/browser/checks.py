@@ -36,6 +36,10 @@ Rules (the thresholds are documented here and in the README of this folder):
   desktop width. A figure drawn to the standard (<= 7.5 in wide) in the ~730 px column shows
   8-pt text at ~10.8 px. On a phone figures are always reduced (readers zoom), so the count is
   for information there.
+* ``cramped_tables``: tables in which the text of two neighbouring cells of a row comes closer
+  than ``MIN_CELL_GAP_PX`` (6 px): cells without padding, whose numbers read as one ("-12110.4"
+  beside "3" reads "-12110.43"). The theme's tables leave about 17 px; a glued pandas table
+  without the theme's ``table`` class left 2 px. Fails at both widths.
 * ``page_scrolls_sideways``: the page is wider than the window (1 item; its overflow in px).
 * ``dropdowns_not_opening``: a ``<details>`` dropdown or toggle button whose content is still
   hidden after a click on it.
@@ -52,6 +56,7 @@ from urllib.parse import unquote, urlsplit
 FIGURE_FONT_PT = 8.0
 MIN_TEXT_PX = 9.0
 DEFAULT_DPI = 100.0
+MIN_CELL_GAP_PX = 6.0
 DESKTOP, PHONE = 1400, 400
 
 # check name -> widths at which a non-zero count fails the page
@@ -68,6 +73,7 @@ FAILS_AT: dict[str, tuple[int, ...]] = {
     "wide_code_inputs": (),
     "progress_bars": (DESKTOP, PHONE),
     "small_figures": (DESKTOP,),
+    "cramped_tables": (DESKTOP, PHONE),
     "page_scrolls_sideways": (DESKTOP, PHONE),
     "dropdowns_not_opening": (DESKTOP, PHONE),
     "search_boxes": (DESKTOP,),
@@ -160,6 +166,8 @@ def evaluate(raw: dict, events: Events, width: int, base_url: str, html_root: Pa
                 f"{Path(urlsplit(fig['src']).path).name}: shown at {shown:.0f}% "
                 f"({fig['rendered']:.0f}/{fig['natural']} px, {dpi:.0f} dpi), 8-pt text at {px:.1f} px"
             )
+    found["cramped_tables"] = [f"{t['label']}: {t['gap']:g} px between {t['cells']}"
+                               for t in raw.get("crampedTables", [])]
     if raw["pageOverflowPx"] > 0:
         found["page_scrolls_sideways"] = [
             f"page {raw['pageOverflowPx']} px wider than the window; sticking out: "

@@ -1,6 +1,6 @@
 // Measures one rendered page of the book (evaluated by test_pages.py through Playwright).
 // Returns plain data; the Python side turns it into counts and pass/fail decisions.
-// Called as an async function with one argument: {openDropdowns: bool}.
+// Called as an async function with one argument: {openDropdowns: bool, minCellGapPx: number}.
 async (options) => {
   const main = document.querySelector("main") || document.body;
   const article = document.querySelector("article.bd-article") || main;
@@ -178,6 +178,50 @@ async (options) => {
   out.codeInputs = inputs.length;
   out.wideCodeInputs = inputs.filter(overflowing)
     .map((el) => ({ label: describe(el), width: el.scrollWidth, box: el.clientWidth }));
+
+  // --- Tables: the text of two neighbouring cells of a row must not run together (a table
+  // without the theme's cell padding prints "-12110.4" and "3" as "-12110.43"). A cell's text
+  // extent is the union of its visible text (MathJax's hidden assistive MathML left out) and its
+  // typeset formulas.
+  const textExtent = (cell) => {
+    let left = Infinity, right = -Infinity;
+    const add = (rect) => {
+      if (rect.width > 0 && rect.height > 0) { left = Math.min(left, rect.left); right = Math.max(right, rect.right); }
+    };
+    const texts = document.createTreeWalker(cell, NodeFilter.SHOW_TEXT, {
+      acceptNode: (node) => (node.parentElement.closest("mjx-container, script, style") || !node.textContent.trim() ?
+        NodeFilter.FILTER_REJECT : NodeFilter.FILTER_ACCEPT),
+    });
+    while (texts.nextNode()) {
+      const range = document.createRange();
+      range.selectNodeContents(texts.currentNode);
+      for (const rect of range.getClientRects()) add(rect);
+    }
+    for (const formula of cell.querySelectorAll("mjx-container > mjx-math")) add(formula.getBoundingClientRect());
+    return left < right ? { left, right } : null;
+  };
+  out.tables = 0;
+  out.crampedTables = [];
+  for (const table of article.querySelectorAll("table")) {
+    if (!visible(table)) continue;
+    out.tables += 1;
+    let worst = null;
+    for (const row of table.rows) {
+      const cells = [...row.cells].map((cell) => ({ cell, extent: textExtent(cell), box: cell.getBoundingClientRect() }))
+        .filter((c) => c.extent);
+      for (let i = 0; i + 1 < cells.length; i++) {
+        const [a, b] = [cells[i].box, cells[i + 1].box];
+        if (a.bottom <= b.top || b.bottom <= a.top) continue; // stacked (a phone layout), not side by side
+        const gap = cells[i + 1].extent.left - cells[i].extent.right;
+        if (worst === null || gap < worst.gap) worst = { gap, a: cells[i].cell, b: cells[i + 1].cell };
+      }
+    }
+    if (worst && worst.gap < options.minCellGapPx) {
+      const text = (el) => el.textContent.replace(/\s+/g, " ").trim().slice(0, 30);
+      out.crampedTables.push({ label: describe(table), gap: Math.round(worst.gap * 10) / 10,
+        cells: `"${text(worst.a)}" | "${text(worst.b)}"` });
+    }
+  }
 
   // --- Page: no sideways scrolling; list what sticks out.
   const root = document.documentElement;

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from .checks import DESKTOP, PHONE, Events, evaluate, failures
+from .checks import DESKTOP, MIN_CELL_GAP_PX, PHONE, Events, evaluate, failures
 from .conftest import ROOT, SCREENSHOTS
 
 MEASURE_JS = (Path(__file__).parent / "measure.js").read_text()
@@ -89,7 +89,7 @@ def test_page(page_path: str, width: int, browser, server: str, book_html: Path,
     context, page, events = _open(browser, server, width)
     try:
         page.goto(server + page_path, wait_until="load")
-        raw = page.evaluate(MEASURE_JS, {"openDropdowns": True})
+        raw = page.evaluate(MEASURE_JS, {"openDropdowns": True, "minCellGapPx": MIN_CELL_GAP_PX})
         page.wait_for_timeout(100)  # let late errors and requests arrive
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         shot = SCREENSHOTS / f"{page_path.removesuffix('.html').replace('/', '__')}-{width}.png"
@@ -104,7 +104,7 @@ def test_page(page_path: str, width: int, browser, server: str, book_html: Path,
         "found": found,
         "failed": sorted(failed),
         "counts": {"math": raw["math"], "display_math": raw["displayMath"], "images": raw["images"],
-                   "outputs": raw["outputs"], "dropdowns": raw["dropdowns"]},
+                   "outputs": raw["outputs"], "dropdowns": raw["dropdowns"], "tables": raw["tables"]},
         "screenshot": str(shot.relative_to(ROOT)) if shot.is_relative_to(ROOT) else str(shot),
     }
     if failed:

@@ -10,11 +10,34 @@ and prints as plain text on a terminal.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 __all__ = ["Html", "page_table"]
 
 _FIT_COLUMN = '<table style="width: 100%; table-layout: fixed; overflow-wrap: anywhere"'
+_TABLE_TAG = re.compile(r"<table\b[^>]*>")
+_CLASS = re.compile(r"""\bclass=(["'])(.*?)\1""")
+
+
+def _themed(html: str) -> str:
+    """``html`` with the theme's ``table`` class on its first ``<table>`` (merged into a class
+    attribute it already has). Without it a pandas table has no cell padding on a chapter page
+    (the notebook pages pad output tables, the chapters that glue them do not) and neighbouring
+    numbers run together."""
+    tag = _TABLE_TAG.search(html)
+    if tag is None:
+        return html
+    old = tag.group(0)
+    found = _CLASS.search(old)
+    if found is None:
+        new = old[:-1] + ' class="table">'
+    elif "table" in found.group(2).split():
+        return html
+    else:
+        q, classes = found.group(1), found.group(2)
+        new = old[:found.start()] + f"class={q}{classes} table{q}" + old[found.end():]
+    return html[:tag.start()] + new + html[tag.end():]
 
 
 class Html:
@@ -36,7 +59,8 @@ class Html:
 
 def page_table(table: Any, *, wrap_text: bool = False) -> Html:
     """``table`` (a pandas DataFrame, a pandas Styler, or the HTML text of one ``<table>``) in the
-    theme's scroll container, so that it never makes the page wider than the screen.
+    theme's scroll container, so that it never makes the page wider than the screen, with the
+    theme's ``table`` class, so that its cells are padded on every page it is shown or glued on.
 
     ``wrap_text``: lay the table out at the column's width (``table-layout: fixed``), long words
     and cells wrapping inside their cells; for tables of sentences (claims, verdicts). Without it
@@ -52,6 +76,7 @@ def page_table(table: Any, *, wrap_text: bool = False) -> Html:
                         f"got {type(table).__name__}")
     if "<table" not in html:
         raise ValueError("table holds no <table> element")
+    html = _themed(html)
     if wrap_text:
         html = html.replace("<table", _FIT_COLUMN, 1)
     return Html(f'<div class="pst-scrollable-table-container">{html}</div>', plain)
