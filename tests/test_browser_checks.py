@@ -43,3 +43,15 @@ def test_cramped_tables_fail_the_page_at_both_widths():
     for width in (DESKTOP, PHONE):
         found = evaluate(raw, Events([], [], [], []), width, "http://127.0.0.1/", Path("."))
         assert found["cramped_tables"] == ['table#T_c9b8f "objective": 2 px between "-12110.4" | "3"']
+
+
+def test_painted_equations_fail_the_page_at_both_widths():
+    """A display equation that fits its box but carries the scroll shadows' background."""
+    assert FAILS_AT["painted_equations"] == (DESKTOP, PHONE)
+    raw = {"brokenImages": [], "mathErrors": [], "untypesetMath": [], "rawTex": [], "wideEquations": [],
+           "equationsOverNumber": [], "wideOutputs": [], "wideCodeInputs": [], "figures": [],
+           "pageOverflowPx": 0, "dropdownsNotOpening": [], "searchBoxes": 1, "searchBoxLabels": [],
+           "paintedEquations": ["equation-eq-ssm-efficiency"]}
+    for width in (DESKTOP, PHONE):
+        found = evaluate(raw, Events([], [], [], []), width, "http://127.0.0.1/", Path("."))
+        assert found["painted_equations"] == ["equation-eq-ssm-efficiency"]

@@ -13,7 +13,9 @@
   ``html-page-context`` the page's script list is de-duplicated (same file, same body).
 * **Equations that scroll visibly.** ``static/page_chrome.css`` gives a display equation that
   is wider than the column (on a phone) a shadow at the edge where it continues, since phones
-  hide scrollbars until one scrolls.
+  hide scrollbars until one scrolls. ``static/equation_scroll.js`` marks the equations that do
+  scroll; the others get no shadow (its covers, in the page's colour, showed as white bands on
+  every equation inside a theorem, proof or admonition box).
 """
 
 from __future__ import annotations
@@ -54,5 +56,6 @@ def deduplicate_scripts(app: Sphinx, pagename: str, templatename: str, context: 
 def setup(app: Sphinx) -> dict[str, Any]:
     app.connect("config-inited", adjust_config)
     app.add_css_file("page_chrome.css")
+    app.add_js_file("equation_scroll.js")
     app.connect("html-page-context", deduplicate_scripts, priority=900)
     return {"parallel_read_safe": True, "parallel_write_safe": True, "version": "1.0"}

@@ -21,6 +21,9 @@ Rules (the thresholds are documented here and in the README of this folder):
   ``scrollable_equations``; one that is cut off or spills over the margin fails.
 * ``equations_over_number``: the visible part of a display equation (cut to its box where the
   box scrolls) overlapping its equation number; fails at the desktop width.
+* ``painted_equations``: display equations that fit their box but carry a background (the
+  scroll shadows that only an equation wider than its box should get; on a coloured box their
+  covers show as bands of the page's colour at both ends). Fails at both widths.
 * ``wide_outputs``: printed cell output (``<pre>``) or an output table wider than its box, so
   part of it is hidden behind a scrollbar. Fails at the desktop width; at the phone width code
   boxes scroll sideways by design and the count is for information.
@@ -69,6 +72,7 @@ FAILS_AT: dict[str, tuple[int, ...]] = {
     "wide_equations": (DESKTOP, PHONE),
     "scrollable_equations": (),
     "equations_over_number": (DESKTOP,),
+    "painted_equations": (DESKTOP, PHONE),
     "wide_outputs": (DESKTOP,),
     "wide_code_inputs": (),
     "progress_bars": (DESKTOP, PHONE),
@@ -151,6 +155,7 @@ def evaluate(raw: dict, events: Events, width: int, base_url: str, html_root: Pa
         else:
             found["wide_equations"].append(item + ("" if eq["scrollable"] else " (clipped)"))
     found["equations_over_number"] = list(raw["equationsOverNumber"])
+    found["painted_equations"] = list(raw.get("paintedEquations", []))
     found["wide_outputs"] = [f"{o['label']}: {o['width']} px in {o['box']} px" for o in raw["wideOutputs"]]
     found["wide_code_inputs"] = [
         f"{o['label']}: {o['width']} px in {o['box']} px" for o in raw["wideCodeInputs"]

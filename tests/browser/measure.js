@@ -124,6 +124,7 @@ async (options) => {
   out.displayMath = 0;
   out.wideEquations = [];
   out.equationsOverNumber = [];
+  out.paintedEquations = [];
   for (const box of article.querySelectorAll('mjx-container[display="true"]')) {
     if (!visible(box)) continue;
     out.displayMath += 1;
@@ -131,6 +132,11 @@ async (options) => {
     const mathDiv = box.closest("div.math") || box.parentElement;
     const width = formula.getBoundingClientRect().width;
     const avail = Math.min(box.clientWidth, mathDiv.clientWidth);
+    // scroll shadows (page_chrome.css) belong to equations that scroll: on one that fits, their
+    // covers show as bands of the page's colour (on a theorem's or a proof's coloured box)
+    if (width <= avail + 1 && getComputedStyle(box).backgroundImage !== "none") {
+      out.paintedEquations.push(mathDiv.id || describe(mathDiv));
+    }
     if (width > avail + 1) {
       const ownScroll = [box, mathDiv].some((el) => scrollsX(el) && el.scrollWidth > el.clientWidth);
       out.wideEquations.push({
