@@ -55,3 +55,15 @@ def test_painted_equations_fail_the_page_at_both_widths():
     for width in (DESKTOP, PHONE):
         found = evaluate(raw, Events([], [], [], []), width, "http://127.0.0.1/", Path("."))
         assert found["painted_equations"] == ["equation-eq-ssm-efficiency"]
+
+
+def test_bare_results_fail_the_page_at_both_widths():
+    """A cell's returned value shown as its bare repr (measure.js: div.output.text_plain)."""
+    assert FAILS_AT["bare_results"] == (DESKTOP, PHONE)
+    raw = {"brokenImages": [], "mathErrors": [], "untypesetMath": [], "rawTex": [], "wideEquations": [],
+           "equationsOverNumber": [], "wideOutputs": [], "wideCodeInputs": [], "figures": [],
+           "pageOverflowPx": 0, "dropdownsNotOpening": [], "searchBoxes": 1, "searchBoxLabels": [],
+           "bareResults": ['div "0.143050384001981"']}
+    for width in (DESKTOP, PHONE):
+        found = evaluate(raw, Events([], [], [], []), width, "http://127.0.0.1/", Path("."))
+        assert found["bare_results"] == ['div "0.143050384001981": a returned value shown bare']

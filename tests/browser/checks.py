@@ -31,6 +31,10 @@ Rules (the thresholds are documented here and in the README of this folder):
   ``NN%|``, ``it/s`` or ``s/it``, or a carriage return): frozen in a static page they are noise
   (the notebook harness switches tqdm off inside executed notebooks, ``TQDM_DISABLE=1``).
   Fails at both widths.
+* ``bare_results``: a value that a cell's last line returned, shown as its bare repr (a float
+  with 15 digits under a cell that printed its result in words already). A cell whose last
+  call returns something it does not mean to show assigns it (``_ = ...``). Fails at both
+  widths.
 * ``small_figures``: figures shown so small that their text is below a legible size. The PNG's
   dpi (from its pHYs chunk, 100 if absent) and its shown width give the CSS pixels per figure
   inch, ``scale = shown_px / (natural_px / dpi)``; text of ``FIGURE_FONT_PT`` (8 pt, the
@@ -76,6 +80,7 @@ FAILS_AT: dict[str, tuple[int, ...]] = {
     "wide_outputs": (DESKTOP,),
     "wide_code_inputs": (),
     "progress_bars": (DESKTOP, PHONE),
+    "bare_results": (DESKTOP, PHONE),
     "small_figures": (DESKTOP,),
     "cramped_tables": (DESKTOP, PHONE),
     "page_scrolls_sideways": (DESKTOP, PHONE),
@@ -161,6 +166,7 @@ def evaluate(raw: dict, events: Events, width: int, base_url: str, html_root: Pa
         f"{o['label']}: {o['width']} px in {o['box']} px" for o in raw["wideCodeInputs"]
     ]
     found["progress_bars"] = progress_bar_lines(raw.get("outputTexts", []))
+    found["bare_results"] = [f"{label}: a returned value shown bare" for label in raw.get("bareResults", [])]
     for fig in raw["figures"]:
         path = local_file(fig["src"], base_url, html_root)
         dpi = png_dpi(path) if path is not None else DEFAULT_DPI

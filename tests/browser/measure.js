@@ -167,6 +167,10 @@ async (options) => {
   // progress-bar redraws in it.
   out.outputTexts = [...article.querySelectorAll(".cell_output pre, .output pre")]
     .map((el) => ({ label: describe(el), text: el.textContent }));
+  // A value that a cell's last line returned, shown as its bare repr ("0.143050384001981"):
+  // myst-nb renders such a text-only result as div.output.text_plain (print output is a stream).
+  out.bareResults = [...article.querySelectorAll(".cell_output .output.text_plain")]
+    .map((el) => describe(el));
   out.wideOutputs = [];
   for (const el of new Set(outputBlocks)) {
     if (el.tagName === "TABLE") {
