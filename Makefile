@@ -28,7 +28,7 @@ all: book
 
 help:
 	@echo "make book     - build the book into _build/html (creating .venv if needed)"
-	@echo "make test     - ruff, actionlint, pytest, the notebooks (papermill + nbval), full-profile smoke run, strict build, browser test"
+	@echo "make test     - ruff, actionlint, committed-status, pytest, the notebooks (papermill + nbval), full-profile smoke run, strict build, browser test"
 	@echo "make reproduce - run the experiment notebooks that changed (PROFILE=quick|full, DEVICE, SEED)"
 	@echo "make reproduce-cpu - the paper experiments' cpu profile (hours; resumable; also PROFILE=cpu)"
 	@echo "make smoke-full - every notebook that supports it, full profile, 2 steps per phase, on the CPU"
@@ -36,6 +36,7 @@ help:
 	@echo "make nbval    - stock nbval: run this machine's reference notebooks, compare the marked cells (make outputs: same)"
 	@echo "make notebooks - reproduce and nbval side by side, JOBS at a time (part of make test)"
 	@echo "make reference - rewrite this machine's reference notebooks from the executed ones (quick, seed 0, CPU)"
+	@echo "make committed-status - whether each committed cpu run is current, as its page will say (part of make test)"
 	@echo "make browser-test - open every page of the built book in headless Chromium (offline, 1400 and 400 px)"
 	@echo "make bench    - time a training step of every objective (table + benchmarks/results/*.json, .csv)"
 	@echo "make clean    - remove build outputs (not the virtual environment)"
@@ -213,7 +214,13 @@ lint: $(STAMP)
 pytest: $(STAMP)
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n $(JOBS) --dist worksteal
 
-test: lint pytest notebooks smoke-full book-strict browser-test
+test: lint committed-status pytest notebooks smoke-full book-strict browser-test
+
+# Whether each committed cpu run (results/cpu/results/*.json) is current, as its page will say; a
+# stale one is named with the command that redraws it (information: the page marks it STALE).
+.PHONY: committed-status
+committed-status: $(STAMP)
+	@$(BIN)/python -m booktools.committed
 
 # Browser test (tests/browser): every page of _build/html in Debian's headless Chromium at 1400 and
 # 400 px, offline; screenshots in _build/screenshots/, counts in _build/browser/report.md.

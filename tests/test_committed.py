@@ -195,3 +195,28 @@ def test_a_cpu_sitting_shows_itself_not_the_committed_file_it_replaces(tmp_path,
     quick = setup(NAME, output_dir=tmp_path / "quick")
     monkeypatch.setattr(type(quick), "glue_value", lambda self, k, v: None)
     assert quick.show_committed().stale
+
+
+def test_status_report_and_the_command_name_a_stale_run(tmp_path, monkeypatch, capsys):
+    """``python -m booktools.committed`` (run by make test) prints what each page will say; a
+    stale run is named with the command that redraws it, and ``--strict`` makes it an error."""
+    from booktools import committed
+
+    repo = fake_repo(tmp_path)
+    write_run(tmp_path / "results", runs.inputs_fingerprint(NAME, repo, profile="cpu").parts, {})
+    assert committed.committed_names(root=tmp_path / "results") == [NAME]
+    assert committed.status_report(root=tmp_path / "results", repo=repo) == ([f"{NAME}: current"], [])
+    notebook = repo / "notebooks" / f"{NAME}.md"
+    notebook.write_text(notebook.read_text() + "\n```{code-cell} ipython3\nx = 1\n```\n")
+    lines, stale = committed.status_report(root=tmp_path / "results", repo=repo)
+    assert stale == [NAME] and lines == [f"{NAME}: STALE (the notebook changed since the run)"]
+    assert committed.status_report(root=tmp_path / "nothing") == ([], [])
+
+    monkeypatch.setattr(committed, "status_report", lambda profile: (lines, stale))
+    assert committed.main([]) == 0
+    out = capsys.readouterr().out
+    assert f"{NAME}: STALE" in out and f'CPU_NOTEBOOKS="{NAME}" CPU_SITTING=1' in out
+    assert committed.main(["--strict"]) == 1
+    capsys.readouterr()
+    monkeypatch.setattr(committed, "status_report", lambda profile: ([f"{NAME}: current"], []))
+    assert committed.main(["--strict"]) == 0 and "STALE" not in capsys.readouterr().out

@@ -20,7 +20,7 @@ from typing import Any
 
 from booktools.runs import inputs_fingerprint, results_root
 
-__all__ = ["CommittedRun", "committed_run", "results_json"]
+__all__ = ["CommittedRun", "committed_run", "committed_names", "status_report", "main", "results_json"]
 
 
 def results_json(name: str, profile: str = "cpu", root: Path | None = None) -> Path:
@@ -141,3 +141,53 @@ def committed_run(name: str, profile: str = "cpu", root: Path | None = None,
     verified = (isinstance(stored, dict) and current.library_verified_since(stored)) or any(
         current.library_verified_since({"library": digest}) for digest in unit_libraries)
     return CommittedRun(name, profile, path, data, tuple(current.changed(stored)), library_verified=verified)
+
+
+def committed_names(profile: str = "cpu", root: Path | None = None) -> list[str]:
+    """The experiments with a committed ``profile`` run (``<root>/<profile>/results/*.json``)."""
+    folder = results_json("x", profile, root).parent
+    return sorted(p.stem for p in folder.glob("*.json")) if folder.is_dir() else []
+
+
+def status_report(profile: str = "cpu", root: Path | None = None,
+                  repo: Path | None = None) -> tuple[list[str], list[str]]:
+    """``(lines, stale)``: one line per committed ``profile`` run (current, current but for
+    verified library changes, STALE with what changed, or unreadable), and the names of the runs
+    that a page would mark stale or cannot read."""
+    lines, stale = [], []
+    for name in committed_names(profile, root):
+        run = committed_run(name, profile, root, repo)
+        if run.unreadable or run.stale:
+            stale.append(name)
+            what = run.unreadable or f"the {', '.join(run.changed)} changed since the run"
+            lines.append(f"{name}: STALE ({what})")
+        else:
+            but = " (but for verified library changes)" if run.library_verified else ""
+            lines.append(f"{name}: current{but}")
+    return lines, stale
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m booktools.committed [--strict]``: print whether each committed cpu run is
+    current, as the pages will say. A stale run is shown on its page marked STALE; ``--strict``
+    makes that an error (exit 1)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m booktools.committed", description=main.__doc__)
+    parser.add_argument("--profile", default="cpu")
+    parser.add_argument("--strict", action="store_true", help="exit 1 when a committed run is stale")
+    args = parser.parse_args(argv)
+    lines, stale = status_report(args.profile)
+    print(f"committed {args.profile} runs, as their pages will show them:" + ("" if lines else " none"))
+    for line in lines:
+        print("  " + line)
+    if stale:
+        print(f"  -> the book marks {', '.join(stale)} STALE. When only cells after run_units changed, "
+              f"a sitting of one second redraws them from the stored units without training:\n"
+              f"     make reproduce-cpu CPU_NOTEBOOKS=\"{' '.join(stale)}\" CPU_SITTING=1\n"
+              f"     (otherwise a sitting reruns the stale units); then commit results/{args.profile}/")
+    return 1 if stale and args.strict else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
