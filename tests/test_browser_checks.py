@@ -1,9 +1,12 @@
-"""The browser test's progress-bar rule (tests/browser/checks.py), without a browser: tqdm's
-redraws frozen into a rendered page fail it, ordinary printed numbers do not."""
+"""The browser test's page rules (tests/browser/checks.py), without a browser: tqdm's redraws
+frozen into a rendered page fail it, ordinary printed numbers do not; cramped tables, painted
+equations and bare returned values fail it at both widths."""
 
 from __future__ import annotations
 
 from pathlib import Path
+
+import pytest
 
 from tests.browser.checks import DESKTOP, FAILS_AT, PHONE, Events, evaluate, progress_bar_lines
 
@@ -22,48 +25,40 @@ def test_progress_bar_redraws_are_found_and_plain_output_is_not():
     assert progress_bar_lines([{"label": "pre#2", "text": "\n".join(PLAIN)}]) == []
 
 
+def quiet_page(**measured: object) -> dict:
+    """What measure.js returns for a page with nothing wrong, with ``measured`` in its place."""
+    raw = {"brokenImages": [], "mathErrors": [], "untypesetMath": [], "rawTex": [], "wideEquations": [],
+           "equationsOverNumber": [], "wideOutputs": [], "wideCodeInputs": [], "figures": [],
+           "pageOverflowPx": 0, "dropdownsNotOpening": [], "searchBoxes": 1, "searchBoxLabels": []}
+    return raw | measured
+
+
+def found_at(raw: dict, width: int) -> dict[str, list[str]]:
+    return evaluate(raw, Events([], [], [], []), width, "http://127.0.0.1/", Path("."))
+
+
 def test_progress_bars_fail_the_page_at_both_widths():
     assert FAILS_AT["progress_bars"] == (DESKTOP, PHONE)
-    raw = {"brokenImages": [], "mathErrors": [], "untypesetMath": [], "rawTex": [], "wideEquations": [],
-           "equationsOverNumber": [], "wideOutputs": [], "wideCodeInputs": [], "figures": [],
-           "pageOverflowPx": 0, "dropdownsNotOpening": [], "searchBoxes": 1, "searchBoxLabels": [],
-           "outputTexts": [{"label": "div.cell_output pre", "text": BARS[0]}]}
-    found = evaluate(raw, Events([], [], [], []), PHONE, "http://127.0.0.1/", Path("."))
-    assert len(found["progress_bars"]) == 1
+    raw = quiet_page(outputTexts=[{"label": "div.cell_output pre", "text": BARS[0]}])
+    assert len(found_at(raw, PHONE)["progress_bars"]) == 1
 
 
-def test_cramped_tables_fail_the_page_at_both_widths():
-    """A table whose neighbouring cells' text comes closer than MIN_CELL_GAP_PX (measure.js)."""
-    assert FAILS_AT["cramped_tables"] == (DESKTOP, PHONE)
-    raw = {"brokenImages": [], "mathErrors": [], "untypesetMath": [], "rawTex": [], "wideEquations": [],
-           "equationsOverNumber": [], "wideOutputs": [], "wideCodeInputs": [], "figures": [],
-           "pageOverflowPx": 0, "dropdownsNotOpening": [], "searchBoxes": 1, "searchBoxLabels": [],
-           "crampedTables": [{"label": 'table#T_c9b8f "objective"', "gap": 2.0,
-                              "cells": '"-12110.4" | "3"'}]}
+@pytest.mark.parametrize("check, measured, items", [
+    # a table whose neighbouring cells' text comes closer than MIN_CELL_GAP_PX
+    ("cramped_tables", {"crampedTables": [{"label": 'table#T_c9b8f "objective"', "gap": 2.0,
+                                           "cells": '"-12110.4" | "3"'}]},
+     ['table#T_c9b8f "objective": 2 px between "-12110.4" | "3"']),
+    # a display equation that fits its box but carries the scroll shadows' background
+    ("painted_equations", {"paintedEquations": ["equation-eq-ssm-efficiency"]},
+     ["equation-eq-ssm-efficiency"]),
+    # a cell's returned value shown as its bare repr (div.output.text_plain)
+    ("bare_results", {"bareResults": ['div "0.143050384001981"']},
+     ['div "0.143050384001981": a returned value shown bare']),
+])
+def test_page_rules_fail_the_page_at_both_widths(check, measured, items):
+    assert FAILS_AT[check] == (DESKTOP, PHONE)
     for width in (DESKTOP, PHONE):
-        found = evaluate(raw, Events([], [], [], []), width, "http://127.0.0.1/", Path("."))
-        assert found["cramped_tables"] == ['table#T_c9b8f "objective": 2 px between "-12110.4" | "3"']
-
-
-def test_painted_equations_fail_the_page_at_both_widths():
-    """A display equation that fits its box but carries the scroll shadows' background."""
-    assert FAILS_AT["painted_equations"] == (DESKTOP, PHONE)
-    raw = {"brokenImages": [], "mathErrors": [], "untypesetMath": [], "rawTex": [], "wideEquations": [],
-           "equationsOverNumber": [], "wideOutputs": [], "wideCodeInputs": [], "figures": [],
-           "pageOverflowPx": 0, "dropdownsNotOpening": [], "searchBoxes": 1, "searchBoxLabels": [],
-           "paintedEquations": ["equation-eq-ssm-efficiency"]}
-    for width in (DESKTOP, PHONE):
-        found = evaluate(raw, Events([], [], [], []), width, "http://127.0.0.1/", Path("."))
-        assert found["painted_equations"] == ["equation-eq-ssm-efficiency"]
-
-
-def test_bare_results_fail_the_page_at_both_widths():
-    """A cell's returned value shown as its bare repr (measure.js: div.output.text_plain)."""
-    assert FAILS_AT["bare_results"] == (DESKTOP, PHONE)
-    raw = {"brokenImages": [], "mathErrors": [], "untypesetMath": [], "rawTex": [], "wideEquations": [],
-           "equationsOverNumber": [], "wideOutputs": [], "wideCodeInputs": [], "figures": [],
-           "pageOverflowPx": 0, "dropdownsNotOpening": [], "searchBoxes": 1, "searchBoxLabels": [],
-           "bareResults": ['div "0.143050384001981"']}
-    for width in (DESKTOP, PHONE):
-        found = evaluate(raw, Events([], [], [], []), width, "http://127.0.0.1/", Path("."))
-        assert found["bare_results"] == ['div "0.143050384001981": a returned value shown bare']
+        found = found_at(quiet_page(**measured), width)
+        assert found[check] == items
+        assert all(not v for k, v in found.items() if k != check)  # nothing else counted
+    assert found_at(quiet_page(), DESKTOP)[check] == []
