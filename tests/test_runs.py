@@ -20,6 +20,7 @@ from booktools.runs import (
     Fingerprint,
     RunStore,
     UnitFailed,
+    code_as_run,
     inputs_fingerprint,
     narrow_stored_units,
     run_units,
@@ -422,6 +423,86 @@ def test_units_stored_with_the_older_digests_move_to_the_narrower_ones_only_when
                                made_in=made_in) == ["d"]
     assert RunStore("nice_digits", "cpu", root=tmp_path / "results",
                     fingerprint=inputs_fingerprint("nice_digits", tree, units=True, profile="cpu")).done("d")
+
+
+CELL = (":tags: [parameters]\n\nsigma = 0.5  # the noise level\n"
+        "model = fit(data, sigma=sigma, steps=200, label='dsm')\n"
+        "print(f\"{sigma:.2f}: {model.loss:.3f}\")\n")
+
+
+@pytest.mark.parametrize("rewritten", [
+    # re-wrapped to fit the page, the quotes normalised, the comment moved or dropped
+    CELL.replace("sigma=sigma, steps=200,", "\n    sigma=sigma,\n    steps=200,\n   ")
+        .replace("'dsm'", '"dsm"').replace("  # the noise level", ""),
+    CELL.replace("\nsigma = 0.5  # the noise level\n", "\n# the noise level\nsigma = 0.5\n\n\n"),
+    # a string split into adjacent literals (plain and formatted)
+    CELL.replace("'dsm'", "('ds'\n 'm')").replace('f\"{sigma:.2f}: {model.loss:.3f}\"',
+                                                   'f\"{sigma:.2f}: \"\n      f\"{model.loss:.3f}\"'),
+])
+def test_the_code_a_cell_runs_does_not_depend_on_its_layout(rewritten):
+    assert rewritten != CELL and code_as_run(rewritten) == code_as_run(CELL)
+
+
+@pytest.mark.parametrize("changed", [
+    CELL.replace("0.5", "0.25"),  # a value
+    CELL.replace("steps=200", "steps=2000"),
+    CELL.replace("sigma=sigma", "sigma=sigma ** 2"),  # sigma vs sigma squared
+    CELL.replace("'dsm'", "'ssm'"),  # a string
+    CELL.replace(":.3f", ":.4f"),  # what is printed
+    CELL.replace("[parameters]", "[parameters, remove-input]"),  # the cell's options
+    CELL.replace("fit(data,", "fit(data.T,"),
+])
+def test_a_change_to_what_a_cell_runs_changes_its_code(changed):
+    assert code_as_run(changed) != code_as_run(CELL)
+
+
+def test_docstrings_are_left_out_but_strings_that_are_values_are_not():
+    f = 'def f(x):\n    """Twice x."""\n    return 2 * x\n'
+    rewrapped = 'def f(x):\n    """Twice\n    x, re-wrapped."""\n    return 2 * x\n'
+    assert code_as_run(rewrapped) == code_as_run(f) != code_as_run(f.replace("2 *", "3 *"))
+    assert code_as_run('def f(x):\n    """Only a docstring."""\n') == code_as_run("def f(x):\n    pass\n")
+    assert code_as_run('class A:\n    """A."""\n    n = 1\n') == code_as_run("class A:\n    n = 1\n")
+    # a string that is a value, or that a cell shows as its last line, is code
+    assert code_as_run('x = "a"\n') != code_as_run('x = "b"\n')
+    assert code_as_run('f(1)\n"shown"\n') != code_as_run('f(1)\n"other"\n')
+    assert code_as_run('def f():\n    g()\n    "late"\n') != code_as_run('def f():\n    g()\n')
+
+
+def test_the_code_of_a_cell_python_cannot_parse_is_its_text_and_empty_fields_are_left_out():
+    magic = "%timeit f(x)\n"
+    assert code_as_run(magic) == magic and code_as_run(magic + "# c\n") != code_as_run(magic)
+    tree = code_as_run("def f(x):\n    return x\n")
+    # ast.dump shows type_params=[] from Python 3.12 on; the digest must not depend on it
+    assert "FunctionDef(name='f'" in tree and "=[]" not in tree and "None" not in tree
+    assert "lineno" not in tree
+
+
+def test_units_stay_current_when_their_cells_are_re_wrapped_and_older_digests_move(tmp_path):
+    tree = copy_inputs(tmp_path, "nice_digits")
+    nb = tree / "notebooks" / "nice_digits.md"
+    text = nb.read_text()
+    before_cell, units_cell, _ = _cells_around_the_units_cell(nb)
+    fp = inputs_fingerprint("nice_digits", tree, units=True, profile="cpu")
+    written = inputs_fingerprint("nice_digits", tree, units=True, profile="cpu", code_as_written=True)
+    assert written.notebook != fp.notebook and written.parts.keys() == fp.parts.keys()
+    # a comment and a blank line in the units cell: same code, same fingerprint
+    nb.write_text(text.replace(units_cell, "# rewrapped\n\n" + units_cell, 1))
+    assert inputs_fingerprint("nice_digits", tree, units=True, profile="cpu") == fp
+    nb.write_text(text.replace(units_cell, units_cell + "x = 2\n", 1))
+    assert inputs_fingerprint("nice_digits", tree, units=True, profile="cpu") != fp
+    nb.write_text(text)
+    # units stored with the digest of the text as written move onto the digest of the code
+    root = tmp_path / "results"
+    run_units(["a"], lambda u: 1, RunStore("nice_digits", "cpu", root=root, fingerprint=written),
+              progress=False)
+    assert RunStore("nice_digits", "cpu", root=root, fingerprint=fp).stale_units() == ["a"]
+    assert narrow_stored_units("nice_digits", "cpu", root=root, repo=tree) == ["a"]
+    assert RunStore("nice_digits", "cpu", root=root, fingerprint=fp).stale_units() == []
+    # not when the text they were made from is not the text now
+    run_units(["b"], lambda u: 1, RunStore("nice_digits", "cpu", root=root, fingerprint=written),
+              progress=False)
+    nb.write_text(text.replace(before_cell, before_cell + "# a comment\n", 1))
+    assert narrow_stored_units("nice_digits", "cpu", root=root, repo=tree) == []
 
 
 def test_the_commit_is_dirty_for_changed_code_but_not_for_results_being_written(tmp_path):

@@ -37,6 +37,7 @@ follows that file and prints the lines on the terminal).
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import hashlib
 import json
@@ -68,6 +69,7 @@ __all__ = [
     "StaleSummary",
     "UnitFailed",
     "UnitResults",
+    "code_as_run",
     "git_state",
     "inputs_fingerprint",
     "library_changes",
@@ -201,13 +203,63 @@ _CODE_CELL = re.compile(r"^```\{code-cell\}[^\n]*\n(.*?)^```", re.M | re.S)
 _UNITS_CALL = re.compile(r"\brun_units\(")
 
 
-def _notebook_digest(path: Path, *, through_units: bool = False) -> str:
-    """The digest of the notebook's code cells (prose edits do not make results stale).
+# A MyST code cell's options: ``:key: value`` lines, or a YAML block between ``---`` lines, first.
+_CELL_OPTIONS = re.compile(r"\A(?:---\n.*?^---\n|(?::[\w-]+:[^\n]*\n)+)", re.M | re.S)
+
+
+def _is_docstring(node: Any) -> bool:
+    return (isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)
+            and isinstance(node.value.value, str))
+
+
+def _syntax_tree_text(node: Any) -> str:
+    """A syntax tree written out without positions, without the docstrings of functions and
+    classes, and without the fields that are empty (``None``, ``[]``): the same text for the
+    same program on Python 3.11 to 3.13, whose ``ast.dump`` differs in the empty fields it
+    shows (``type_params=[]`` from 3.12)."""
+    if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef) and node.body \
+            and _is_docstring(node.body[0]):
+        node = type(node)(**{**{f: getattr(node, f, None) for f in node._fields},
+                             "body": node.body[1:] or [ast.Pass()]})
+    if isinstance(node, ast.AST):
+        fields = ((name, getattr(node, name, None)) for name in node._fields)
+        return (type(node).__name__ + "("
+                + ", ".join(f"{name}={_syntax_tree_text(value)}" for name, value in fields
+                            if value is not None and value != []) + ")")
+    if isinstance(node, list):
+        return "[" + ", ".join(_syntax_tree_text(item) for item in node) + "]"
+    return repr(node)
+
+
+def code_as_run(cell: str) -> str:
+    """What a code cell runs, independent of how it is written: its options (tags) as written,
+    then its syntax tree, which leaves out comments, the docstrings of functions and classes,
+    line breaks, indentation inside brackets, quote style and the splitting of a string into
+    adjacent literals. Re-wrapping a cell to fit the page therefore does not make its results
+    stale; a change to what it computes does. A cell Python cannot parse (an IPython magic) is
+    taken as written."""
+    options = _CELL_OPTIONS.match(cell)
+    head = options.group(0) if options else ""
+    body = cell[len(head):]
+    try:
+        tree = ast.parse(body)
+    except SyntaxError:
+        return cell
+    return head + _syntax_tree_text(tree)
+
+
+def _notebook_digest(path: Path, *, through_units: bool = False, as_written: bool = False) -> str:
+    """The digest of what the notebook's code cells run (:func:`code_as_run`): neither prose
+    nor the layout of code, comments included, makes results stale.
 
     ``through_units``: only the code cells up to the last one that calls ``run_units(`` (all of
     them when none does). A unit is computed in that cell, from what the cells before it
     defined; the notebook runs top to bottom, so the cells after it (tables, figures, claims)
-    cannot change a unit, and editing them must not make the stored units stale."""
+    cannot change a unit, and editing them must not make the stored units stale.
+
+    ``as_written``: the digest of the cells' text as written, the notebook part of the
+    fingerprints made before 2026-12-07 (read only to move such results onto this digest,
+    :func:`narrow_stored_units`)."""
     if not path.is_file():
         return "absent"
     text = path.read_text()
@@ -215,6 +267,8 @@ def _notebook_digest(path: Path, *, through_units: bool = False) -> str:
     if through_units:
         last = max((i for i, c in enumerate(cells) if _UNITS_CALL.search(c)), default=len(cells) - 1)
         cells = cells[:last + 1]
+    if not as_written:
+        cells = [code_as_run(c) for c in cells]
     return _digest((str(i), c.encode()) for i, c in enumerate(cells))
 
 
@@ -318,7 +372,7 @@ class Fingerprint:
 
 
 def inputs_fingerprint(experiment: str, root: Path = ROOT, *, units: bool = False,
-                       profile: str | None = None) -> Fingerprint:
+                       profile: str | None = None, code_as_written: bool = False) -> Fingerprint:
     """The fingerprint of ``experiment``'s inputs in the tree at ``root``: ``ssm_lib/**/*.py``,
     the recipe modules the notebook uses (``tools/paper_recipes``, see :func:`_recipes_digest`),
     the code cells of ``notebooks/<experiment>.md`` and the ``settings`` table of
@@ -331,14 +385,18 @@ def inputs_fingerprint(experiment: str, root: Path = ROOT, *, units: bool = Fals
     finished unit stale. A results JSON (drawn by every cell) keeps the whole notebook's.
 
     ``profile``: the record part covers only the values that profile runs with (see
-    :func:`_record_digest`); without it, the whole settings table."""
+    :func:`_record_digest`); without it, the whole settings table.
+
+    ``code_as_written``: the notebook part digests the cells' text rather than what they run
+    (:func:`code_as_run`), as fingerprints did before 2026-12-07; only for moving results made
+    then onto the current digest (:func:`narrow_stored_units`)."""
     root = Path(root)
     notebook = root / "notebooks" / f"{experiment}.md"
     library = library_digest(root)
     return Fingerprint(
         library=library,
         recipes=_recipes_digest(root, notebook),
-        notebook=_notebook_digest(notebook, through_units=units),
+        notebook=_notebook_digest(notebook, through_units=units, as_written=code_as_written),
         record=_record_digest(root / "tools" / "paper_recipes" / "records" / f"{experiment}.toml",
                               profile),
         library_same_as=library_equivalents(root, library))
@@ -764,32 +822,40 @@ def _fmt_time(seconds: float) -> str:
 
 def narrow_stored_units(experiment: str, profile: str, root: Path | None = None,
                         repo: Path = ROOT, made_in: Path | None = None) -> list[str]:
-    """Move the stored units of ``experiment`` made before units were fingerprinted through
-    their units cell and by their profile's settings (their notebook digest covering every code
-    cell, their record digest every profile's settings) onto the narrower digests, where that is
-    provably the same code and settings.
+    """Move the stored units of ``experiment`` made with an older style of fingerprint onto the
+    current one, where that is provably the same code and settings: units fingerprinted before
+    their notebook digest stopped at their units cell and their record digest at their
+    profile's settings, and units whose notebook digest is of the cells' text as written rather
+    than of what they run (before 2026-12-07, :func:`code_as_run`).
 
     ``made_in``: the tree the units were made from (default ``repo``; e.g. a worktree of the
     commit a sitting started from, when cells after the units cell have been edited since). A
     unit is rewritten only when its whole stored fingerprint equals an older style of
-    fingerprint of ``made_in``, and the narrower fingerprint of ``made_in`` equals that of
-    ``repo`` (nothing a unit depends on changed between the two). It gets ``repo``'s narrower
-    digests, and the date in its provenance as ``fingerprint_narrowed_utc``; any other unit is
-    left as it is, and stays stale. Returns the keys rewritten."""
+    fingerprint of ``made_in`` (the library part up to verified changes), and the narrower
+    fingerprint of ``made_in`` equals that of ``repo`` (nothing a unit depends on changed between
+    the two). It gets ``repo``'s narrower digests (its library digest stays as made: it may be
+    an earlier library verified to compute what this one does), and the date in its provenance
+    as ``fingerprint_narrowed_utc``; any other unit is left as it is, and stays stale. Returns
+    the keys rewritten."""
     made_in = repo if made_in is None else Path(made_in)
     narrow = inputs_fingerprint(experiment, repo, units=True, profile=profile)
     if inputs_fingerprint(experiment, made_in, units=True, profile=profile) != narrow:
         return []  # the inputs of a unit differ between the two trees: nothing can move
-    older = [inputs_fingerprint(experiment, made_in).parts,
-             inputs_fingerprint(experiment, made_in, units=True).parts]
+    older = [inputs_fingerprint(experiment, made_in, units=units, profile=prof, code_as_written=written)
+             for units, prof, written in [(False, None, False), (True, None, False),
+                                          (False, None, True), (True, None, True),
+                                          (True, profile, True)]]
     store = RunStore(experiment, profile, root=root, fingerprint=narrow)
     moved = []
     for key, result in store.load_all().items():
-        if result.provenance.get("fingerprint") not in older:
+        stored = result.provenance.get("fingerprint")
+        if not isinstance(stored, dict) or narrow.changed(stored) == [] or not any(
+                fp.changed(stored) == [] for fp in older):
             continue  # current already, or stale
         path = store.folder / f"{key}.json"
         data = json.loads(path.read_text())
-        data["provenance"]["fingerprint"] = narrow.parts
+        # the library part stays as made (an earlier library verified to compute the same)
+        data["provenance"]["fingerprint"] = {**narrow.parts, "library": stored["library"]}
         data["provenance"]["fingerprint_narrowed_utc"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         tmp = path.with_name(f".{key}.json.tmp-{os.getpid()}")
         tmp.write_text(json.dumps(data, indent=1, sort_keys=True, allow_nan=False) + "\n")
