@@ -8,7 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.browser.checks import DESKTOP, FAILS_AT, PHONE, Events, evaluate, progress_bar_lines
+from tests.browser.checks import (
+    DESKTOP,
+    FAILS_AT,
+    PHONE,
+    Events,
+    evaluate,
+    failures,
+    progress_bar_lines,
+)
 
 BARS = [
     "runs:  40%|████      | 4/10 [00:03<00:04,  1.31it/s]",
@@ -41,6 +49,16 @@ def test_progress_bars_fail_the_page_at_both_widths():
     assert FAILS_AT["progress_bars"] == (DESKTOP, PHONE)
     raw = quiet_page(outputTexts=[{"label": "div.cell_output pre", "text": BARS[0]}])
     assert len(found_at(raw, PHONE)["progress_bars"]) == 1
+
+
+def test_a_code_box_wider_than_its_column_fails_the_page_at_the_desktop_width_only():
+    assert FAILS_AT["wide_code_inputs"] == (DESKTOP,)
+    raw = quiet_page(wideCodeInputs=[{"label": 'pre#codecell0 "import torch"', "width": 833,
+                                      "box": 780}])
+    assert found_at(raw, DESKTOP)["wide_code_inputs"] == ['pre#codecell0 "import torch": 833 px in 780 px']
+    assert failures(found_at(raw, DESKTOP), DESKTOP) == {
+        "wide_code_inputs": ['pre#codecell0 "import torch": 833 px in 780 px']}
+    assert failures(found_at(raw, PHONE), PHONE) == {}
 
 
 @pytest.mark.parametrize("check, measured, items", [

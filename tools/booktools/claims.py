@@ -13,7 +13,7 @@ rule with its margin and the reason for it::
     margin = 0.0              # the threshold (greater/less) or the equivalence margin
     margin_reason = "..."     # required unless the threshold is 0
     alpha = 0.05              # one-sided level: the interval is the two-sided 1 - 2 alpha one
-    subjects = ["redwine", "whitewine", "parkinsons"]   # optional: one verdict per subject
+    subjects = ["redwine", "whitewine", "parkinsons"]   # optional: a verdict each
     figure = "fig-dkef-uci"   # a label (or a /document path) that shows the evidence
     digits = 2                # decimals of the printed effect
     unit = "nats"             # optional
