@@ -9,10 +9,13 @@ stale (:func:`booktools.runs.code_as_run`)."""
 
 from __future__ import annotations
 
+import importlib.util
 import re
 from pathlib import Path
 
 import pytest
+
+from booktools.runs import code_as_run
 
 ROOT = Path(__file__).resolve().parents[1]
 CODE_WIDTH = 84
@@ -39,4 +42,48 @@ def test_long_code_lines_are_found_with_their_line_numbers():
 def test_every_code_line_fits_the_column(path):
     long = long_code_lines(path.read_text())
     assert not long, (f"{path.relative_to(ROOT)}: code lines over {CODE_WIDTH} characters "
-                      f"(line: length) {long[:10]}")
+                      f"(line, length) {long[:10]}; python tools/wrap_code_cells.py "
+                      f"{path.relative_to(ROOT)} re-wraps them")
+
+
+def _wrap_tool():
+    spec = importlib.util.spec_from_file_location("wrap_code_cells", ROOT / "tools" / "wrap_code_cells.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+CELL = (":tags: [hide-input]\n\n"
+        "def curve(x, scale):\n"
+        "    \"\"\"The curve of the figure below, drawn for every point of the grid on which the "
+        "density is evaluated.\"\"\"\n"
+        "    return scale * x\n\n\n"
+        "values = curve(grid_of_points_for_the_figure, scale=the_scale_of_the_figure_in_use)  "
+        "# the values, one per grid point\n"
+        "print(f\"the figure shows {len(values)} values of the curve on a grid, at scale "
+        "{the_scale_of_the_figure_in_use:.2f}, for the reader\")\n"
+        "plt.plot(values);\n")
+
+
+def test_the_wrap_tool_fits_a_cell_and_keeps_what_it_runs():
+    wrap = _wrap_tool()
+    assert wrap.CODE_WIDTH == CODE_WIDTH
+    (new,) = wrap.wrap_cells([CELL])
+    widest = max(len(line) for line in new.splitlines())
+    assert widest <= CODE_WIDTH < max(len(line) for line in CELL.splitlines())
+    assert code_as_run(new) == code_as_run(CELL)
+    assert new.startswith(":tags: [hide-input]\n")  # the options stay first
+    assert new.rstrip().endswith("plt.plot(values);")  # the ';' that hides the value stays
+    assert "# the values, one per grid point\nvalues = curve(" in new  # the comment goes above
+    assert wrap.wrap_cells([new]) == [new]  # a second pass changes nothing
+    text = "```{code-cell} ipython3\n" + CELL + "```\n"
+    assert [n for n, _ in wrap.long_lines(text)] == [5, 9, 10]
+
+
+def test_the_wrap_tool_refuses_a_rewrite_that_changes_what_a_cell_runs(monkeypatch):
+    wrap = _wrap_tool()
+    formatted = wrap._format
+    monkeypatch.setattr(wrap, "_format", lambda sources, width: [
+        s.replace("scale * x", "scale + x") for s in formatted(sources, width)])
+    with pytest.raises(ValueError, match="would change what this cell runs"):
+        wrap.wrap_cells([CELL])
