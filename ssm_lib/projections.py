@@ -8,8 +8,9 @@ sliced Fisher divergence equals the Fisher divergence (Song et al. 2019, Sec. 3)
 * ``"sphere"``: uniform on the sphere of radius :math:`\sqrt{d}`, so
   :math:`\|v\| = \sqrt{d}` exactly and :math:`\mathbb{E}[vv^\top] = (d/d) I = I`.
 
-Here :math:`d` is the product of the event dimensions (the last ``len(shape) - 2`` axes are
-the event of each of the ``shape[-len(event)-1]`` samples; see :func:`sample_projections`).
+Here :math:`d` is the product of the event dimensions: the last ``event_dims`` axes of the
+requested shape form one vector, and the axes before them index independent draws (see
+:func:`sample_projections`).
 """
 
 from __future__ import annotations
@@ -43,8 +44,9 @@ def sample_projections(
             :math:`v \in \mathbb{R}^d` (``d`` = their product); the leading axes index
             independent draws.
         generator: source of randomness, on ``device`` (``None``: torch's global generator).
-        dtype, device: of the result (defaults: torch's default dtype, the generator's device
-            or the CPU). A device that is not on this machine is a ``ValueError``.
+        dtype: of the result (default: torch's default dtype).
+        device: of the result (default: the generator's device, else the CPU). A device
+            that is not on this machine is a ``ValueError``.
         event_dims: how many trailing axes form one vector (only matters for ``"sphere"``,
             whose norm is taken over them).
 

@@ -235,7 +235,7 @@ def train_loop(
     ``best_so_far``: ``(best_step, best_value, best_state)`` of an earlier part of the same
     run, for a loop that continues it (``first_step`` after that part's last step): the best
     starts there instead of at ``(None, inf)`` and the initial state, so that validation,
-    ``patience`` and ``restore`` behave as in one uninterrupted loop (``best_state`` ``None``:
+    ``patience`` and ``restore`` behave as in one uninterrupted loop (a ``best_state`` of ``None``:
     the module's state now).
 
     Raises:
