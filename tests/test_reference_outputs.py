@@ -122,6 +122,15 @@ def test_carry_keeps_a_sets_checked_outputs_through_an_edit_elsewhere_and_refuse
     texts = [o["text"] for c in nbformat.read(ref / "demo.ipynb", as_version=4).cells
              if reference.is_marked(c) for o in c.outputs if o.get("name") == "stdout"]
     assert texts == ["Fisher divergence 0: 0.905\n", "Fisher divergence 1: 1.905\n"]
+    # a checked cell re-wrapped (the same code): carried with its output
+    md.write_text(md.read_text().replace('print(f"Fisher divergence 1: {x + 1:.3f}")',
+                                         'print(\n    f"Fisher divergence 1: "\n    f"{x + 1:.3f}"\n)'))
+    assert reference.problems("demo", notebooks)
+    assert reference.carry(["demo"], ref, notebooks) == 0
+    assert reference.problems("demo", notebooks) == []
+    texts = [o["text"] for c in nbformat.read(ref / "demo.ipynb", as_version=4).cells
+             if reference.is_marked(c) for o in c.outputs if o.get("name") == "stdout"]
+    assert texts == ["Fisher divergence 0: 0.905\n", "Fisher divergence 1: 1.905\n"]
     # a checked cell edited: only a run can give its output
     md.write_text(md.read_text().replace("{x + 1:.3f}", "{x + 1:.4f}"))
     assert reference.carry(["demo"], ref, notebooks) == 1

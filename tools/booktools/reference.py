@@ -255,22 +255,26 @@ def update(names: list[str], experiments: Path, notebooks: Path = NOTEBOOKS,
 def carry(names: list[str], reference: Path, notebooks: Path = NOTEBOOKS) -> int:
     """Bring ``<reference>/<name>.ipynb`` in step with an edited ``notebooks/<name>.md`` without
     running it, for a set whose kind of machine is not at hand: the checked outputs stay those
-    already in the set, carried cell by cell by their code. Refused (1) when a checked cell's
-    code changed or a checked cell is new: its output can only come from a run (``update``)."""
+    already in the set, carried cell by cell by the code they run (:func:`booktools.runs.code_as_run`:
+    a checked cell re-wrapped, or with its comments edited, keeps its output). Refused (1) when
+    what a checked cell runs changed or a checked cell is new: its output can only come from a
+    run (``update``)."""
     import nbformat
+
+    from booktools.runs import code_as_run
 
     for name in names:
         old = nbformat.read(reference / f"{name}.ipynb", as_version=4)
-        kept = {_source(c): c for c in old.cells if is_marked(c)}
+        kept = {code_as_run(_source(c)): c for c in old.cells if is_marked(c)}
         nb = source_notebook(notebooks / f"{name}.md")
         marked = [c for c in nb.cells if is_marked(c)]
-        missing = [k for k, c in enumerate(marked, 1) if _source(c) not in kept]
+        missing = [k for k, c in enumerate(marked, 1) if code_as_run(_source(c)) not in kept]
         if missing:
             print(f"{name}: checked cell(s) {missing} are new or edited: run `make reference` on a "
                   f"machine of {reference.name}'s kind")
             return 1
         for cell in marked:
-            cell.outputs = kept[_source(cell)].outputs
+            cell.outputs = kept[code_as_run(_source(cell))].outputs
         _number(nb)
         nbformat.write(nb, reference / f"{name}.ipynb")
         print(f"{name}: carried {len(kept)} checked output(s) into {reference / f'{name}.ipynb'}")
