@@ -14,7 +14,8 @@ Rules (the thresholds are documented here and in the README of this folder):
 * ``math_errors``: MathJax error nodes (``merror``: unknown macro, bad syntax) and undefined
   control sequences (rendered red), read from MathJax's own list of typeset formulas.
 * ``untypeset_math``: ``.math`` elements MathJax did not typeset (e.g. MathJax failed to load),
-  and TeX commands left in the page's text outside code.
+  and TeX left in the page's text outside code (a backslash and two or more letters, ``$$`` or
+  a dollar sign before a backslash), e.g. a formula that a line starting with ``- `` cut into a list item.
 * ``wide_equations``: display equations whose typeset width exceeds their box. At the desktop
   width every such equation fails. At the phone width an equation whose own box scrolls
   sideways (its scrollbar directly under it) is allowed and only counted in

@@ -111,7 +111,7 @@ async (options) => {
   });
   while (walker.nextNode()) {
     const text = walker.currentNode.textContent;
-    if (/\\(frac|mathbb|mathrm|left|right|begin|sum|int|nabla|[()[\]])|\$\$/.test(text)) {
+    if (/\\([a-zA-Z]{2,}|[()[\]])|\$\$|\$\\/.test(text)) {
       out.rawTex.push(text.replace(/\s+/g, " ").trim().slice(0, 80));
     }
   }
