@@ -290,3 +290,9 @@ def test_the_html_table_escapes_and_matches_the_markdown_rows(tmp_path):
     assert "<td>two CPU cores &lt;and&gt; a | pipe</td>" in html
     assert html.count("<tr>") == 1 + 2  # the header and the two differing settings
     assert "As in the paper (1 settings): learning rate per objective." in html
+
+
+def test_the_report_card_never_ends_a_sentence_twice():
+    # a record's margin reason or rule change that ends with its own full stop gets no second one
+    page = report_card.render()
+    assert not [line for line in page.splitlines() if ".." in line.replace("...", "")]

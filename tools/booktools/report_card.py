@@ -53,10 +53,11 @@ the library, the recipes, the notebook's code or the record's settings have chan
 run, its verdicts are marked *(stale)*: they are shown for reference and must be rerun before
 they are quoted. The *quick run* is the small version that the build executes every time.
 
-A verdict of *inconclusive* is not a failure of the paper or of this book: with three seeds
-the interval is wide, and each notebook prints beside every verdict the effect that its rule
-would detect with probability 0.8. A claim that is *not reproduced* is discussed in its
-chapter, with our numbers and the likely reason.
+A verdict of *inconclusive* is not a failure of the paper or of this book: with the few seeds
+a run affords (the number is printed with each verdict) the interval is wide, and each
+notebook prints beside every verdict the effect that its rule would detect with probability
+0.8. A claim that is *not reproduced* is discussed in its chapter, with our numbers and the
+likely reason.
 """
 
 
@@ -96,11 +97,13 @@ def render(directory: Path = RECORDS_DIR) -> str:
         tests = []
         for number, (claim_id, raw) in enumerate(record.claims.items(), start=1):
             claim = claim_from_record(claim_id, raw, record.path.name)
-            test = f"{claim.statistic}; {claim.rule_text()}"
+            pieces = [f"{claim.statistic}; {claim.rule_text()}"]
             if claim.margin_reason:
-                test += f". Margin: {claim.margin_reason}"
+                pieces.append(f"Margin: {claim.margin_reason}")
             if claim.rule_change:
-                test += f". *Rule changed:* {claim.rule_change}"
+                pieces.append(f"*Rule changed:* {claim.rule_change}")
+            # one full stop between sentences, whether or not the record's text ends with one
+            test = ". ".join(p.rstrip().removesuffix(".") for p in pieces)
             tests.append(f"{number}. {_cell(test)}.")
             link = _link(claim.figure)
             what = f"{claim.paper} ({claim.where}" + (f"; {link})" if link else ")")
