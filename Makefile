@@ -85,8 +85,11 @@ else
 reproduce: $(EXECUTED)
 endif
 
+# A notebook with a committed cpu run also shows whether that run is current, which a verified
+# library change (results/library_changes.json) decides.
 $(EXPERIMENTS)/%.ipynb: notebooks/%.md $(LIB_SOURCES) tools/reproduce.py $(RUN_SETTINGS) $(STAMP) \
-		$$(wildcard tools/paper_recipes/records/$$*.toml $$(CPU_RESULTS)/results/$$*.json)
+		$$(wildcard tools/paper_recipes/records/$$*.toml $$(CPU_RESULTS)/results/$$*.json) \
+		$$(if $$(wildcard $$(CPU_RESULTS)/results/$$*.json),$$(wildcard results/library_changes.json))
 	$(BIN)/python tools/reproduce.py $* --profile $(PROFILE) --device $(DEVICE) --seed $(SEED)
 
 # Rewritten only when the settings differ from the last run, so that its date says when they
