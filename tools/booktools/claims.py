@@ -12,12 +12,12 @@ rule with its margin and the reason for it::
     rule = "greater"          # "greater" | "less" | "equivalent"
     margin = 0.0              # the threshold (greater/less) or the equivalence margin
     margin_reason = "..."     # required unless the threshold is 0
-    alpha = 0.05              # one-sided level: the interval is the two-sided 1 - 2 alpha one
+    alpha = 0.05              # one-sided level (the interval: two-sided 1 - 2 alpha)
     subjects = ["redwine", "whitewine", "parkinsons"]   # optional: a verdict each
     figure = "fig-dkef-uci"   # a label (or a /document path) that shows the evidence
     digits = 2                # decimals of the printed effect
     unit = "nats"             # optional
-    samples_over = "seeds"    # what one sample is (default "seeds"), e.g. "values of M"
+    samples_over = "seeds"    # what one sample is (default "seeds")
 
 The notebook passes the data, never the rule: :func:`decide` computes the mean :math:`\bar d`
 of the ``n`` per-seed samples (paired differences on the same splits) and the interval
