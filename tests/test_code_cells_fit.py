@@ -62,6 +62,9 @@ CELL = (":tags: [hide-input]\n\n"
         "# the values, one per grid point\n"
         "print(f\"the figure shows {len(values)} values of the curve on a grid, at scale "
         "{the_scale_of_the_figure_in_use:.2f}, for the reader\")\n"
+        "if values is None:\n    values = []\n"
+        "else:  # the values of the curve on the grid of the figure that the reader sees below it\n"
+        "    values = list(values)\n"
         "plt.plot(values);\n")
 
 
@@ -75,9 +78,10 @@ def test_the_wrap_tool_fits_a_cell_and_keeps_what_it_runs():
     assert new.startswith(":tags: [hide-input]\n")  # the options stay first
     assert new.rstrip().endswith("plt.plot(values);")  # the ';' that hides the value stays
     assert "# the values, one per grid point\nvalues = curve(" in new  # the comment goes above
+    assert "else:\n    # the values of the curve" in new  # or opens the block its line opens
     assert wrap.wrap_cells([new]) == [new]  # a second pass changes nothing
     text = "```{code-cell} ipython3\n" + CELL + "```\n"
-    assert [n for n, _ in wrap.long_lines(text)] == [5, 9, 10]
+    assert [n for n, _ in wrap.long_lines(text)] == [5, 9, 10, 13]
 
 
 def test_the_wrap_tool_refuses_a_rewrite_that_changes_what_a_cell_runs(monkeypatch):

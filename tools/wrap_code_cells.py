@@ -7,7 +7,8 @@ The book's code boxes hold 84 characters (``tests/test_code_cells_fit.py``, whic
 longer line). Per cell, this
 
 1. puts the trailing comment of a line that is too long (with the comment lines aligned under
-   it that continue it) on its own lines above that line;
+   it that continue it) on its own lines above that line, or at the top of the block that the
+   line opens (``else:  # ...``);
 2. formats the cell with ``ruff format`` (in notebook mode, so that a last line's ``;`` that
    hides a value stays);
 3. splits string literals that are still too long into adjacent literals (one value to Python),
@@ -97,8 +98,11 @@ def _lift_comments(source: str, width: int) -> str:
         while end < len(lines) and continues(lines[end], col):
             texts.append(lines[end].strip()[1:].strip())
             end += 1
-        indent = re.match(r"\s*", line).group(0)
-        lines[row - 1:end] = [f"{indent}#{_LIFTED} {' '.join(texts)}\n", line[:col].rstrip() + "\n"]
+        indent, code = re.match(r"\s*", line).group(0), line[:col].rstrip() + "\n"
+        if code.rstrip().endswith(":"):  # a block's header (else:, for ...:): the comment opens the block
+            lines[row - 1:end] = [code, f"{indent}    #{_LIFTED} {' '.join(texts)}\n"]
+        else:
+            lines[row - 1:end] = [f"{indent}#{_LIFTED} {' '.join(texts)}\n", code]
     return "".join(lines)
 
 
