@@ -51,6 +51,14 @@ def test_progress_bars_fail_the_page_at_both_widths():
     assert len(found_at(raw, PHONE)["progress_bars"]) == 1
 
 
+def test_an_inline_formula_past_its_paragraph_fails_the_page_at_the_desktop_width_only():
+    assert FAILS_AT["wide_inline_math"] == (DESKTOP,)
+    item = 'p#exercises "Assume s in C5." (112 px past its right edge)'
+    raw = quiet_page(wideInlineMath=[item])
+    assert failures(found_at(raw, DESKTOP), DESKTOP) == {"wide_inline_math": [item]}
+    assert failures(found_at(raw, PHONE), PHONE) == {}
+
+
 def test_a_code_box_wider_than_its_column_fails_the_page_at_the_desktop_width_only():
     assert FAILS_AT["wide_code_inputs"] == (DESKTOP,)
     raw = quiet_page(wideCodeInputs=[{"label": 'pre#codecell0 "import torch"', "width": 833,

@@ -20,6 +20,9 @@ Rules (the thresholds are documented here and in the README of this folder):
   width every such equation fails. At the phone width an equation whose own box scrolls
   sideways (its scrollbar directly under it) is allowed and only counted in
   ``scrollable_equations``; one that is cut off or spills over the margin fails.
+* ``wide_inline_math``: an inline formula that runs past the right edge of its paragraph (MathJax
+  does not break inline formulas, so a long one is cut off or spills over the margin). Fails at
+  the desktop width; on a phone the count is for information.
 * ``equations_over_number``: the visible part of a display equation (cut to its box where the
   box scrolls) overlapping its equation number; fails at the desktop width.
 * ``painted_equations``: display equations that fit their box but carry a background (the
@@ -80,6 +83,7 @@ FAILS_AT: dict[str, tuple[int, ...]] = {
     "untypeset_math": (DESKTOP, PHONE),
     "wide_equations": (DESKTOP, PHONE),
     "scrollable_equations": (),
+    "wide_inline_math": (DESKTOP,),
     "equations_over_number": (DESKTOP,),
     "painted_equations": (DESKTOP, PHONE),
     "wide_outputs": (DESKTOP,),
@@ -164,6 +168,7 @@ def evaluate(raw: dict, events: Events, width: int, base_url: str, html_root: Pa
             found["scrollable_equations"].append(item)
         else:
             found["wide_equations"].append(item + ("" if eq["scrollable"] else " (clipped)"))
+    found["wide_inline_math"] = list(raw.get("wideInlineMath", []))
     found["equations_over_number"] = list(raw["equationsOverNumber"])
     found["painted_equations"] = list(raw.get("paintedEquations", []))
     found["wide_outputs"] = [f"{o['label']}: {o['width']} px in {o['box']} px" for o in raw["wideOutputs"]]

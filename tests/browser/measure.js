@@ -122,6 +122,22 @@ async (options) => {
   // ancestor, or spilling over the margin).
   const scrollsX = (el) => ["auto", "scroll"].includes(getComputedStyle(el).overflowX);
   out.displayMath = 0;
+  // Inline formulas cannot break across lines (MathJax 3): one wider than the room to the right
+  // edge of its paragraph runs past the box (cut off, or over the margin).
+  out.wideInlineMath = [];
+  for (const box of article.querySelectorAll('mjx-container:not([display="true"])')) {
+    if (!visible(box) || box.closest("table, .cell_output, .output")) continue;
+    const block = box.closest("p, li, dd, td, th, figcaption, div");
+    if (!block) continue;
+    // the paragraph's edge, or the article's or the window's where the paragraph itself was
+    // pushed wider by the formula
+    const edge = Math.min(block.getBoundingClientRect().right, article.getBoundingClientRect().right,
+                          document.documentElement.clientWidth);
+    const over = box.getBoundingClientRect().right - edge;
+    if (over > 1) {
+      out.wideInlineMath.push(`${describe(block)} (${Math.round(over)} px past its right edge)`);
+    }
+  }
   out.wideEquations = [];
   out.equationsOverNumber = [];
   out.paintedEquations = [];
