@@ -10,7 +10,6 @@ stale (:func:`booktools.runs.code_as_run`)."""
 from __future__ import annotations
 
 import importlib.util
-import re
 from pathlib import Path
 
 import pytest
@@ -18,32 +17,7 @@ import pytest
 from booktools.runs import code_as_run
 
 ROOT = Path(__file__).resolve().parents[1]
-CODE_WIDTH = 84
-CODE_CELL = re.compile(r"^```\{code-cell\}[^\n]*\n(.*?)^```", re.M | re.S)
 SOURCES = sorted([*ROOT.glob("notebooks/*.md"), *ROOT.glob("book/*.md")])
-
-
-def long_code_lines(text: str, width: int = CODE_WIDTH) -> list[tuple[int, int]]:
-    """(line number, length) of each code-cell line of a MyST file longer than ``width``."""
-    found = []
-    for m in CODE_CELL.finditer(text):
-        first = text.count("\n", 0, m.start(1)) + 1
-        found += [(first + i, len(line)) for i, line in enumerate(m.group(1).splitlines())
-                  if len(line) > width]
-    return found
-
-
-def test_long_code_lines_are_found_with_their_line_numbers():
-    text = "# T\n\n```{code-cell} ipython3\nx = 1\n" + "y" * 85 + "\n```\n\n" + "z" * 90 + "\n"
-    assert long_code_lines(text) == [(5, 85)]  # prose lines are not code
-
-
-@pytest.mark.parametrize("path", SOURCES, ids=lambda p: p.relative_to(ROOT).as_posix())
-def test_every_code_line_fits_the_column(path):
-    long = long_code_lines(path.read_text())
-    assert not long, (f"{path.relative_to(ROOT)}: code lines over {CODE_WIDTH} characters "
-                      f"(line, length) {long[:10]}; python tools/wrap_code_cells.py "
-                      f"{path.relative_to(ROOT)} re-wraps them")
 
 
 def _wrap_tool():
@@ -51,6 +25,24 @@ def _wrap_tool():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+wrap = _wrap_tool()
+CODE_WIDTH = wrap.CODE_WIDTH
+
+
+def test_long_code_lines_are_found_with_their_line_numbers():
+    assert CODE_WIDTH == 84
+    text = "# T\n\n```{code-cell} ipython3\nx = 1\n" + "y" * 85 + "\n```\n\n" + "z" * 90 + "\n"
+    assert wrap.long_lines(text) == [(5, "y" * 85)]  # prose lines are not code
+
+
+@pytest.mark.parametrize("path", SOURCES, ids=lambda p: p.relative_to(ROOT).as_posix())
+def test_every_code_line_fits_the_column(path):
+    long = [(number, len(line)) for number, line in wrap.long_lines(path.read_text())]
+    assert not long, (f"{path.relative_to(ROOT)}: code lines over {CODE_WIDTH} characters "
+                      f"(line, length) {long[:10]}; python tools/wrap_code_cells.py "
+                      f"{path.relative_to(ROOT)} re-wraps them")
 
 
 CELL = (":tags: [hide-input]\n\n"
@@ -69,8 +61,6 @@ CELL = (":tags: [hide-input]\n\n"
 
 
 def test_the_wrap_tool_fits_a_cell_and_keeps_what_it_runs():
-    wrap = _wrap_tool()
-    assert wrap.CODE_WIDTH == CODE_WIDTH
     (new,) = wrap.wrap_cells([CELL])
     widest = max(len(line) for line in new.splitlines())
     assert widest <= CODE_WIDTH < max(len(line) for line in CELL.splitlines())
@@ -85,7 +75,6 @@ def test_the_wrap_tool_fits_a_cell_and_keeps_what_it_runs():
 
 
 def test_the_wrap_tool_refuses_a_rewrite_that_changes_what_a_cell_runs(monkeypatch):
-    wrap = _wrap_tool()
     formatted = wrap._format
     monkeypatch.setattr(wrap, "_format", lambda sources, width: [
         s.replace("scale * x", "scale + x") for s in formatted(sources, width)])
