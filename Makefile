@@ -176,13 +176,21 @@ reference test notebooks: SEED = 0
 
 nbval: $(NBVAL_PASSED)
 
-# (a missing reference is not a prerequisite but nbval's error, which names it)
+# (a missing reference is not a prerequisite but nbval's error, which names it). A kernel that
+# dies while starting, before any cell ran (two notebooks' kernels starting side by side can
+# race for their ports), is started once more; any other failure fails at once.
 $(EXPERIMENTS)/.nbval/%.passed: $$(wildcard $(REFERENCE)*/$$*.ipynb) notebooks/conftest.py notebooks/%.md \
 		$(LIB_SOURCES) $(STAMP)
 	@ref=$$($(BIN)/python -m booktools.reference path $*) || exit 2; \
 	test -f $$ref || { echo "no $$ref: run make reference" >&2; exit 2; }; \
-	echo "nbval: $$ref"; \
-	$(NBVAL_ENV) $(BIN)/python -m pytest --nbval-lax --nbval-current-env -p no:cacheprovider -q $$ref
+	echo "nbval: $$ref"; log=$$(mktemp); \
+	for try in 1 2; do \
+		$(NBVAL_ENV) $(BIN)/python -m pytest --nbval-lax --nbval-current-env -p no:cacheprovider -q \
+			$$ref > $$log 2>&1; status=$$?; cat $$log; \
+		if [ $$status -ne 0 ] && [ $$try -eq 1 ] && grep -q "Kernel died before replying to kernel_info\|Kernel didn't respond" $$log; then \
+			echo "nbval: $*'s kernel died while starting (before any cell ran); starting it once more"; \
+		else break; fi; \
+	done; rm -f $$log; exit $$status
 	@mkdir -p $(@D) && touch $@
 
 outputs: nbval  # the former name
