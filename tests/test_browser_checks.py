@@ -15,6 +15,7 @@ from tests.browser.checks import (
     Events,
     evaluate,
     failures,
+    missing_value_lines,
     progress_bar_lines,
 )
 
@@ -80,6 +81,12 @@ def test_a_code_box_wider_than_its_column_fails_the_page_at_the_desktop_width_on
     # a cell's returned value shown as its bare repr (div.output.text_plain)
     ("bare_results", {"bareResults": ['div "0.143050384001981"']},
      ['div "0.143050384001981": a returned value shown bare']),
+    # an output table's cell holding a bare missing-value marker
+    ("missing_values", {"missingValueCells": ['table "label": a cell "NaN"']},
+     ['table "label": a cell "NaN"']),
+    # printed output showing nan as a value
+    ("missing_values", {"outputTexts": [{"label": "pre#1", "text": "ESS 12.5\nlog Z nan"}]},
+     ["pre#1: 1 line(s) with nan/inf, e.g. 'log Z nan'"]),
 ])
 def test_page_rules_fail_the_page_at_both_widths(check, measured, items):
     assert FAILS_AT[check] == (DESKTOP, PHONE)
@@ -88,3 +95,12 @@ def test_page_rules_fail_the_page_at_both_widths(check, measured, items):
         assert found[check] == items
         assert all(not v for k, v in found.items() if k != check)  # nothing else counted
     assert found_at(quiet_page(), DESKTOP)[check] == []
+
+
+def test_printed_nan_or_inf_is_found_as_a_value_and_not_inside_words():
+    shown = ["loss nan", "ratio inf", "-inf at step 3", "NaN", "(nan, 0.5)", "ll=-inf"]
+    words = ["nan_to_num(x)", "inference network", "Infinity aside", "infinite", "finance",
+             "torch.isnan", "math.inf(", "info: 3 steps"]
+    for line in shown:
+        assert missing_value_lines([{"label": "pre", "text": line}]), line
+    assert missing_value_lines([{"label": "pre", "text": "\n".join(words)}]) == []

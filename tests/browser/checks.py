@@ -3,7 +3,7 @@
 Each check turns the raw measurements of ``measure.js`` (plus the browser events collected by
 the test) into a list of offending items; its count is that list's length.
 
-Rules (the thresholds are documented here and in the README of this folder):
+Rules (the thresholds are documented here; the top-level README points here):
 
 * ``console_errors``: console messages of type error and uncaught exceptions (``pageerror``).
   "Failed to load resource" messages are left to ``failed_requests``, which counts them once.
@@ -43,6 +43,10 @@ Rules (the thresholds are documented here and in the README of this folder):
   with 15 digits under a cell that printed its result in words already). A cell whose last
   call returns something it does not mean to show assigns it (``_ = ...``). Fails at both
   widths.
+* ``missing_values``: a cell of an output table that shows a bare ``NaN``, ``None``, ``<NA>``,
+  ``NaT`` or ``inf``, or printed output with ``nan`` or ``inf`` as a word: a reader cannot tell
+  "not measured" from "skipped" from "failed", so tables write what an empty cell means
+  ("skipped", "–" with a legend). Fails at both widths.
 * ``small_figures``: figures shown so small that their text is below a legible size. The PNG's
   dpi (from its pHYs chunk, 100 if absent) and its shown width give the CSS pixels per figure
   inch, ``scale = shown_px / (natural_px / dpi)``; text of ``FIGURE_FONT_PT`` (8 pt, the
@@ -90,6 +94,7 @@ FAILS_AT: dict[str, tuple[int, ...]] = {
     "wide_code_inputs": (DESKTOP,),
     "progress_bars": (DESKTOP, PHONE),
     "bare_results": (DESKTOP, PHONE),
+    "missing_values": (DESKTOP, PHONE),
     "small_figures": (DESKTOP,),
     "cramped_tables": (DESKTOP, PHONE),
     "page_scrolls_sideways": (DESKTOP, PHONE),
@@ -100,6 +105,21 @@ FAILS_AT: dict[str, tuple[int, ...]] = {
 
 # A tqdm-style progress line: "42%|####", "3.21it/s", "1.5s/it", or a carriage-return redraw.
 PROGRESS_BAR = re.compile(r"\d+%\||\d\s?it/s\b|\ds/it\b|\r")
+
+
+# "nan" / "inf" printed as a value: a word of its own, not part of a name such as "nan_to_num"
+# or "inference".
+MISSING_VALUE_WORD = re.compile(r"(?<![\w.])[-+]?(?:nan|inf)(?![\w(])", re.IGNORECASE)
+
+
+def missing_value_lines(outputs: list[dict]) -> list[str]:
+    """The printed lines (``{"label", "text"}`` per output block) that show nan or inf as a value."""
+    found = []
+    for block in outputs:
+        lines = [ln for ln in block["text"].split("\n") if MISSING_VALUE_WORD.search(ln)]
+        if lines:
+            found += [f"{block['label']}: {len(lines)} line(s) with nan/inf, e.g. {lines[0].strip()[:80]!r}"]
+    return found
 
 
 def progress_bar_lines(outputs: list[dict]) -> list[str]:
@@ -176,6 +196,9 @@ def evaluate(raw: dict, events: Events, width: int, base_url: str, html_root: Pa
         f"{o['label']}: {o['width']} px in {o['box']} px" for o in raw["wideCodeInputs"]
     ]
     found["progress_bars"] = progress_bar_lines(raw.get("outputTexts", []))
+    found["missing_values"] = list(raw.get("missingValueCells", [])) + missing_value_lines(
+        raw.get("outputTexts", [])
+    )
     found["bare_results"] = [f"{label}: a returned value shown bare" for label in raw.get("bareResults", [])]
     for fig in raw["figures"]:
         path = local_file(fig["src"], base_url, html_root)

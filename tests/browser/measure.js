@@ -183,6 +183,15 @@ async (options) => {
   // progress-bar redraws in it.
   out.outputTexts = [...article.querySelectorAll(".cell_output pre, .output pre")]
     .map((el) => ({ label: describe(el), text: el.textContent }));
+  // Cells of output tables (pandas) that hold only a missing-value marker ("NaN", "None", ...):
+  // checks.py fails them unless the table says what the missing cell means in words.
+  out.missingValueCells = [];
+  for (const cell of article.querySelectorAll(".cell_output table td")) {
+    const text = cell.textContent.trim();
+    if (/^(nan|NaN|None|<NA>|NaT|-?inf)$/.test(text)) {
+      out.missingValueCells.push(`${describe(cell.closest("table"))}: a cell "${text}"`);
+    }
+  }
   // A value that a cell's last line returned, shown as its bare repr ("0.143050384001981"):
   // myst-nb renders such a text-only result as div.output.text_plain (print output is a stream).
   out.bareResults = [...article.querySelectorAll(".cell_output .output.text_plain")]
