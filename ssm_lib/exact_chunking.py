@@ -281,8 +281,15 @@ def plan(method: str, dim: int, row_bytes: int | Callable[[], int], device: torc
             ``ceil(cpu_target_rows / batch)``).
         chunk_size: an explicit chunk, used as given by ``"vmap"`` and ``"auto"``.
         memory_budget: optional cap in bytes on ``chunk * row_bytes``.
-        cpu_chunk_bytes, cpu_target_rows, memory_fraction, auto_loop_max_dim: the rule's
-            constants; the defaults (``DEFAULT_*``) were measured on the project's CPU.
+        cpu_chunk_bytes: the CPU byte budget of one batched pass (default
+            :data:`DEFAULT_CPU_CHUNK_BYTES`).
+        cpu_target_rows: the CPU cap on ``chunk * batch`` rows (default
+            :data:`DEFAULT_CPU_TARGET_ROWS`).
+        memory_fraction: the share of the available (CPU) or free (CUDA) memory one pass may
+            use (default :data:`DEFAULT_MEMORY_FRACTION`).
+        auto_loop_max_dim: ``"auto"`` runs the loop up to this :math:`d` (default
+            :data:`DEFAULT_AUTO_LOOP_MAX_DIM`). The defaults were measured on the project's
+            CPU.
 
     Returns:
         The :class:`ExactPlan`; its ``row_bytes`` and ``budget_bytes`` are 0 where the choice

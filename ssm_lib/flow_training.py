@@ -81,8 +81,14 @@ def train_with_validation(
     Args:
         model: the flow; its parameters are trained.
         objective: ``f(model, x, generator) -> scalar``, e.g. from :func:`flow_objective`.
-        train_x, val_x: finite ``(N, d)`` tensors (already on the model's device, or moved there).
-        epochs, batch_size, lr: optimisation settings.
+        train_x: the finite ``(N, d)`` training points, shuffled into minibatches each epoch
+            (already on the model's device, or moved there).
+        val_x: the finite ``(M, d)`` validation points that ``select`` scores by default
+            (moved to the model's device like ``train_x``).
+        epochs: the number of passes over ``train_x``.
+        batch_size: the number of points in each minibatch (the last one of an epoch may be
+            smaller).
+        lr: Adam's learning rate.
         generator: drives the shuffles and the objective's randomness (on the model's device).
         select: ``select(model) -> float``, lower is better (default: ``objective`` on
             ``val_x`` with a generator re-seeded identically at every evaluation, so that

@@ -437,8 +437,10 @@ def fit(
         objective: a name from :data:`ssm_lib.losses.OBJECTIVES` (``objective_options`` are
             passed to :func:`ssm_lib.losses.make_objective`, which rejects unknown ones) or a
             callable ``f(score_fn, x, generator=...)``.
-        n_steps, batch_size, lr: optimisation settings (``lr`` is ignored when ``optimizer``
-            is given: the optimiser keeps its own).
+        n_steps: the number of optimisation steps.
+        batch_size: the number of points in each minibatch.
+        lr: Adam's learning rate (ignored when ``optimizer`` is given: the optimiser keeps
+            its own).
         seed: seeds a new generator (on the model's device) for minibatches, projections and
             noise. Default ``None``: a fresh seed drawn from torch's global generator, so that
             two calls do not replay the same minibatches and ``torch.manual_seed(s)`` before

@@ -186,10 +186,11 @@ def train_dkef(model: DKEF, train: torch.Tensor, val: torch.Tensor, objective: s
     The options shared with :func:`ssm_lib.training.fit` follow its conventions:
 
     Args:
-        seed, generator: the random stream of minibatches, alpha rows, projections and noise:
-            a given ``torch.Generator`` on the model's device (its state advances), or a new
-            one seeded with ``seed``; default: a fresh seed drawn from torch's global
-            generator (recorded in ``DKEFHistory.seed``).
+        seed: seeds a new generator (on the model's device) for the random stream of
+            minibatches, alpha rows, projections and noise; default: a fresh seed drawn from
+            torch's global generator (recorded in ``DKEFHistory.seed``).
+        generator: use this ``torch.Generator`` (on the model's device) for that stream
+            instead of a seed; its state advances.
         optimizer: a ``torch.optim.Optimizer`` over the model's parameters for stage 1
             instead of a new ``Adam(lr=lr)`` (``lr`` is then ignored).
         lr_schedule: ``None`` (constant), a factory ``lr_schedule(optimizer)`` returning a
