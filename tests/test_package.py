@@ -79,3 +79,31 @@ def test_top_level_exports_names_not_modules():
     for name in ("curvature_propagation_score_matching", "approx_backprop_score_matching", "DKEF",
                  "NICE", "SteinScoreEstimator", "SpectralScoreEstimator", "NetworkScoreEstimator"):
         assert name in ssm_lib.__all__, name
+
+
+def _doc_comment_above(path: Path, assignment: str) -> str:
+    """The ``#:`` comment block right above ``assignment`` in ``path`` (what Sphinx shows)."""
+    lines = path.read_text().splitlines()
+    end = next(i for i, line in enumerate(lines) if line.startswith(assignment))
+    start = end
+    while start > 0 and lines[start - 1].startswith("#:"):
+        start -= 1
+    return "\n".join(line[2:].strip() for line in lines[start:end])
+
+
+def test_the_api_page_lists_every_objective_and_model_class_in_words():
+    """OBJECTIVES and MODEL_CLASSES hide their values on the API page (a one-line dump of
+    every ObjectiveSpec); their doc comments name each entry instead, and must keep up."""
+    import ssm_lib
+    from ssm_lib.losses import OBJECTIVES
+    from ssm_lib.persistence import MODEL_CLASSES
+
+    root = Path(ssm_lib.__file__).parent
+    objectives = _doc_comment_above(root / "losses.py", "OBJECTIVES:")
+    assert ":meta hide-value:" in objectives
+    for name, spec in OBJECTIVES.items():
+        assert f'``"{name}"`` ({spec.label}' in objectives, name
+    classes = _doc_comment_above(root / "persistence.py", "MODEL_CLASSES:")
+    assert ":meta hide-value:" in classes
+    for name in MODEL_CLASSES:
+        assert f"``{name}``" in classes, name
