@@ -80,3 +80,32 @@ def test_the_wrap_tool_refuses_a_rewrite_that_changes_what_a_cell_runs(monkeypat
         s.replace("scale * x", "scale + x") for s in formatted(sources, width)])
     with pytest.raises(ValueError, match="would change what this cell runs"):
         wrap.wrap_cells([CELL])
+
+
+FRAGMENTED = (
+    "exp.check(\n"
+    "    ok,\n"
+    '    f"all {n} test NLLs are finite, and each importance-weighted bound is "\n'
+    '    f"no "\n'
+    "    \"looser than its proposal's {ELBO} \"\n"
+    '    "bound",\n'
+    ")\n"
+    'names = [\n    "first",\n    "second",\n]\n'
+    'print(\n    "the first line of a long text that is printed as it is written here\\n"\n'
+    '    "two\\n"\n    "three",\n    flush=True,\n)\n'
+    'rows.append(\n    dict(\n        objective=name,\n        status=f"over the memory budget '
+    '(predicted {predicted_gib:.1f} "\n        f"GiB)",\n    )\n)\n'
+)
+
+
+def test_the_wrap_tool_refills_a_string_left_in_fragments():
+    (new,) = wrap.wrap_cells([FRAGMENTED])
+    assert code_as_run(new) == code_as_run(FRAGMENTED)
+    # the pieces refilled: three lines become two
+    assert ('    f"all {n} test NLLs are finite, and each importance-weighted bound is no "\n'
+            '    f"looser than its proposal\'s {{ELBO}} bound",\n') in new
+    assert '    "first",\n    "second",\n' in new  # separate values are not joined
+    assert 'written here\\n"\n    "two\\n"\n    "three",' in new  # a \n ends a line
+    # two lines stay two, but without the fragment (and with room for the tail)
+    assert '\n        f"GiB)",' not in new and "{predicted_gib:.1f} GiB)" in new
+    assert wrap.wrap_cells([new]) == [new]

@@ -11,8 +11,10 @@ longer line). Per cell, this
    line opens (``else:  # ...``);
 2. formats the cell with ``ruff format`` (in notebook mode, so that a last line's ``;`` that
    hides a value stays);
-3. splits string literals that are still too long into adjacent literals (one value to Python),
-   and re-flows comment blocks and docstrings with a line that is too long;
+3. re-fills strings that ruff left as one piece per line with fragments among them (``f"no "``
+   alone on a line), splits string literals that are still too long into adjacent literals
+   (one value to Python), and re-flows comment blocks and docstrings with a line that is too
+   long;
 4. formats the cell again;
 
 and then checks that each cell still runs the same code (:func:`booktools.runs.code_as_run`:
@@ -154,6 +156,112 @@ def _split_strings(source: str, width: int) -> str:
     return source
 
 
+_PIECE = re.compile(r"([fF]?)('|\")(.*)\2", re.S)
+
+
+def _string_runs(source: str) -> list[list[tokenize.TokenInfo]]:
+    """Runs of two or more string literals that are one implicit concatenation laid out one
+    piece per line: one-line literals on consecutive lines with nothing but line breaks between
+    them, each but the first starting its line, all of those at one column (the first may follow
+    code on its line, as in ``status=f"..."``)."""
+    lines = source.splitlines(keepends=True)
+    runs: list[list[tokenize.TokenInfo]] = []
+    run: list[tokenize.TokenInfo] = []
+    for t in _tokens(source):
+        if t.type == tokenize.NL:
+            continue
+        one_line = t.type == tokenize.STRING and t.start[0] == t.end[0]
+        alone = one_line and not lines[t.start[0] - 1][:t.start[1]].strip()
+        if alone and run and t.start[0] == run[-1].start[0] + 1 \
+                and (len(run) == 1 or t.start[1] == run[1].start[1]):
+            run.append(t)
+            continue
+        if len(run) > 1:
+            runs.append(run)
+        run = [t] if one_line else []
+    return runs
+
+
+def _fill(body: str, formatted: bool, first: int, rest: int, tail: int = 0) -> list[str] | None:
+    """``body`` cut at spaces (outside f-string braces) into lines of at most ``first`` and
+    then ``rest`` characters, each as full as it can be, the last leaving room for ``tail``
+    characters after it (``",``" or ``)``); None where a word does not fit."""
+    out: list[str] = []
+    while len(body) + tail > (first if not out else rest):
+        cut = _split_at(body, formatted, first if not out else rest)
+        if cut is None:
+            return None
+        out.append(body[:cut])
+        body = body[cut:]
+    return out + [body]
+
+
+def _balanced(body: str, formatted: bool, first: int, rest: int, tail: int = 0) -> list[str] | None:
+    """:func:`_fill` with the fewest lines, made as even as that number allows (the lines are
+    narrowed together until one more would be needed), so that no fragment is left alone."""
+    best = _fill(body, formatted, first, rest, tail)
+    if best is None or len(best) == 1:
+        return best
+    for shrink in range(1, rest):
+        trial = _fill(body, formatted, first - shrink, rest - shrink, tail)
+        if trial is None or len(trial) > len(best):
+            break
+        best = trial
+    return best
+
+
+_FRAGMENT = 12  # a string piece shorter than this (a word or two) on a line of its own is a fragment
+
+
+def _fill_strings(source: str, width: int) -> str:
+    """Re-fill the pieces of each string run (:func:`_string_runs`): ruff keeps the pieces an
+    earlier split or a hand edit made, and leaves fragments such as ``f"no "`` or ``"only."``
+    on lines of their own. A group of pieces is rewritten with each line as full as ``width``
+    allows where that saves a line; where it does not and a piece is a fragment, the same
+    number of lines is filled evenly instead. A piece that ends in ``\\n`` ends a group (a
+    line of the text stays a line of the code). The pieces stay one value to Python."""
+    lines = source.splitlines(keepends=True)
+    for run in reversed(_string_runs(source)):
+        pieces = [_PIECE.fullmatch(t.string) for t in run]
+        if not all(pieces) or len({m.group(2) for m in pieces}) > 1:
+            continue
+        quote = pieces[0].group(2)
+        col_first, col = run[0].start[1], run[1].start[1]
+        groups: list[list[re.Match[str]]] = [[]]
+        for m in pieces:
+            groups[-1].append(m)
+            if m.group(3).endswith("\\n"):
+                groups.append([])
+        first_row, last_row = run[0].start[0], run[-1].start[0]
+        head = lines[first_row - 1][:col_first]
+        tail = lines[last_row - 1][run[-1].end[1]:]
+        groups = [g for g in groups if g]
+        out: list[str] = []
+        for number, group in enumerate(groups):
+            after = len(tail.rstrip("\n")) if number == len(groups) - 1 else 0
+            formatted = any(m.group(1) for m in group)
+            body = "".join(m.group(3) if m.group(1) or not formatted
+                           else m.group(3).replace("{", "{{").replace("}", "}}") for m in group)
+            room = width - col - 2 - int(formatted)
+            first = width - (col_first if not out else col) - 2 - int(formatted)
+            filled = _fill(body, formatted, first, room, after)
+            if filled is not None and len(filled) == len(group):
+                had_fragment = min(len(m.group(3)) for m in group) < _FRAGMENT
+                filled = _balanced(body, formatted, first, room, after) if had_fragment else None
+                if filled is not None and min(map(len, filled)) < _FRAGMENT:
+                    filled = None
+            if filled is None or len(filled) > len(group):
+                out += [m.group(0) for m in group]
+                continue
+            marks = ["f" if formatted and ("{" in f or "}" in f) else "" for f in filled]
+            if formatted and "f" not in marks:
+                marks[0] = "f"
+            out += [f"{mark}{quote}{f}{quote}" for mark, f in zip(marks, filled, strict=True)]
+        new = [head + out[0]] + [" " * col + piece for piece in out[1:]]
+        lines[first_row - 1:last_row] = [n + "\n" for n in new[:-1]] + [new[-1] + tail]
+    return "".join(lines)
+
+
 def _reflow_comments(source: str, width: int) -> str:
     lines, out, i = source.splitlines(keepends=True), [], 0
     while i < len(lines):
@@ -221,7 +329,8 @@ def wrap_cells(cells: list[str], width: int = CODE_WIDTH) -> list[str]:
         blank = re.match(r"\n*", rest).group(0)
         parts.append((head + blank, rest[len(blank):]))
     sources = _format([_lift_comments(s, width) for _, s in parts], width)
-    sources = [_reflow_docstrings(_reflow_comments(_split_strings(s, width), width), width)
+    sources = [_reflow_docstrings(_reflow_comments(_split_strings(_fill_strings(s, width), width),
+                                                   width), width)
                for s in sources]
     new = [head + s for (head, _), s in zip(parts, _format(sources, width), strict=True)]
     for old, cell in zip(cells, new, strict=True):
