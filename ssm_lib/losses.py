@@ -568,12 +568,13 @@ def _dkef_system(name: str) -> Callable[..., tuple[torch.Tensor, torch.Tensor, t
     return builder
 
 
-#: Every objective by name, with the label it prints: ``"exact"`` (Exact SM), ``"ssm"`` (SSM),
-#: ``"ssm_vr"`` (SSM-VR), ``"dsm"`` (DSM; needs ``sigma``), ``"dsm_sigma4"`` (DSM (σ⁴); needs
-#: ``sigma``), ``"cp"`` (CP), ``"approx_bp"`` (Approx BP) and ``"mle"`` (MLE; needs a model with
-#: an exact ``log_prob``). Adding an objective is one loss function with the signature
-#: ``f(score_fn, x, *, generator=None, reduction="mean", ...)`` and one entry here (with, for
-#: DKEF's closed-form alpha, a builder of its quadratic in ``ssm_lib.dkef.alpha``).
+#: Every objective by name. The names, with the labels they print, are ``"exact"`` (Exact SM),
+#: ``"ssm"`` (SSM), ``"ssm_vr"`` (SSM-VR), ``"dsm"`` (DSM; needs ``sigma``),
+#: ``"dsm_sigma4"`` (DSM (σ⁴); needs ``sigma``), ``"cp"`` (CP), ``"approx_bp"`` (Approx BP)
+#: and ``"mle"`` (MLE; needs a model with an exact ``log_prob``). Adding an objective is one
+#: loss function with the signature ``f(score_fn, x, *, generator=None, reduction="mean",
+#: ...)`` and one entry here (with, for DKEF's closed-form alpha, a builder of its quadratic
+#: in ``ssm_lib.dkef.alpha``).
 #:
 #: :meta hide-value:
 OBJECTIVES: dict[str, ObjectiveSpec] = {

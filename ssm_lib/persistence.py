@@ -45,9 +45,9 @@ __all__ = ["FORMAT_VERSION", "MODEL_CLASSES", "load_model", "register_model", "s
 #: The version of the file layout written by :func:`save_model`.
 FORMAT_VERSION = 1
 
-#: Registered model classes by the name written into model files (the library's own:
-#: ``DKEF``, ``EnergyMLP``, ``NICE``, ``NoiseConditionalScoreMLP``, ``ScoreMLP``, ...; add
-#: one with :func:`register_model`).
+#: Registered model classes by the name written into model files. The library registers
+#: ``DKEF``, ``EnergyMLP``, ``NICE``, ``NoiseConditionalScoreMLP`` and ``ScoreMLP``; add one
+#: with :func:`register_model`.
 #:
 #: :meta hide-value:
 MODEL_CLASSES: dict[str, type[nn.Module]] = {}

@@ -88,7 +88,7 @@ def _doc_comment_above(path: Path, assignment: str) -> str:
     start = end
     while start > 0 and lines[start - 1].startswith("#:"):
         start -= 1
-    return "\n".join(line[2:].strip() for line in lines[start:end])
+    return " ".join(line[2:].strip() for line in lines[start:end])
 
 
 def test_the_api_page_lists_every_objective_and_model_class_in_words():
