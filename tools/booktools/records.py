@@ -33,6 +33,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from booktools.mathtext import math_text
+
 __all__ = [
     "OPT_IN_PROFILES",
     "PROFILES",
@@ -303,14 +305,16 @@ def _cell(text: str) -> str:
 
 def _difference_rows(record: Record, profile: str) -> tuple[list[tuple[str, str, str, str]], list[str]]:
     """The rows (setting, paper with source, this profile's value, why) of the settings that
-    differ in ``profile``, and the labels of those equal to the paper's."""
+    differ in ``profile``, and the labels of those equal to the paper's, their ASCII
+    mathematics set in symbols for the page (:func:`booktools.mathtext.math_text`)."""
     record.check_profile(profile)
     rows = []
     for s in record.settings.values():
         if s.differs(profile):
             paper = "not set by the paper" if s.paper_unset else f"{format_value(s.paper)} ({s.source})"
-            rows.append((s.label, paper, format_value(s.values[profile]), s.reasons[profile]))
-    same = [s.label for s in record.settings.values() if not s.differs(profile)]
+            row = (s.label, paper, format_value(s.values[profile]), s.reasons[profile])
+            rows.append(tuple(math_text(c) for c in row))
+    same = [math_text(s.label) for s in record.settings.values() if not s.differs(profile)]
     return rows, same
 
 

@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 from booktools.claims import claim_from_record
+from booktools.mathtext import math_text
 from booktools.records import RECORDS_DIR, load_record, record_names
 
 __all__ = ["PAGE", "main", "render"]
@@ -97,16 +98,17 @@ def render(directory: Path = RECORDS_DIR) -> str:
         tests = []
         for number, (claim_id, raw) in enumerate(record.claims.items(), start=1):
             claim = claim_from_record(claim_id, raw, record.path.name)
-            pieces = [f"{claim.statistic}; {claim.rule_text()}"]
+            # the records' ASCII mathematics set in symbols (only the page changes)
+            pieces = [math_text(f"{claim.statistic}; {claim.rule_text()}")]
             if claim.margin_reason:
-                pieces.append(f"Margin: {claim.margin_reason}")
+                pieces.append(f"Margin: {math_text(claim.margin_reason)}")
             if claim.rule_change:
-                pieces.append(f"*Rule changed:* {claim.rule_change}")
+                pieces.append(f"*Rule changed:* {math_text(claim.rule_change)}")
             # one full stop between sentences, whether or not the record's text ends with one
             test = ". ".join(p.rstrip().removesuffix(".") for p in pieces)
             tests.append(f"{number}. {_cell(test)}.")
             link = _link(claim.figure)
-            what = f"{claim.paper} ({claim.where}" + (f"; {link})" if link else ")")
+            what = math_text(f"{claim.paper} ({claim.where}") + (f"; {link})" if link else ")")
             for k, subject in enumerate(claim.subjects or (None,)):
                 tag = claim_id + (f"_{subject}" if subject else "")
                 first = k == 0
