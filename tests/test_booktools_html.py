@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 import pytest
 
@@ -63,6 +65,21 @@ def test_every_table_gets_the_themes_class_once(make, wrap_text):
     if isinstance(table, pd.DataFrame):
         assert "dataframe" in classes  # pandas' own class kept
     if isinstance(table, str) and "'x'" in table:
-        assert classes == ["x", "table"]
+        assert classes == ["x", "table"] + (["text-cells"] if wrap_text else [])
     again = page_table(page_table(table, wrap_text=wrap_text)._repr_html_())._repr_html_()
     assert _first_table_tag(again).count("table") == tag.count("table")  # not added twice
+
+
+def test_a_table_of_sentences_is_set_flush_left():
+    # the book's stylesheet right-aligns pandas cells (numbers); wrap_text tables hold sentences
+    html = page_table(FRAME, wrap_text=True)._repr_html_()
+    table_tag = html.split("<table", 1)[1].split(">", 1)[0]
+    assert "text-cells" in table_tag.split('class="', 1)[1].split('"', 1)[0].split()
+    assert "text-cells" not in page_table(FRAME)._repr_html_()
+    styled = page_table(FRAME.style, wrap_text=True)._repr_html_()
+    assert 'class="table text-cells"' in styled
+    css = (Path(__file__).resolve().parents[1] / "book/_ext/static/page_chrome.css").read_text()
+    rule = css.split(".cell_output table.text-cells th {", 1)[1].split("}", 1)[0]
+    assert "text-align: left" in rule
+    # the rule comes after the right alignment of pandas cells, which it must override
+    assert css.index(".cell_output table.text-cells td") > css.index("text-align: right")

@@ -15,29 +15,35 @@ from typing import Any
 
 __all__ = ["Html", "page_table"]
 
+_TEXT_CELLS = "text-cells"  # the class of a table of sentences; book/_ext/static/page_chrome.css
 _FIT_COLUMN = '<table style="width: 100%; table-layout: fixed; overflow-wrap: anywhere"'
 _TABLE_TAG = re.compile(r"<table\b[^>]*>")
 _CLASS = re.compile(r"""\bclass=(["'])(.*?)\1""")
 
 
-def _themed(html: str) -> str:
-    """``html`` with the theme's ``table`` class on its first ``<table>`` (merged into a class
-    attribute it already has). Without it a pandas table has no cell padding on a chapter page
-    (the notebook pages pad output tables, the chapters that glue them do not) and neighbouring
-    numbers run together."""
+def _with_class(html: str, name: str) -> str:
+    """``html`` with the class ``name`` on its first ``<table>`` (merged into a class attribute
+    it already has)."""
     tag = _TABLE_TAG.search(html)
     if tag is None:
         return html
     old = tag.group(0)
     found = _CLASS.search(old)
     if found is None:
-        new = old[:-1] + ' class="table">'
-    elif "table" in found.group(2).split():
+        new = old[:-1] + f' class="{name}">'
+    elif name in found.group(2).split():
         return html
     else:
         q, classes = found.group(1), found.group(2)
-        new = old[:found.start()] + f"class={q}{classes} table{q}" + old[found.end():]
+        new = old[:found.start()] + f"class={q}{classes} {name}{q}" + old[found.end():]
     return html[:tag.start()] + new + html[tag.end():]
+
+
+def _themed(html: str) -> str:
+    """``html`` with the theme's ``table`` class on its first ``<table>``. Without it a pandas
+    table has no cell padding on a chapter page (the notebook pages pad output tables, the
+    chapters that glue them do not) and neighbouring numbers run together."""
+    return _with_class(html, "table")
 
 
 class Html:
@@ -63,8 +69,10 @@ def page_table(table: Any, *, wrap_text: bool = False) -> Html:
     theme's ``table`` class, so that its cells are padded on every page it is shown or glued on.
 
     ``wrap_text``: lay the table out at the column's width (``table-layout: fixed``), long words
-    and cells wrapping inside their cells; for tables of sentences (claims, verdicts). Without it
-    the columns keep their natural width and a table wider than the column scrolls."""
+    and cells wrapping inside their cells, and set its cells flush left (class ``text-cells``:
+    the book's stylesheet right-aligns the cells of pandas tables, for numbers, and a sentence
+    set flush right is hard to read); for tables of sentences (claims, verdicts). Without it the
+    columns keep their natural width and a table wider than the column scrolls."""
     if isinstance(table, str):
         html, plain = table, table
     elif hasattr(table, "to_html"):
@@ -78,5 +86,5 @@ def page_table(table: Any, *, wrap_text: bool = False) -> Html:
         raise ValueError("table holds no <table> element")
     html = _themed(html)
     if wrap_text:
-        html = html.replace("<table", _FIT_COLUMN, 1)
+        html = _with_class(html, _TEXT_CELLS).replace("<table", _FIT_COLUMN, 1)
     return Html(f'<div class="pst-scrollable-table-container">{html}</div>', plain)
