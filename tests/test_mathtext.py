@@ -17,14 +17,14 @@ from booktools.records import differences_html, differences_markdown, load_recor
     ("base density q0 = N(0, s^2 I): s", "base density q0 = N(0, s² I): s"),
     ("E[w^2] = 1.51^D (3e11 at D = 64)", "E[w²] = 1.51ᴰ (3e11 at D = 64)"),
     ("about 2^d times too wide", "about 2ᵈ times too wide"),
-    ("its SE (about 1/sqrt(ESS))", "its SE (about 1/√(ESS))"),
-    ("a = sqrt 5; bias U(-1/sqrt fan_in, 1/sqrt fan_in)", "a = √5; bias U(−1/√fan_in, 1/√fan_in)"),
+    ("its SE (about 1/sqrt(ESS))", "its SE (about 1/√ESS)"),
+    ("randn / sqrt(2 fan_out)", "randn / √(2 fan_out)"),
+    ("a = sqrt 5; bias U(-1/sqrt fan_in, 1/sqrt fan_in)", "a = √5; bias U(-1/√fan_in, 1/√fan_in)"),
     ("(se^2 = 1/ESS - 1/N)", "(se² = 1/ESS − 1/N)"),
     ("the true score -x (test)", "the true score −x (test)"),
     ("-x", "−x"),
-    ("below -10^6 in the paper.", "below −10⁶ in the paper."),
-    ("log sigma = -0.3", "log σ = −0.3"),
-    ("Table 1 (-8054 against -2428)", "Table 1 (−8054 against −2428)"),
+    ("below -10^6 in the paper.", "below -10⁶ in the paper."),
+    ("log sigma = -0.3", "log σ = -0.3"),
     ("among the sigmas of the grid", "among the σs of the grid"),
     ("8 x 8 digits; 3 seeds x 9 models; (n_epochs: 5) x runner line 155",
      "8 × 8 digits; 3 seeds × 9 models; (n_epochs: 5) × runner line 155"),
@@ -39,6 +39,8 @@ def test_ascii_mathematics_is_set_in_symbols(ascii_text, page):
     "dsm_sigma, lambda_lr, select_sigma, cfg.sigma, alphabet, sigmoid",  # identifiers, words
     "runner lines 206-248; one-sided; SSM(-VR); k/(L-1); 2026-12-07",  # ranges and hyphens
     "2^0.3 ≈ 1.23 per doubling",  # no superscript point: the exponent stays
+    # a number keeps the ASCII minus of the numbers printed beside it (effects, tables)
+    "Table 1 (-8054 against -2428); (SSM-VR -0.11); = -4.6e5",
     "x^Dim",  # a longer name after the caret
     "the score s(x) + x of x and e ~ U(0, 1)",  # a variable x, a spaced tilde
     "no mathematics here",

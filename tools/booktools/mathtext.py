@@ -3,7 +3,7 @@
 The records (``tools/paper_recipes/records/*.toml``) write their formulas in ASCII, as one types
 them: ``(sigma^4 G + lambda I) alpha = -sigma^4 b``, ``1/sqrt(ESS)``, ``N(0, s^2 I)``. The
 pages that show them (the differences tables, the report card) set the same text with the
-symbols a reader expects, ``(σ⁴ G + λ I) α = −σ⁴ b``, ``1/√(ESS)``, ``N(0, s² I)``, through
+symbols a reader expects, ``(σ⁴ G + λ I) α = −σ⁴ b``, ``1/√ESS``, ``N(0, s² I)``, through
 :func:`math_text`. Only the display changes: the records, and so every fingerprint taken of
 them, stay as written.
 
@@ -12,9 +12,10 @@ What is replaced, and only where it stands as a word of its own (``dsm_sigma``, 
 
 - the Greek names ``alpha``, ``beta``, ``gamma``, ``lambda``, ``sigma`` (``sigmas``: ``σs``);
 - an integer exponent ``^2``, ``^-1``, ``^D``, ``^d`` by superscripts (``2^0.3`` stays);
-- ``sqrt`` by ``√``, ``||`` by ``‖``, ``>=``, ``<=``, ``+-`` by ``≥``, ``≤``, ``±``;
-- a minus sign: ``-`` before a number or a one-letter symbol after a space, ``(`` or ``=``,
-  and `` - `` between spaces (a subtraction), by ``−``;
+- ``sqrt`` by ``√`` (``sqrt(ESS)``: ``√ESS``), ``||`` by ``‖``, ``>=``, ``<=``, ``+-`` by ``≥``, ``≤``, ``±``;
+- a minus sign: ``-`` before a one-letter symbol (``-x``) and `` - `` between spaces (a
+  subtraction), by ``−``; not before a number, since the numbers the pages print carry the
+  ASCII ``-`` and a number quoted from the paper keeps the same sign as ours beside it;
 - a lone `` x `` after a number, a superscript or ``)``, or before a number, by ``×``
   (``8 x 8``, ``3 seeds x 9 models``); ``x~`` (x tilde) by ``x̃``.
 """
@@ -32,10 +33,14 @@ _SUPERSCRIPT = str.maketrans("0123456789-Dd", "⁰¹²³⁴⁵⁶⁷⁸⁹⁻ᴰ
 _GREEK_WORD = re.compile(r"(?<![\w.])(" + "|".join(sorted(_GREEK, key=len, reverse=True)) + r")(?![\w])")
 # ^2, ^-1, ^10, ^D, ^d; not ^0.3 (no superscript point) and not ^Dx (a longer name)
 _EXPONENT = re.compile(r"\^(-?\d+|[Dd])(?!\w|\.\d)")
+# sqrt 5, sqrt(ESS): √5, √ESS (one word needs no brackets); sqrt(2 pi): √(2 pi)
+_SQRT_OF_WORD = re.compile(r"(?<![\w.])sqrt\((\w+)\)")
 _SQRT = re.compile(r"(?<![\w.])sqrt(?:\s+(?=\w)|(?=\())")
-# a unary minus: after a space, "(", "[", "=" or ",", before a digit, a point or a one-letter
-# symbol (x, D, σ); not a hyphen inside a word or a range (lines 206-248, one-sided)
-_UNARY_MINUS = re.compile(r"(?:(?<=[\s(\[=,])|^)-(?=\.?\d|[A-Za-zα-ω](?![A-Za-z]))")
+# a unary minus before a one-letter symbol (-x, -σ⁴ b), after a space, "(", "[", "=" or ",";
+# not a hyphen inside a word or a range (lines 206-248, one-sided, SSM(-VR)), and not before a
+# number: the numbers the pages print (effects, tables) carry the ASCII "-", and a quoted -8054
+# beside a printed -606.93 keeps the same sign
+_UNARY_MINUS = re.compile(r"(?:(?<=[\s(\[=,])|^)-(?=[A-Za-zα-ω](?![A-Za-z]))")
 _BINARY_MINUS = re.compile(r"(?<= )-(?= )")
 _TILDE = re.compile(r"(?<=\b[a-z])~")
 # "8 x 8", "3 seeds x 9 models", "σ⁴ x the loss": a lone x after a number, a superscript or ")",
@@ -50,7 +55,7 @@ def math_text(text: str) -> str:
         raise TypeError(f"text must be a str, got {type(text).__name__}")
     out = _GREEK_WORD.sub(lambda m: _GREEK[m.group(1)], text)
     out = _EXPONENT.sub(lambda m: m.group(1).translate(_SUPERSCRIPT), out)
-    out = _SQRT.sub("√", out)
+    out = _SQRT.sub("√", _SQRT_OF_WORD.sub(r"√\1", out))
     out = out.replace("||", "‖").replace(">=", "≥").replace("<=", "≤").replace("+-", "±")
     out = _UNARY_MINUS.sub("−", out)
     out = _BINARY_MINUS.sub("−", out)
