@@ -94,3 +94,68 @@ def test_non_float_x_and_empty_batch():
 def test_fisher_divergence_checks_both_functions():
     with pytest.raises(ValueError, match="true_score_fn"):
         fisher_divergence(model, lambda x: x[:, :2], torch.zeros(2, 3))
+
+
+@pytest.mark.parametrize(("sigmas", "message"), [
+    (torch.tensor([True, False]), "sigmas must hold real numbers"),
+    (torch.tensor([1.0 + 0j]), "sigmas must hold real numbers"),
+    (torch.ones(2, 2), "sigmas must be a sequence of numbers \\(one dimension\\)"),
+    ("1.0", "sigmas must be a sequence of numbers"),
+    (1.0, "sigmas must be a sequence of numbers"),
+    ([], "sigmas must hold at least one noise level"),
+    (torch.tensor([1.0, float("inf")]), "sigmas must be finite"),
+    ([1.0, 0.0], "sigmas must be positive and strictly decreasing"),
+    ([0.5, 1.0], "sigmas must be positive and strictly decreasing"),
+    ([1.0, 1.0], "sigmas must be positive and strictly decreasing"),
+])
+def test_a_bad_noise_schedule_names_sigmas(sigmas, message):
+    from ssm_lib import annealed_langevin_dynamics
+
+    x0 = torch.zeros(4, 2)
+    with pytest.raises(ValueError, match=message):
+        annealed_langevin_dynamics(lambda y, s: -y, x0, sigmas=sigmas, step_size=0.1, n_steps_each=1)
+    assert torch.equal(x0, torch.zeros(4, 2))
+
+
+@pytest.mark.parametrize(("make", "message"), [
+    (lambda G, M: G("0, 0", [[1.0, 0.0], [0.0, 1.0]]), "mean must be convertible to a tensor"),
+    (lambda G, M: G([True, False], [[1.0, 0.0], [0.0, 1.0]]), "mean must be convertible to a tensor"),
+    (lambda G, M: G([0.0, object()], [[1.0, 0.0], [0.0, 1.0]]), "mean must be convertible to a tensor"),
+    (lambda G, M: G([0.0, 0.0], [[1.0, 0.0], [0.0, float("nan")]]), "cov must be finite"),
+    (lambda G, M: G(torch.tensor([1 + 0j, 0j]), torch.eye(2)), "mean must hold real numbers"),
+    (lambda G, M: M([0.5, 0.5], [[0.0], [float("inf")]], [[[1.0]], [[1.0]]]), "means must be finite"),
+    (lambda G, M: G(torch.zeros(2, dtype=torch.float16), torch.eye(2)), "mean must be float32 or float64"),
+    (lambda G, M: G([0.0, 0.0], [[1.0, 0.5], [0.0, 1.0]]), "cov must be symmetric"),
+    (lambda G, M: M([0.5, 0.5], [0.0, 1.0], [[[1.0]], [[1.0]]]), "means must have shape \\(K, d\\)"),
+    (lambda G, M: M([1.0], [[0.0], [1.0]], [[[1.0]], [[1.0]]]), "weights must have shape \\(K,\\)"),
+])
+def test_bad_density_parameters_are_named(make, message):
+    from ssm_lib import Gaussian, GaussianMixture
+
+    with pytest.raises(ValueError, match=message):
+        make(Gaussian, GaussianMixture)
+
+
+def test_whole_number_density_parameters_take_the_default_dtype():
+    from ssm_lib import Gaussian
+
+    p = Gaussian([0, 0], [[1, 0], [0, 1]])
+    assert p.mean.dtype == torch.get_default_dtype() and p.cov.dtype == torch.get_default_dtype()
+
+
+@pytest.mark.parametrize("dtype", [torch.int64, "float64", torch.complex64])
+def test_a_density_takes_only_a_floating_dtype(dtype):
+    from ssm_lib import Banana, Ring
+
+    for density in (Banana, Ring):
+        with pytest.raises(ValueError, match="dtype must be a floating torch.dtype"):
+            density(dtype=dtype)
+
+
+def test_a_ring_whose_constant_overflows_is_refused():
+    from ssm_lib import Ring
+
+    with pytest.raises(ValueError, match="width must be a positive number whose square"):
+        Ring(width=1e-200)
+    with pytest.raises(ValueError, match="overflow the normalising constant"):
+        Ring(radius=1e300, width=1e-3)
