@@ -78,6 +78,9 @@ def test_a_table_of_sentences_is_set_flush_left():
     assert "text-cells" not in page_table(FRAME)._repr_html_()
     styled = page_table(FRAME.style, wrap_text=True)._repr_html_()
     assert 'class="table text-cells"' in styled
+
+
+def test_the_book_stylesheet_sets_text_cells_flush_left():
     css = (Path(__file__).resolve().parents[1] / "book/_ext/static/page_chrome.css").read_text()
     rule = css.split(".cell_output table.text-cells th {", 1)[1].split("}", 1)[0]
     assert "text-align: left" in rule
