@@ -11,7 +11,8 @@ Conventions, used by every module:
   flows into ``x``), and non-finite values in ``x`` propagate into the loss.
 * Randomness comes from an explicit ``torch.Generator`` (on the data's device) or seed;
   ``generator=None`` means torch's global generator. Inputs are never mutated.
-* Bad input is a ``ValueError`` that names the argument. Objectives are listed by name in
+* Bad input is a ``ValueError`` that names the argument (an argument of the wrong type is
+  also a ``TypeError``). Objectives are listed by name in
   :data:`ssm_lib.losses.OBJECTIVES`.
 
 The names below are the public surface (``from ssm_lib import ScoreMLP, fit``); every public

@@ -8,6 +8,8 @@ The rules, applied by every public function:
 * real parameters (``sigma``, ``step_size``, ...) are finite numbers of any type (``float``,
   ``numpy.float32``, a 0-d tensor, ``int``); booleans and strings are rejected;
 * flags (``denoise``, ``variance_reduction``, ...) are ``True``/``False`` or numpy's booleans;
+* an argument of the wrong type (a flag that is not one, an estimator, a cost function) raises
+  :class:`ArgumentTypeError`, which is both a ``ValueError`` and a ``TypeError``;
 * a ``generator`` is a ``torch.Generator`` (or ``None``) on the device of the data;
 * a batch is a floating tensor ``(batch, *event_shape)``.
 """
@@ -26,6 +28,14 @@ import torch
 ScoreFn = Callable[[torch.Tensor], torch.Tensor]
 
 REDUCTIONS = ("mean", "sum", "none")
+
+
+class ArgumentTypeError(TypeError, ValueError):
+    """An argument of the wrong type (a flag that is not ``True``/``False``, an estimator that
+    is not a :class:`~ssm_lib.score_estimators.ScoreEstimator`, ...). It is a ``ValueError``,
+    as every bad input of the library is, and a ``TypeError``, as Python's convention has it:
+    ``except ValueError`` and ``except TypeError`` both catch it (as numpy's ``AxisError`` is
+    both a ``ValueError`` and an ``IndexError``)."""
 
 
 def check_batch(x: object, name: str = "x", *, event_shape: tuple[int, ...] | None = None
@@ -59,7 +69,7 @@ def check_flag(value: object, name: str) -> bool:
     ``bool``; anything else (``0``, ``1``, ``"yes"``, ``None``) is rejected."""
     if isinstance(value, bool) or _is_numpy_bool(value):
         return bool(value)
-    raise ValueError(f"{name} must be True or False, got {value!r}")
+    raise ArgumentTypeError(f"{name} must be True or False, got {value!r}")
 
 
 def _is_numpy_bool(value: object) -> bool:

@@ -27,7 +27,15 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from ._checks import check_batch, check_count, check_finite, check_flag, check_generator, check_number
+from ._checks import (
+    ArgumentTypeError,
+    check_batch,
+    check_count,
+    check_finite,
+    check_flag,
+    check_generator,
+    check_number,
+)
 from .score_estimators import ScoreEstimator, entropy_surrogate
 from .training import train_loop
 
@@ -59,8 +67,8 @@ def gaussian_elbo_loss(encoder: nn.Module, decoder: nn.Module, x: torch.Tensor, 
 
 def _check_estimator(estimator: object) -> None:
     if not isinstance(estimator, ScoreEstimator):
-        raise TypeError(f"estimator must be a ScoreEstimator (e.g. SteinScoreEstimator, "
-                        f"NetworkScoreEstimator), got {type(estimator).__name__}")
+        raise ArgumentTypeError(f"estimator must be a ScoreEstimator (e.g. SteinScoreEstimator, "
+                                f"NetworkScoreEstimator), got {type(estimator).__name__}")
 
 
 def implicit_elbo_loss(encoder: nn.Module, decoder: nn.Module, estimator: ScoreEstimator,
@@ -126,7 +134,8 @@ def wae_loss(encoder: nn.Module, decoder: nn.Module, estimator: ScoreEstimator,
     mean cost.
     """
     if cost is not None and not callable(cost):
-        raise TypeError(f"cost must be a function cost(x, z) -> (B,) or None, got {type(cost).__name__}")
+        raise ArgumentTypeError(f"cost must be a function cost(x, z) -> (B,) or None, "
+                                f"got {type(cost).__name__}")
     _check_estimator(estimator)
     if check_number(lam, "lam") < 0:
         raise ValueError(f"lam must be a finite number >= 0 (the weight of the KL penalty), got {lam!r}")
@@ -161,8 +170,8 @@ def importance_weighted_log_likelihood(x: torch.Tensor, decoder: nn.Module, prop
     check_finite(x, "x")
     check_generator(generator, x.device, what="x")
     if not callable(getattr(proposal, "sample_and_log_prob", None)):
-        raise TypeError(f"proposal must be a Gaussian encoder with sample_and_log_prob(x, n, generator), "
-                        f"got {type(proposal).__name__}")
+        raise ArgumentTypeError(f"proposal must be a Gaussian encoder with "
+                                f"sample_and_log_prob(x, n, generator), got {type(proposal).__name__}")
     logw = []
     done = 0
     while done < k:
@@ -187,7 +196,8 @@ def fit_proposal(decoder: nn.Module, proposal: nn.Module, data: torch.Tensor, *,
     :class:`~ssm_lib.training.TrainingDivergedError` naming the step where training diverges.
     """
     if not isinstance(proposal, nn.Module):
-        raise TypeError(f"proposal must be an nn.Module (a Gaussian encoder), got {type(proposal).__name__}")
+        raise ArgumentTypeError(f"proposal must be an nn.Module (a Gaussian encoder), "
+                                f"got {type(proposal).__name__}")
     steps = check_count(steps, "steps")
     batch_size = check_count(batch_size, "batch_size")
     check_number(lr, "lr", positive=True)

@@ -39,7 +39,14 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from ._checks import check_choice, check_count, check_fits_in_memory, check_generator, check_number
+from ._checks import (
+    check_choice,
+    check_count,
+    check_fits_in_memory,
+    check_flag,
+    check_generator,
+    check_number,
+)
 from ._tensor_ops import pairwise_sq_dist
 from .losses import sliced_score_matching
 from .models import mlp
@@ -111,8 +118,7 @@ def median_bandwidth(samples: torch.Tensor, *, with_diagonal: bool = False) -> t
     samples equal).
     """
     samples = _check_samples(samples, min_points=2, gram=True).detach()
-    if not isinstance(with_diagonal, bool):
-        raise TypeError(f"with_diagonal must be True or False, got {with_diagonal!r}")
+    with_diagonal = check_flag(with_diagonal, "with_diagonal")
     m, d = samples.shape[-2:]
     batch = samples.shape[:-2]
     z = samples.reshape(-1, m, d)

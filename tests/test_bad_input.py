@@ -159,3 +159,56 @@ def test_a_ring_whose_constant_overflows_is_refused():
         Ring(width=1e-200)
     with pytest.raises(ValueError, match="overflow the normalising constant"):
         Ring(radius=1e300, width=1e-3)
+
+
+def _wrong_type_calls():
+    """Each public check of an argument's type, called with a value of the wrong type."""
+    from paper_recipes.vae import BernoulliDecoder, GaussianEncoder, ImplicitEncoder
+    from ssm_lib import sliced_score_matching
+    from ssm_lib.dkef import DKEF, train_dkef
+    from ssm_lib.implicit_vae import (
+        fit_proposal,
+        implicit_elbo_loss,
+        importance_weighted_log_likelihood,
+        wae_loss,
+    )
+    from ssm_lib.score_estimators import SteinScoreEstimator, median_bandwidth
+
+    torch.manual_seed(0)
+    dec, enc = BernoulliDecoder(2, 5, hidden=8, depth=1), ImplicitEncoder(5, 2, hidden=8, depth=1)
+    x = torch.bernoulli(torch.full((4, 5), 0.5), generator=torch.Generator().manual_seed(0))
+    gen = torch.Generator().manual_seed(0)
+    dkef_x = torch.randn(20, 2, generator=gen, dtype=torch.float64)
+    dkef = DKEF(dkef_x[:4], n_kernels=1, hidden=5, generator=gen)
+    return {
+        "with_diagonal": lambda: median_bandwidth(torch.randn(6, 2), with_diagonal=1),
+        "resample_alpha_rows": lambda: train_dkef(dkef, dkef_x, dkef_x, "exact", steps=1,
+                                                  resample_alpha_rows=1, progress=False),
+        "variance_reduction": lambda: sliced_score_matching(model, torch.randn(3, 2),
+                                                            variance_reduction="yes"),
+        "estimator": lambda: implicit_elbo_loss(enc, dec, 3, x, n_particles=2),
+        "cost": lambda: wae_loss(enc, dec, SteinScoreEstimator(), x, cost="squared"),
+        "proposal": lambda: importance_weighted_log_likelihood(x, dec, 3, n_samples=4),
+        "proposal ": lambda: fit_proposal(dec, GaussianEncoder, x, steps=1),
+    }
+
+
+@pytest.mark.parametrize("argument", ["with_diagonal", "resample_alpha_rows", "variance_reduction",
+                                      "estimator", "cost", "proposal", "proposal "])
+def test_a_wrong_type_is_both_a_value_error_and_a_type_error(argument):
+    # the library's rule (every bad input a ValueError naming the argument) and Python's (a
+    # wrong type a TypeError) at once: `except ValueError` and `except TypeError` both catch it
+    with pytest.raises(ValueError, match=argument.strip()) as caught:
+        _wrong_type_calls()[argument]()
+    assert isinstance(caught.value, TypeError)
+
+
+def test_numpy_booleans_are_flags_too():
+    import numpy as np
+
+    from ssm_lib.score_estimators import median_bandwidth
+
+    s = torch.randn(7, 3, generator=torch.Generator().manual_seed(0))
+    for flag in (True, False):
+        assert torch.equal(median_bandwidth(s, with_diagonal=np.bool_(flag)),
+                           median_bandwidth(s, with_diagonal=flag))

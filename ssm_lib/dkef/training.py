@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .._checks import check_count, check_finite, check_number
+from .._checks import check_count, check_finite, check_flag, check_number
 from ..devices import resolve_device
 from ..losses import OBJECTIVES, make_objective, objective_input
 from ..training import (
@@ -232,8 +232,7 @@ def train_dkef(model: DKEF, train: torch.Tensor, val: torch.Tensor, objective: s
     check_count(n_alpha, "n_alpha")
     if final_n_alpha is not None:
         check_count(final_n_alpha, "final_n_alpha")
-    if not isinstance(resample_alpha_rows, bool):
-        raise TypeError(f"resample_alpha_rows must be True or False, got {resample_alpha_rows!r}")
+    resample_alpha_rows = check_flag(resample_alpha_rows, "resample_alpha_rows")
     check_count(lambda_steps, "lambda_steps", 0)
     check_number(lambda_lr, "lambda_lr", positive=True)
     _show_progress(progress)
