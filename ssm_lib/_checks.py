@@ -194,17 +194,18 @@ def _signature(fn: Callable[..., object]) -> inspect.Signature | None:
 
 
 def check_score_signature(score_fn: object, n_args: int, name: str = "score_fn", *,
-                          expected: str, hint: str = "") -> None:
-    """``score_fn`` must be callable with ``n_args`` positional tensors (checked on its signature,
-    without calling it): a clear error up front instead of a ``TypeError`` from inside the
-    first call. ``expected`` describes the call (e.g. ``"score_fn(x, sigma)"``)."""
+                          expected: str, hint: str = "", keywords: tuple[str, ...] = ()) -> None:
+    """``score_fn`` must be callable with ``n_args`` positional tensors and the keyword
+    arguments ``keywords`` (checked on its signature, without calling it): a clear error up
+    front instead of a ``TypeError`` from inside the first call. ``expected`` describes the
+    call (e.g. ``"score_fn(x, sigma)"``)."""
     if not callable(score_fn):
         raise ValueError(f"{name} must be callable, got {type(score_fn).__name__}")
     sig = _signature(score_fn)
     if sig is None:
         return
     try:
-        sig.bind(*range(n_args))
+        sig.bind(*range(n_args), **dict.fromkeys(keywords))
     except TypeError:
         what = type(score_fn).__name__ if isinstance(score_fn, torch.nn.Module) else \
             getattr(score_fn, "__qualname__", type(score_fn).__name__)

@@ -16,7 +16,15 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from ._checks import check_choice, check_count, check_finite, check_flag, check_generator, check_number
+from ._checks import (
+    check_choice,
+    check_count,
+    check_finite,
+    check_flag,
+    check_generator,
+    check_number,
+    check_score_signature,
+)
 from .losses import EXACT_METHODS, exact_score_matching, make_objective, objective_input
 from .training import train_loop
 
@@ -115,6 +123,8 @@ def train_with_validation(
     if not callable(objective):
         raise ValueError(f"objective must be a callable f(model, x, generator) -> scalar (e.g. from "
                          f"flow_objective), got {type(objective).__name__}")
+    check_score_signature(objective, 3, "objective", expected="objective(model, x, generator) -> scalar",
+                          hint="e.g. from flow_objective")
     if select is not None and not callable(select):
         raise ValueError(f"select must be a callable select(model) -> float or None, "
                          f"got {type(select).__name__}")

@@ -51,6 +51,7 @@ from ._checks import (
     check_flag,
     check_generator,
     check_number,
+    check_score_signature,
 )
 from .devices import check_seed, resolve_device
 from .losses import OBJECTIVES, Objective, check_options, make_objective, objective_input
@@ -436,7 +437,8 @@ def fit(
             ``density.sample``.
         objective: a name from :data:`ssm_lib.losses.OBJECTIVES` (``objective_options`` are
             passed to :func:`ssm_lib.losses.make_objective`, which rejects unknown ones) or a
-            callable ``f(score_fn, x, generator=...)``.
+            callable ``f(score_fn, x, generator=...)`` (its signature is checked before the
+            first step).
         n_steps: the number of optimisation steps.
         batch_size: the number of points in each minibatch.
         lr: Adam's learning rate (ignored when ``optimizer`` is given: the optimiser keeps
@@ -516,6 +518,8 @@ def fit(
             hint = f"did you mean {close[0]!r}? " if close else ""
             raise ValueError(f"fit got an unknown keyword argument {key!r}: {hint}objective options are "
                              "only for a named objective (bind them in the callable instead)")
+        check_score_signature(objective, 2, "objective", expected="objective(score_fn, x, generator=...)",
+                              keywords=("generator",))
         loss_fn = objective
     else:
         raise ValueError(f"objective must be a name in {tuple(OBJECTIVES)} or a callable, got {objective!r}")

@@ -212,3 +212,54 @@ def test_numpy_booleans_are_flags_too():
     for flag in (True, False):
         assert torch.equal(median_bandwidth(s, with_diagonal=np.bool_(flag)),
                            median_bandwidth(s, with_diagonal=flag))
+
+
+def test_fit_names_a_bad_model_objective_and_sampler():
+    from ssm_lib import ScoreMLP, fit
+
+    x = torch.randn(16, 2, generator=torch.Generator().manual_seed(0))
+    net = ScoreMLP(2, hidden=8, depth=1)
+    with pytest.raises(ValueError, match="objective must be a name in .* or a callable"):
+        fit(net, x, 3, n_steps=1, progress=False)
+    with pytest.raises(ValueError, match="model must be a torch.nn.Module"):
+        fit(model, x, "ssm", n_steps=1, progress=False)
+    frozen = ScoreMLP(2, hidden=8, depth=1).requires_grad_(False)
+    with pytest.raises(ValueError, match="model has no trainable parameters"):
+        fit(frozen, x, "ssm", n_steps=1, progress=False)
+    with pytest.raises(ValueError, match="must return a tensor of shape \\(n, \\*event_shape\\) with n = 4"):
+        fit(net, lambda n, g: x[: n - 1], "ssm", n_steps=1, batch_size=4, progress=False)
+    with pytest.raises(ValueError, match="the objective must return a scalar tensor"):
+        fit(net, x, lambda f, xb, generator=None: (f(xb) ** 2).sum(1), n_steps=1, batch_size=4,
+            progress=False)
+
+
+def test_a_callable_objective_without_the_generator_keyword_is_named_before_training():
+    # fit calls objective(score_fn, x, generator=g); a callable that cannot take it was a
+    # TypeError from inside the first step ("got an unexpected keyword argument 'generator'")
+    from ssm_lib import ScoreMLP, fit
+    from ssm_lib.flow_training import train_with_validation
+
+    x = torch.randn(16, 2, generator=torch.Generator().manual_seed(0))
+    net = ScoreMLP(2, hidden=8, depth=1)
+    before = [p.detach().clone() for p in net.parameters()]
+    with pytest.raises(ValueError, match=r"objective must be callable as objective\(score_fn, x, "
+                                         r"generator=\.\.\.\), but .*lambda.* has the signature \(f, xb\)"):
+        fit(net, x, lambda f, xb: (f(xb) ** 2).sum(1).mean(), n_steps=1, progress=False)
+    assert all(torch.equal(a, b) for a, b in zip(before, net.parameters(), strict=True))
+    history = fit(net, x, lambda f, xb, generator: (f(xb) ** 2).sum(1).mean(), n_steps=1,
+                  batch_size=4, progress=False)  # the keyword taken by name is enough
+    assert len(history.losses) == 1
+    with pytest.raises(ValueError, match=r"objective must be callable as objective\(model, x, generator\)"):
+        train_with_validation(torch.nn.Linear(2, 2), lambda m, xb: m(xb).sum(), x, x, epochs=1,
+                              batch_size=4, generator=torch.Generator().manual_seed(0), progress=False)
+
+
+def test_train_loop_needs_a_validation_function_for_patience_and_restore():
+    from ssm_lib.training import train_loop
+
+    w = torch.zeros(1, requires_grad=True)
+    opt = torch.optim.SGD([w], lr=0.1)
+    for kwargs in ({"patience": 2}, {"restore": torch.nn.Linear(1, 1)}, {"validate_at_start": True}):
+        with pytest.raises(ValueError, match="need validate"):
+            train_loop(lambda t: (w**2).sum(), [w], opt, 1, progress=False, **kwargs)
+    assert torch.equal(w.detach(), torch.zeros(1))  # refused before any step
