@@ -235,6 +235,23 @@ def test_a_claim_is_decided_once_and_must_be_registered(tmp_path):
         exp.decide("a_beats_b", samples=[0.1, 0.2])
 
 
+def test_a_note_on_the_samples_follows_their_number_on_the_verdict_line(tmp_path, capsys):
+    """A clause about the samples (seeds left out, and why) belongs to the claim it qualifies:
+    on its verdict line after n, and in its recorded effect, not on a line of its own that
+    reads as part of the claim printed before it."""
+    exp = toy_experiment(tmp_path)
+    exp.decide("a_beats_b", samples=[], subject="one", note="3 of 3 dropped: a log Z failed")
+    exp.decide("a_beats_b", samples=[1.0, 2.0, 3.0], subject="two", note="  ")
+    lines = capsys.readouterr().out.splitlines()
+    one = " ".join(x.strip() for x in lines[:next(i for i, x in enumerate(lines) if "a_beats_b_two" in x)])
+    assert "n = 0 seeds (3 of 3 dropped: a log Z failed)" in one
+    claims = exp.results["claims"]
+    assert claims["a_beats_b_one"]["effect_line"].endswith("n = 0 seeds (3 of 3 dropped: a log Z failed)")
+    assert claims["a_beats_b_two"]["effect_line"].endswith("n = 3 seeds")  # a blank note adds nothing
+    with pytest.raises(TypeError, match="note must be a string"):
+        exp.decide("a_like_c", samples=[0.1, 0.2], note=3)
+
+
 def test_an_undecidable_claim_is_recorded_without_breaking_the_results_file(tmp_path):
     """No samples (every measurement failed, e.g. a log Z below its ESS threshold) or one sample:
     the verdict is inconclusive with a NaN effect or interval, which the JSON results file must

@@ -368,10 +368,12 @@ class Experiment:
         return claim_from_record(claim_id, raw, self.paper_record.path.name)
 
     def decide(self, claim_id: str, *, samples: Any = None, estimate: float | None = None,
-               se: float | None = None, subject: str | None = None) -> Decision:
+               se: float | None = None, subject: str | None = None, note: str = "") -> Decision:
         """Apply the registered rule of ``claim_id`` (see :func:`booktools.claims.decide`), print
         the verdict line, record it under ``claims`` and glue ``verdict_<id>[_<subject>]`` and
-        ``effect_<id>[_<subject>]`` for the chapters. A claim is decided once per subject."""
+        ``effect_<id>[_<subject>]`` for the chapters. A claim is decided once per subject.
+        ``note``: a short clause about the samples (e.g. how many seeds were left out, and why),
+        set in brackets after their number, on the verdict line and in the recorded effect."""
         claim = self.claim(claim_id)
         if samples is not None:
             samples = _jsonable(samples)
@@ -385,6 +387,10 @@ class Experiment:
         effect = d.effect_text(claim.digits, claim.unit)
         size = (f"n = {d.n} {claim.samples_over}" if d.n is not None
                 else "one estimate with its standard error")
+        if not isinstance(note, str):
+            raise TypeError(f"note must be a string, got {type(note).__name__}")
+        if note.strip():
+            size += f" ({note.strip()})"
         power = (f"; detectable with 80% power: {d.detectable:.{claim.digits}f}"
                  if math.isfinite(d.detectable) else "")
         print(textwrap.fill(f"[claim] {tag}: {d.verdict.upper()}. Effect {effect}; rule "
