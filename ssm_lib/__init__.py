@@ -11,8 +11,10 @@ Conventions, used by every module:
   flows into ``x``), and non-finite values in ``x`` propagate into the loss.
 * Randomness comes from an explicit ``torch.Generator`` (on the data's device) or seed;
   ``generator=None`` means torch's global generator. Inputs are never mutated.
-* Bad input is a ``ValueError`` that names the argument (an argument of the wrong type is
-  also a ``TypeError``). Objectives are listed by name in
+* Bad input is a ``ValueError`` that names the argument. A flag, or an estimator, cost or
+  proposal of :mod:`ssm_lib.implicit_vae`, of the wrong type raises an error that is also a
+  ``TypeError``; other arguments of the wrong type raise the ``ValueError`` only. Objectives
+  are listed by name in
   :data:`ssm_lib.losses.OBJECTIVES`.
 
 The names below are the public surface (``from ssm_lib import ScoreMLP, fit``); every public
@@ -51,6 +53,20 @@ from .score_estimators import (
 from .training import DivergenceMonitor, TrainingDivergedError, fit, train_loop
 
 __version__ = "0.1.0"
+
+#: The public submodules: ``import ssm_lib`` makes each reachable as ``ssm_lib.<module>``
+#: (the ones the names above do not load are imported on first use).
+SUBMODULES = ("curvature", "densities", "devices", "dkef", "exact_chunking", "fast_path",
+              "flow_training", "flows", "images", "implicit_vae", "losses", "metrics", "models",
+              "persistence", "projections", "sampling", "score_estimators", "training")
+
+
+def __getattr__(name: str):
+    if name in SUBMODULES:
+        import importlib
+
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module 'ssm_lib' has no attribute {name!r}")
 
 __all__ = [
     # objectives

@@ -394,7 +394,7 @@ def sliced_score_matching(
                              f"{(m, *x.shape)}, got {got}")
         if directions.is_complex():
             raise ValueError(f"directions must hold real numbers, got a {directions.dtype} tensor")
-        v = directions.to(dtype=x.dtype, device=x.device)
+        v = directions.detach().to(dtype=x.dtype, device=x.device)  # no gradient into them
     # a private, detached copy for every method: no gradient flows back into x, and a score
     # function that modifies its input cannot reach the caller's tensor
     xr = repeat_batch(x.detach(), m) if m > 1 else private_copy(x)
@@ -517,7 +517,8 @@ def negative_log_likelihood(model: Any, x: torch.Tensor, *, generator: torch.Gen
     log_prob = getattr(model, "log_prob", None)
     if not callable(log_prob):
         raise ValueError(f"model must have a log_prob method, got {type(model).__name__}")
-    return reduce(-log_prob(x), reduction)
+    # the model's parameters only: no gradient into x, as for every loss
+    return reduce(-log_prob(x.detach()), reduction)
 
 
 # --- the registry of objectives -----------------------------------------------------------

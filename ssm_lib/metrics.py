@@ -44,9 +44,12 @@ def fisher_divergence(score_fn: ScoreFn, true_score_fn: ScoreFn, x: torch.Tensor
 def mean_and_standard_error(values: torch.Tensor) -> tuple[float, float]:
     r"""Monte Carlo mean of i.i.d. values and its standard error
     :math:`\hat\sigma/\sqrt n` (:math:`\hat\sigma` the sample standard deviation).
-    ``values``: a finite floating tensor (a NaN or infinity is refused, not averaged into a NaN)."""
-    if not isinstance(values, torch.Tensor) or values.numel() < 2:
-        raise ValueError("values must be a tensor with at least 2 entries")
+    ``values``: a finite floating tensor of any shape, all of whose entries are the values
+    (a NaN or infinity is refused, not averaged into a NaN)."""
+    if not isinstance(values, torch.Tensor):
+        raise ValueError(f"values must be a tensor, got {type(values).__name__} (torch.as_tensor(values))")
+    if values.numel() < 2:
+        raise ValueError(f"values must have at least 2 entries, got {values.numel()}")
     if not values.is_floating_point():
         raise ValueError(f"values must have a floating dtype, got {values.dtype} "
                          "(convert with values.double())")
@@ -69,4 +72,6 @@ def loglog_slope(x, y) -> float:
         raise ValueError("x and y must be finite for a log-log slope (they hold NaN or inf)")
     if np.any(xs <= 0) or np.any(ys <= 0):
         raise ValueError("x and y must be positive for a log-log slope")
+    if np.all(xs == xs[0]):
+        raise ValueError(f"x must hold at least two different values for a slope, got only {xs[0]:g}")
     return float(np.polyfit(np.log(xs), np.log(ys), 1)[0])

@@ -113,9 +113,10 @@ class ScoreMLP(_Configured, nn.Module):
     :meth:`score_and_jvp` and :meth:`projected_score_and_jvp`. Both return ``None`` (the loss
     then falls back to double backpropagation) when ``fast_path`` is ``False`` or the module
     was changed so that they would not compute the same function as ``forward``: a subclass
-    overriding ``forward``, an edited ``net``, or an activation other than SiLU, softplus,
-    tanh and GELU. Forward hooks are not detected (see :mod:`ssm_lib.fast_path`): set
-    ``fast_path = False`` on a model whose hooks change its outputs.
+    overriding ``forward``, a ``forward`` set on the instance, an edited ``net``, or an
+    activation other than SiLU, softplus, tanh and GELU. Forward hooks are not detected (see
+    :mod:`ssm_lib.fast_path`): set ``fast_path = False`` on a model whose hooks change its
+    outputs.
 
     ``config()`` and ``from_config(config)`` rebuild the model's architecture;
     :func:`ssm_lib.persistence.save_model` and :func:`ssm_lib.persistence.load_model` store it
@@ -144,7 +145,9 @@ class ScoreMLP(_Configured, nn.Module):
         if not isinstance(v, torch.Tensor) or v.shape != x.shape:
             got = tuple(v.shape) if isinstance(v, torch.Tensor) else type(v).__name__
             raise ValueError(f"v must be a tensor of the shape of x {tuple(x.shape)}, got {got}")
-        if not self.fast_path or type(self).forward is not ScoreMLP.forward:
+        # a forward of the class's own, or one set on the instance (m.forward = ...)
+        if (not self.fast_path or type(self).forward is not ScoreMLP.forward
+                or "forward" in self.__dict__):
             return None
         return mlp_layers(self.net)
 

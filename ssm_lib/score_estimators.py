@@ -227,8 +227,8 @@ class SteinScoreEstimator(ScoreEstimator):
     Args:
         eta: the ridge :math:`\eta > 0` added to the Gram matrix. The default 0.001 is the
             paper's code's value, kept so that the comparison is the paper's; on a few hundred
-            samples it can be worse than predicting zero (relative squared error near 1 for 200
-            draws of a standard Gaussian in 2 to 8 dimensions), while :math:`\eta` between 0.1
+            samples it can be worse than predicting zero (relative squared error about 1 in 2
+            dimensions and about 2 in 8, for 200 draws of a standard Gaussian), while :math:`\eta` between 0.1
             and 1 gives about 0.1 to 0.3 there. Choose it on held-out samples in your own use.
         bandwidth: a fixed RBF bandwidth :math:`h`; a function of the samples
             ``(*batch, M, d)`` returning one bandwidth per group (shape ``batch``), e.g.

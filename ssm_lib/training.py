@@ -123,6 +123,8 @@ def minibatch_sampler(data: object, generator: torch.Generator | None, device: t
             return data_on_device[idx]
         return draw
     if callable(data):
+        check_score_signature(data, 2, name, expected=f"{name}(n, generator)")
+
         def draw_from_sampler(n: int, step: int) -> torch.Tensor:
             x = data(n, generator)
             if not isinstance(x, torch.Tensor) or x.dim() < 2 or x.shape[0] != n:
@@ -223,7 +225,9 @@ def train_loop(
     gradient norm clipped at ``clip`` (``None``: not clipped), the divergence check (see the
     module docstring; ``monitor`` carries the reference scale across calls, else a new
     :class:`DivergenceMonitor` with ``divergence_factor``), then ``optimizer.step()``, then
-    ``after_step(t)`` when given (e.g. a learning-rate scheduler's ``step``).
+    ``after_step(t)`` when given (e.g. a learning-rate scheduler's ``step``). At the first
+    step, a loss from which no parameter in ``params`` received a gradient is a ``ValueError``
+    raised before the optimiser steps.
 
     Validation (optional): ``validate(t) -> float`` (lower is better) runs at the start when
     ``validate_at_start`` (as step ``first_step - 1``), after every ``validate_every``-th step
@@ -307,6 +311,12 @@ def train_loop(
             optimizer.zero_grad(set_to_none=True)
             if loss.requires_grad:
                 loss.backward()
+            if step == first_step and all(p.grad is None for p in params):
+                # checked once: a loss that cannot reach the parameters trains nothing
+                raise ValueError(
+                    f"no parameter being trained received a gradient at step {step}: the loss does "
+                    "not depend on them (a score_fn that does not use the model, or an output "
+                    "detached from it?); nothing was changed")
             grad_norm = _grad_norm(params, clip, loss)
             value, gnorm = torch.stack([loss.detach().reshape(()), grad_norm.to(loss.dtype)]).tolist()
             cause = monitor.check(value, gnorm)
@@ -485,7 +495,10 @@ def fit(
     Returns:
         :class:`History`. A run split into calls that pass on ``optimizer=history.optimizer``,
         ``generator=history.generator`` and ``lr_schedule=history.scheduler`` equals, bit for
-        bit, one run with the total number of steps.
+        bit, one run with the total number of steps, when the calls have no ``val_data`` or
+        ``restore_best=False``. With validation each call is a run of its own: it restores
+        the best state of its own steps, numbers them from 1, and, given a generator but no
+        ``seed``, draws its validation noise from seed 0 rather than the run's.
 
     Raises:
         ValueError: bad arguments, including an unknown keyword (naming it) and non-finite

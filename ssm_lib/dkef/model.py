@@ -166,8 +166,10 @@ class DKEF(nn.Module):
         log10_lambda: initial :math:`\log_{10}\lambda` of the ridge (the paper: -2), finite.
         train_inducing: whether the inducing points are trained (``True``/``False``).
         skip: whether the feature networks have a linear skip connection (``True``/``False``).
-        generator: initialises the feature networks (weights and biases
-            :math:`\mathcal N(0, 1/\text{fan-in})`).
+        generator: initialises the feature networks (weights
+            :math:`\mathcal N(0, 1/\text{fan-in})`, biases :math:`\mathcal N(0, 1/\text{their
+            size})`, the layer's fan-out), leaving torch's global generator as it
+            was; ``None``: the global generator.
 
     ``alpha`` (a buffer) holds the current coefficients, set by :meth:`fit_alpha`. All the
     model's state is in its parameters and buffers, so :meth:`config` (the constructor's
@@ -206,7 +208,11 @@ class DKEF(nn.Module):
         self.n_inducing = inducing.shape[0]
         dtype = inducing.dtype
         self.inducing = nn.Parameter(inducing.detach().clone(), requires_grad=train_inducing)
-        self.features = nn.ModuleList(feature_network(self.dim, hidden, skip=skip) for _ in range(n_kernels))
+        # the layers' default initialisation draws from torch's global generator; their weights
+        # are drawn again below, so with an explicit generator the global one is left as it was
+        with torch.random.fork_rng(devices=[], enabled=generator is not None):
+            self.features = nn.ModuleList(feature_network(self.dim, hidden, skip=skip)
+                                          for _ in range(n_kernels))
         for p in self.features.parameters():
             fan_in = p.shape[-1] if p.dim() == 2 else p.shape[0]
             with torch.no_grad():
